@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import synthetic
 from .errors import (
     DataError,
     DmotifError,
@@ -22,8 +21,6 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
-from .io import open_image, save_image
-from .store import Result, open_result, write_result
 
 try:
     __version__ = version("dmotif")
@@ -37,14 +34,8 @@ __all__ = [
     "NoAtomsError",
     "NoLatticeError",
     "ParameterError",
-    "Result",
     "StoreError",
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
-    "open_image",
-    "open_result",
-    "save_image",
-    "synthetic",
-    "write_result",
 ]
