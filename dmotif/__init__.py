@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import synthetic
 from .errors import (
     DataError,
     DmotifError,
@@ -38,4 +39,5 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "synthetic",
 ]
