@@ -22,6 +22,8 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .io import open_image, save_image
+from .store import Result, open_result, write_result
 
 try:
     __version__ = version("dmotif")
@@ -35,9 +37,14 @@ __all__ = [
     "NoAtomsError",
     "NoLatticeError",
     "ParameterError",
+    "Result",
     "StoreError",
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "open_image",
+    "open_result",
+    "save_image",
     "synthetic",
+    "write_result",
 ]

@@ -26,6 +26,7 @@ Kinds
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,13 +39,16 @@ import xarray as xr
 from ._image import STACK_DIMS, check_pixel_size, image_coords, normalize_chunks
 from ._random import Seed, as_generator, seed_int
 from ._render import NOISE_BLOCK, add_noise, reach, render_columns
-from .errors import ParameterError
+from .errors import DataError, ParameterError
+from .store import write_dataset
 
 __all__ = [
     "KINDS",
     "Synthetic",
     "generate",
+    "load",
     "perovskite",
+    "save",
     "shapes",
     "tmd",
     "twisted_bilayer",
@@ -99,6 +103,37 @@ class Synthetic:
         }
         out["image"].attrs = dict(self.image.attrs)
         return out
+
+
+_TRUTH_PREFIXES = ("atom", "vacancy", "cell")
+
+
+def save(sample: Synthetic, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+    """Write a synthetic sample (image and truth) to a zarr store, atomically.
+
+    :func:`dmotif.open_image` reads the image back; :func:`load` the whole sample.
+    """
+    return write_dataset(sample.to_dataset(), path, overwrite=overwrite)
+
+
+def load(path: str | os.PathLike) -> Synthetic:
+    """Read a sample written by :func:`save` (or ``dmotif synth``)."""
+    ds = xr.open_zarr(os.fspath(path), consolidated=False, zarr_format=3)
+    if "dmotif_synthetic" not in ds.attrs:
+        raise DataError(
+            f"{os.fspath(path)!r} is not a synthetic sample (no truth). Write one with "
+            "`dmotif synth KIND -o FILE.zarr`."
+        )
+    parts: dict[str, xr.Dataset | None] = {}
+    for prefix in _TRUTH_PREFIXES:
+        names = [v for v in ds.data_vars if v.startswith(prefix + "_")]
+        part = ds[names].rename({v: v[len(prefix) + 1 :] for v in names}).compute()
+        parts[prefix] = part.drop_vars([c for c in part.coords]) if names else None
+    atoms = parts["atom"]
+    atoms.attrs = {"motif_names": list(ds.attrs["motif_names"]),
+                   "kind": ds.attrs["dmotif_synthetic"]}
+    image = ds["image"]
+    return Synthetic(image, atoms, parts["vacancy"], parts["cell"], dict(ds.attrs["params"]))
 
 
 # --------------------------------------------------------------------------- lattices
@@ -294,7 +329,9 @@ def _build(
         _distort(vac, f, drift, shear)
         images.append(_frame_image(cols, f, ny, nx, chunk3, **render))
         inside = (cols["y"] >= 0) & (cols["y"] <= ny - 1) & (cols["x"] >= 0) & (cols["x"] <= nx - 1)
-        atoms.append({k: v[inside] for k, v in cols.items()} | {"frame": np.full(inside.sum(), f)})
+        # Truth in the canonical atom order of dmotif: by frame, then y, then x.
+        order = np.flatnonzero(inside)[np.lexsort((cols["x"][inside], cols["y"][inside]))]
+        atoms.append({k: v[order] for k, v in cols.items()} | {"frame": np.full(order.size, f)})
         vin = (vac["y"] >= 0) & (vac["y"] <= ny - 1) & (vac["x"] >= 0) & (vac["x"] <= nx - 1)
         vacancies.append({k: v[vin] for k, v in vac.items()} | {"frame": np.full(vin.sum(), f)})
     data = da.concatenate(images, axis=0).rechunk(chunk3)
