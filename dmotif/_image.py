@@ -115,7 +115,8 @@ def as_image_stack(
     units : str, optional
         Unit of ``pixel_size``; default ``"nm"`` when a pixel size is given.
     chunks : "auto", int or tuple
-        Tile size; see :func:`normalize_chunks`.
+        Tile size; see :func:`normalize_chunks`. With "auto" a dask array chunked one frame
+        at a time keeps its chunks.
     name : str
         Name of the returned DataArray.
 
@@ -162,8 +163,13 @@ def as_image_stack(
         )
     shape = tuple(int(s) for s in arr.shape)
     target = normalize_chunks(chunks, shape)
-    darr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=target)
-    darr = darr.astype(np.float32).rechunk(target)
+    if isinstance(arr, da.Array):
+        # A stored stack (zarr, HDF5) keeps its own tiles unless asked otherwise: rechunking
+        # across storage chunks makes every task read several of them.
+        keep = chunks in (None, "auto") and set(arr.chunks[0]) == {1}
+        darr = arr.astype(np.float32) if keep else arr.astype(np.float32).rechunk(target)
+    else:
+        darr = da.from_array(np.asarray(arr), chunks=target).astype(np.float32)
     coords, calib = image_coords(shape[1], shape[2], pixel_size, units)
     coords["frame"] = ("frame", np.arange(shape[0]))
     attrs.update(calib)

@@ -16,7 +16,12 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._image import as_image_stack, check_pixel_size, pixel_size_of
+from ._image import (
+    as_image_stack,
+    check_finite_nonconstant,
+    check_pixel_size,
+    pixel_size_of,
+)
 from .errors import DataError, ImageFileError
 from .store import is_remote, open_zarr_group, write_dataset
 
@@ -46,7 +51,7 @@ SUFFIXES = (".npy", ".tif", ".tiff", ".zarr", *_RSCIIO)
 
 
 def open_image(
-    source: Any, *, pixel_size: float | None = None, chunks: Any = "auto"
+    source: Any, *, pixel_size: float | None = None, chunks: Any = "auto", check: bool = True
 ) -> xr.DataArray:
     """Open an image or image stack as a lazy, chunked ``(frame, y, x)`` DataArray.
 
@@ -62,6 +67,9 @@ def open_image(
         nm per pixel; overrides the file's calibration (use it when the file has none).
     chunks : "auto", int or tuple
         Tile size (default 1024 × 1024 per frame).
+    check : bool
+        Read the pixels once to refuse NaN/inf and constant frames now rather than deep inside
+        a run. Pass False to keep opening free of reads (e.g. a huge remote stack).
 
     Returns
     -------
@@ -74,7 +82,7 @@ def open_image(
     ImageFileError
         When the file does not exist, cannot be read, or has an unsupported suffix.
     DataError
-        When the data are not a 2-D image or a 3-D stack.
+        When the data are not a 2-D image or a 3-D stack, or hold NaN/inf or constant frames.
 
     Examples
     --------
@@ -86,7 +94,15 @@ def open_image(
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size)
     if isinstance(source, np.ndarray | da.Array | xr.DataArray):
-        return as_image_stack(source, pixel_size=pixel_size, chunks=chunks)
+        stack = as_image_stack(source, pixel_size=pixel_size, chunks=chunks)
+    else:
+        stack = _open_path(source, pixel_size, chunks)
+    if check:
+        check_finite_nonconstant(stack)
+    return stack
+
+
+def _open_path(source: Any, pixel_size: float | None, chunks: Any) -> xr.DataArray:
     if not isinstance(source, str | os.PathLike):
         raise ImageFileError(
             f"cannot open an image from a {type(source).__name__}; pass a path, a URL or a "

@@ -152,13 +152,18 @@ class StoreWriter:
         """
         ds = ds.drop_attrs(deep=False)
         exists = self.fs.exists(self._partial_root)
+        # xarray rewrites the group's attributes when appending: keep the earlier ones.
+        previous = self.attrs()
         ds.to_zarr(
             self.partial, mode="a" if exists else "w-", consolidated=False, zarr_format=3,
             storage_options=self.storage_options, compute=True,
         )
-        done = [s for s in self.stages if s != name] + [name]
-        _set_attrs(self.partial, {**(attrs or {}), STAGES_ATTR: done, COMPLETE_ATTR: False},
-                   self.storage_options)
+        done = [s for s in previous.get(STAGES_ATTR, []) if s != name] + [name]
+        _set_attrs(
+            self.partial,
+            {**previous, **(attrs or {}), STAGES_ATTR: done, COMPLETE_ATTR: False},
+            self.storage_options,
+        )
 
     def dataset(self) -> xr.Dataset:
         """The partial store's data, opened lazily."""

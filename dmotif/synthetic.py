@@ -128,7 +128,7 @@ def load(path: str | os.PathLike) -> Synthetic:
     for prefix in _TRUTH_PREFIXES:
         names = [v for v in ds.data_vars if v.startswith(prefix + "_")]
         part = ds[names].rename({v: v[len(prefix) + 1 :] for v in names}).compute()
-        parts[prefix] = part.drop_vars([c for c in part.coords]) if names else None
+        parts[prefix] = part.drop_vars(list(part.coords)).drop_attrs() if names else None
     atoms = parts["atom"]
     atoms.attrs = {"motif_names": list(ds.attrs["motif_names"]),
                    "kind": ds.attrs["dmotif_synthetic"]}

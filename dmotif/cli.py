@@ -1,0 +1,171 @@
+"""The ``dmotif`` command line (typer); rich output lives here and only here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import DmotifError
+
+app = typer.Typer(
+    name="dmotif",
+    help="Structural motifs and their hierarchy from atomic-resolution images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(func: F) -> F:
+    """Print a DmotifError as one line on stderr and exit with status 2, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DmotifError as exc:
+            typer.echo(f"dmotif: error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@_one_line_errors
+def synth(
+    kind: Annotated[str, typer.Argument(help="tmd, perovskite, shapes or twisted.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output store (.zarr).")],
+    size: Annotated[int, typer.Option(help="Image size in pixels (square).")] = 512,
+    frames: Annotated[int, typer.Option(help="Number of frames.")] = 1,
+    pixel_size: Annotated[float, typer.Option(help="nm per pixel.")] = 0.015,
+    dose: Annotated[float, typer.Option(help="Poisson counts per unit peak; 0: none.")] = 100.0,
+    read_noise: Annotated[float, typer.Option(help="Gaussian noise, units of the peak.")] = 0.17,
+    seed: Annotated[int, typer.Option(help="Seed of defects, origin and noise.")] = 0,
+    chunk: Annotated[int, typer.Option(help="Tile size of the stack.")] = 1024,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Write a synthetic image stack with its ground truth (positions, motifs, cells)."""
+    from . import synthetic
+
+    if Path(output).suffix != ".zarr":
+        raise DmotifError(f"the output of synth is a zarr store; name it *.zarr, not {output!s}.")
+    sample = synthetic.generate(
+        kind, size=size, frames=frames, pixel_size=pixel_size, dose=dose or None,
+        read_noise=read_noise, seed=seed, chunks=chunk,
+    )
+    with console.status(f"rendering {frames} × {size}² {kind} …"):
+        synthetic.save(sample, output, overwrite=overwrite)
+    console.print(
+        f"wrote [bold]{output}[/]: {frames} × {size}² {kind}, "
+        f"{sample.atoms.sizes['atom']} columns of {len(sample.motif_names)} motifs"
+    )
+
+
+@app.command()
+@_one_line_errors
+def info(path: Annotated[str, typer.Argument(help="An image, stack or result store.")]) -> None:
+    """Describe what an image stack or a result store holds."""
+    for table in describe(path):
+        console.print(table)
+
+
+def describe(path: str) -> list[Table]:
+    """Tables that describe ``path``: its image stack, truth, or result contents."""
+    from .store import open_zarr_group
+
+    tables: list[Table] = []
+    group = None
+    if path.rstrip("/").endswith(".zarr"):
+        if not Path(path).exists() and "://" not in path:
+            raise DmotifError(f"no such store: {path!r}. Check the path.")
+        group = open_zarr_group(path)
+    if group is not None and "image" not in group:
+        tables.extend(_describe_result(path))
+        return tables
+    from .io import open_image
+
+    img = open_image(path)
+    t = Table(title=f"image stack {path}", show_header=False)
+    t.add_row("dims", str(dict(img.sizes)))
+    t.add_row("dtype", str(img.dtype))
+    t.add_row("chunks", " × ".join(str(c[0]) for c in img.chunks))
+    t.add_row("pixel size", f"{img.attrs['pixel_size']} {img.attrs['units']}")
+    t.add_row(
+        "field of view",
+        f"{img.sizes['y'] * img.attrs['pixel_size']:.4g} × "
+        f"{img.sizes['x'] * img.attrs['pixel_size']:.4g} {img.attrs['units']}",
+    )
+    tables.append(t)
+    if group is not None and "dmotif_synthetic" in group.attrs:
+        tables.append(_describe_truth(path))
+    return tables
+
+
+def _describe_truth(path: str) -> Table:
+    import numpy as np
+
+    from .synthetic import load
+
+    sample = load(path)
+    counts = np.bincount(sample.atoms["label"].values, minlength=len(sample.motif_names))
+    t = Table(title=f"ground truth ({sample.params['kind']})")
+    t.add_column("motif")
+    t.add_column("columns", justify="right")
+    for name, n in zip(sample.motif_names, counts, strict=True):
+        t.add_row(name, str(int(n)))
+    t.add_row("(empty sites)", str(sample.vacancies.sizes.get("vacancy", 0)))
+    return t
+
+
+def _describe_result(path: str) -> list[Table]:
+    import numpy as np
+
+    from .store import open_result
+
+    res = open_result(path)
+    atoms = res.atoms
+    t = Table(title=f"dmotif result {path}", show_header=False)
+    t.add_row("dmotif version", str(res.attrs.get("dmotif_version", "?")))
+    t.add_row("atoms", str(atoms.sizes.get("atom", 0)))
+    t.add_row("variables", ", ".join(sorted(atoms.data_vars)))
+    if "frame" in atoms:
+        t.add_row("frames", str(len(np.unique(atoms["frame"].values))))
+    tables = [t]
+    for name in sorted(v for v in atoms.data_vars if str(v).startswith("label")):
+        labels = atoms[name].values
+        m = Table(title=f"motifs ({name})")
+        m.add_column("motif", justify="right")
+        m.add_column("atoms", justify="right")
+        m.add_column("fraction", justify="right")
+        values, counts = np.unique(labels, return_counts=True)
+        for v, c in zip(values, counts, strict=True):
+            m.add_row("unassigned" if v < 0 else str(int(v)), str(int(c)),
+                      f"{c / labels.size:.2%}")
+        tables.append(m)
+    graph = res.hierarchy
+    if graph is not None:
+        levels = sorted({d.get("level", 0) for _, d in graph.nodes(data=True)})
+        h = Table(title="hierarchy", show_header=False)
+        h.add_row("levels", ", ".join(map(str, levels)))
+        h.add_row("motifs", str(graph.number_of_nodes()))
+        h.add_row("edges", str(graph.number_of_edges()))
+        tables.append(h)
+    return tables
+
+
+def main() -> None:
+    """Entry point of the ``dmotif`` script."""
+    # Rich wraps at the terminal width; in pipes and CI keep whole lines.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "120")
+    app()
