@@ -163,6 +163,97 @@ def _describe_result(path: str) -> list[Table]:
     return tables
 
 
+@app.command()
+@_one_line_errors
+def run(
+    input: Annotated[str, typer.Argument(help="Image file, stack (.zarr) or URL.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Result store (.zarr).")],
+    config: Annotated[
+        Path | None, typer.Option(help="Parameters (TOML or JSON); missing ones are defaults.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask scheduler, tcp://host:port.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; overrides the config's.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Detect, describe, lay out, label and build the hierarchy; resumable."""
+    from .pipeline import run as run_pipeline
+
+    res = _with_progress(
+        lambda progress: run_pipeline(input, output, config=config, scheduler=scheduler,
+                                      seed=seed, overwrite=overwrite, progress=progress)
+    )
+    _print_run_summary(res)
+
+
+@app.command()
+@_one_line_errors
+def report(
+    result: Annotated[str, typer.Argument(help="A result store written by dmotif run.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default: beside the store).")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report (and PNG figures) of a result."""
+    from .report import report as make_report
+
+    with console.status("drawing figures …"):
+        path = make_report(result, output)
+    console.print(f"wrote [bold]{path}[/] and figures in {path.with_name(path.stem + '_files')}")
+
+
+@app.command()
+@_one_line_errors
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo files.")] = (
+        Path("dmotif-demo")
+    ),
+    size: Annotated[int, typer.Option(help="Image size in pixels.")] = 1024,
+    frames: Annotated[int, typer.Option(help="Number of frames.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace earlier demo files.")] = False,
+) -> None:
+    """Synthesise a TMD stack with known defects, run the pipeline on it, and report."""
+    from . import synthetic
+    from .pipeline import run as run_pipeline
+    from .report import report as make_report
+
+    output.mkdir(parents=True, exist_ok=True)
+    stack = output / "tmd.zarr"
+    result = output / "tmd.dmotif.zarr"
+    with console.status(f"synthesising {frames} × {size}² TMD …"):
+        sample = synthetic.tmd(size=size, frames=frames, seed=0)
+        synthetic.save(sample, stack, overwrite=overwrite)
+    res = _with_progress(
+        lambda progress: run_pipeline(stack, result, overwrite=overwrite, progress=progress)
+    )
+    _print_run_summary(res)
+    path = make_report(res, output / "report.html")
+    console.print(f"report: [bold]{path}[/]")
+
+
+def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
+    """Run ``job`` with a rich status line that follows the pipeline's stages."""
+    with console.status("starting …") as status:
+
+        def progress(stage: str, message: str) -> None:
+            if message == "start":
+                status.update(f"[bold]{stage}[/] …")
+            else:
+                console.print(f"[green]✓[/] {stage}: {message}")
+
+        return job(progress)
+
+
+def _print_run_summary(res: Any) -> None:
+    from .report import _summary_rows
+
+    table = Table(title=f"dmotif run → {res.path}", show_header=False)
+    for key, value in _summary_rows(res):
+        table.add_row(key, value)
+    console.print(table)
+
+
 def main() -> None:
     """Entry point of the ``dmotif`` script."""
     # Rich wraps at the terminal width; in pipes and CI keep whole lines.

@@ -1,0 +1,292 @@
+"""The whole method in one call: detect → Zernike → PCA → FR layout → labels → hierarchy.
+
+Each stage is persisted into the result store as it finishes (see :class:`dmotif.store.StoreWriter`);
+a rerun after an interruption resumes from the last finished stage and gives the identical
+result, because every stage is a deterministic function of its inputs and the run's seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._random import seed_int
+from .errors import ParameterError, StoreError
+from .store import Result, StoreWriter, json_ready, open_result
+
+__all__ = ["STAGES", "default_config", "dump_config_toml", "load_config", "run"]
+
+#: The stages in order; each names the config section of its parameters.
+STAGES = ("detect", "features", "pca", "layout", "cluster", "hierarchy")
+_CONFIG_ATTR = "dmotif_run_config"
+
+
+def _stage_functions() -> dict[str, Callable[..., Any]]:
+    from .cluster import cluster
+    from .detect import detect_atoms
+    from .hierarchy import build_hierarchy
+    from .layout import fr_layout
+    from .reduce import pca
+    from .zernike import zernike_features
+
+    return {
+        "detect": detect_atoms,
+        "features": zernike_features,
+        "pca": pca,
+        "layout": fr_layout,
+        "cluster": cluster,
+        "hierarchy": build_hierarchy,
+    }
+
+
+def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword-only parameters of ``func`` with their defaults (the stage's knobs)."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(func).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("seed", "progress", "client")
+    }
+
+
+def default_config() -> dict[str, Any]:
+    """Every parameter of every stage with its default: the configuration of a plain run."""
+    funcs = _stage_functions()
+    cfg: dict[str, Any] = {"seed": 0, "chunks": "auto", "pixel_size": None}
+    for stage in STAGES:
+        cfg[stage] = json_ready(_keyword_defaults(funcs[stage]))
+    return cfg
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in out:
+            raise ParameterError(
+                f"unknown configuration key {where + key!r}; known keys here: {sorted(out)}."
+            )
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ParameterError(f"configuration {where + key!r} must be a table of options.")
+            out[key] = _merge(out[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(source: str | os.PathLike | dict[str, Any] | None) -> dict[str, Any]:
+    """Return the full configuration: defaults updated by ``source``.
+
+    Parameters
+    ----------
+    source : path, dict or None
+        A TOML or JSON file (e.g. one written by :func:`dump_config_toml`, or the ``config``
+        of an earlier result), a dict, or None for the defaults. Unknown keys are refused.
+    """
+    if source is None:
+        return default_config()
+    if isinstance(source, dict):
+        user = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ParameterError(f"no such configuration file: {os.fspath(path)!r}.")
+        try:
+            text = path.read_text()
+            user = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ParameterError(f"cannot parse configuration {os.fspath(path)!r}: {exc}") from exc
+    user = {k: v for k, v in user.items() if k not in ("dmotif_version", "input")}
+    return _merge(default_config(), user)
+
+
+def dump_config_toml(config: dict[str, Any]) -> str:
+    """Render a configuration as TOML; ``None`` (automatic) values become comments."""
+
+    def value(v: Any) -> str:
+        return json.dumps(v)
+
+    lines: list[str] = []
+    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
+    for k, v in config.items():
+        if k in tables or k in ("dmotif_version", "input"):
+            continue
+        lines.append(f"# {k} = (automatic)" if v is None else f"{k} = {value(v)}")
+    for name, table in tables.items():
+        if name == "input":
+            continue
+        lines.append(f"\n[{name}]")
+        for k, v in table.items():
+            lines.append(f"# {k} = (automatic)" if v is None else f"{k} = {value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _scheduler(client: Any, scheduler: str | None, log: Callable[[str], None]) -> Iterator[Any]:
+    """Use ``client``, connect to ``scheduler``, or start an embedded LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler is not None:
+        with Client(scheduler) as c:
+            log(f"connected to {scheduler}; dashboard {c.dashboard_link}")
+            yield c
+        return
+    n = max(1, min(os.cpu_count() or 1, 8))
+    with (
+        LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                     dashboard_address="127.0.0.1:0", silence_logs=40) as cluster,
+        Client(cluster) as c,
+    ):
+        log(f"local dask cluster: {n} workers; dashboard {c.dashboard_link}")
+        yield c
+
+
+def run(
+    source: Any,
+    out: str | os.PathLike,
+    *,
+    config: str | os.PathLike | dict[str, Any] | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    seed: int | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> Result:
+    """Run the whole pipeline on ``source`` and write the result store ``out``.
+
+    Parameters
+    ----------
+    source : path, URL or array
+        Anything :func:`dmotif.open_image` opens.
+    out : str or os.PathLike
+        The result store to create (``*.zarr``; a local path or an fsspec URL).
+    config : path, dict or None
+        Parameters (see :func:`default_config`); missing ones take their defaults.
+    client : distributed.Client, optional
+        Run on this client's cluster.
+    scheduler : str, optional
+        Address of a running dask scheduler (``tcp://host:port``). Without ``client`` or
+        ``scheduler`` an embedded LocalCluster (processes) is started for the run.
+    overwrite : bool
+        Replace an existing ``out``. Default: refuse.
+    seed : int, optional
+        Overrides ``config["seed"]``.
+    progress : callable, optional
+        Called as ``progress(stage, message)`` when a stage starts and finishes.
+
+    Returns
+    -------
+    Result
+        The finished store, opened.
+    """
+    from . import __version__
+    from .io import open_image, source_identity
+
+    cfg = load_config(config)
+    if seed is not None:
+        cfg["seed"] = seed_int(seed)
+    report = progress or (lambda stage, msg: None)
+    writer = StoreWriter(out, overwrite=overwrite, resume=True)
+    previous = writer.attrs().get(_CONFIG_ATTR)
+    if previous is not None and previous != json_ready(cfg):
+        raise StoreError(
+            f"an interrupted run with another configuration left {writer.partial!r}; rerun with "
+            "the same configuration to resume, or pass overwrite=True (--overwrite) to restart."
+        )
+    done = writer.stages if previous is not None else []
+    if previous is None and writer.stages:
+        writer = StoreWriter(out, overwrite=overwrite, resume=False)
+    image = open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"])
+    funcs = _stage_functions()
+    timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
+    base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
+
+    with _scheduler(client, scheduler, lambda msg: report("cluster", msg)):
+        state: dict[str, Any] = {}
+        if done:
+            report("resume", f"resuming after {', '.join(done)}")
+            state = _load_state(writer.dataset(), writer.attrs())
+        for stage in STAGES:
+            if stage in done:
+                continue
+            report(stage, "start")
+            t0 = time.perf_counter()
+            data, attrs = _run_stage(stage, funcs[stage], image, state, cfg)
+            timings[stage] = time.perf_counter() - t0
+            writer.write_stage(stage, data, attrs={**base_attrs, **attrs,
+                                                   "dmotif_timings": timings})
+            state = _load_state(writer.dataset(), writer.attrs())
+            report(stage, f"done in {timings[stage]:.1f} s")
+    final_attrs = {
+        **writer.attrs(),
+        "dmotif_version": __version__,
+        "config": {**cfg, "dmotif_version": __version__, "input": source_identity(source)},
+        "dmotif_timings": timings,
+    }
+    writer.commit(final_attrs)
+    return open_result(out)
+
+
+def _load_state(ds: xr.Dataset, attrs: dict[str, Any]) -> dict[str, Any]:
+    """What later stages need, read back from the partial store (so a resume sees the same)."""
+    state: dict[str, Any] = {"dataset": ds, "attrs": attrs}
+    return state
+
+
+def _atoms_from(ds: xr.Dataset) -> xr.Dataset:
+    names = [v for v in ("frame", "y", "x", "intensity", "width", "y_nm", "x_nm") if v in ds]
+    atoms = ds[names].compute()
+    atoms.attrs = dict(ds.attrs.get("atoms_attrs", {}))
+    return atoms
+
+
+def _run_stage(
+    stage: str, func: Callable[..., Any], image: xr.DataArray, state: dict[str, Any],
+    cfg: dict[str, Any],
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Run one stage; return the variables to persist and root attrs to record."""
+    params = {k: v for k, v in cfg[stage].items()}
+    seed = cfg["seed"]
+    ds = state.get("dataset")
+    attrs = state.get("attrs", {})
+    if stage == "detect":
+        atoms = func(image, **params)
+        out = atoms.drop_attrs()
+        return out, {"atoms_attrs": json_ready(atoms.attrs)}
+    atoms = _atoms_from(ds)
+    atoms.attrs = dict(attrs.get("atoms_attrs", {}))
+    if stage == "features":
+        feats = func(image, atoms, **params)
+        return feats.rename("zernike").to_dataset().drop_attrs(), {
+            "zernike_attrs": json_ready(feats.attrs)}
+    if stage == "pca":
+        emb = func(ds["zernike"], **params)
+        return emb.rename("pca").to_dataset().drop_attrs(), {"pca_attrs": json_ready(emb.attrs)}
+    if stage == "layout":
+        lay = func(ds["pca"].compute(), seed=seed, **params)
+        return lay.rename("layout").to_dataset().drop_attrs(), {
+            "layout_attrs": json_ready(lay.attrs)}
+    if stage == "cluster":
+        labels = func(ds["layout"].compute(), **params)
+        return labels.rename("label").astype(np.int32).to_dataset().drop_attrs(), {
+            "cluster_attrs": json_ready(labels.attrs)}
+    if stage == "hierarchy":
+        import networkx as nx
+
+        graph = func(atoms, ds["label"].compute(), **params)
+        out = xr.Dataset()
+        return out, {"hierarchy": nx.node_link_data(graph, edges="edges")}
+    raise AssertionError(stage)  # pragma: no cover - STAGES is closed
