@@ -1,8 +1,9 @@
 """The whole method in one call: detect → Zernike → PCA → FR layout → labels → hierarchy.
 
-Each stage is persisted into the result store as it finishes (see :class:`dmotif.store.StoreWriter`);
-a rerun after an interruption resumes from the last finished stage and gives the identical
-result, because every stage is a deterministic function of its inputs and the run's seed.
+Each stage is persisted into the result store as it finishes (see
+:class:`dmotif.store.StoreWriter`); a rerun after an interruption resumes from the last
+finished stage and gives the identical result, because every stage is a deterministic function
+of its inputs and the run's seed.
 """
 
 from __future__ import annotations

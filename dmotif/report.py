@@ -56,7 +56,8 @@ def plot_atoms_on_image(image: Any, atoms: Any, labels: np.ndarray, *, frame: in
     for k in np.unique(lab):
         sel = lab == k
         if k < 0:
-            ax.scatter(ax_[inside][sel], ay[inside][sel], s=8, marker="x", c="k", label="unassigned")
+            ax.scatter(ax_[inside][sel], ay[inside][sel], s=8, marker="x", c="k",
+                       label="unassigned")
         else:
             ax.scatter(ax_[inside][sel], ay[inside][sel], s=10, color=cmap(int(k) % 10),
                        label=f"motif {int(k)}")
