@@ -51,7 +51,12 @@ SUFFIXES = (".npy", ".tif", ".tiff", ".zarr", *_RSCIIO)
 
 
 def open_image(
-    source: Any, *, pixel_size: float | None = None, chunks: Any = "auto", check: bool = True
+    source: Any,
+    *,
+    pixel_size: float | None = None,
+    chunks: Any = "auto",
+    check: bool = True,
+    storage_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Open an image or image stack as a lazy, chunked ``(frame, y, x)`` DataArray.
 
@@ -70,6 +75,9 @@ def open_image(
     check : bool
         Read the pixels once to refuse NaN/inf and constant frames now rather than deep inside
         a run. Pass False to keep opening free of reads (e.g. a huge remote stack).
+    storage_options : dict, optional
+        fsspec options for a remote ``.zarr`` (endpoint, credentials); by default they come
+        from the environment (e.g. ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``).
 
     Returns
     -------
@@ -96,13 +104,15 @@ def open_image(
     if isinstance(source, np.ndarray | da.Array | xr.DataArray):
         stack = as_image_stack(source, pixel_size=pixel_size, chunks=chunks)
     else:
-        stack = _open_path(source, pixel_size, chunks)
+        stack = _open_path(source, pixel_size, chunks, storage_options)
     if check:
         check_finite_nonconstant(stack)
     return stack
 
 
-def _open_path(source: Any, pixel_size: float | None, chunks: Any) -> xr.DataArray:
+def _open_path(
+    source: Any, pixel_size: float | None, chunks: Any, storage_options: dict[str, Any] | None
+) -> xr.DataArray:
     if not isinstance(source, str | os.PathLike):
         raise ImageFileError(
             f"cannot open an image from a {type(source).__name__}; pass a path, a URL or a "
@@ -115,10 +125,14 @@ def _open_path(source: Any, pixel_size: float | None, chunks: Any) -> xr.DataArr
             f"unsupported image format {suffix or '(no suffix)'!r} for {text!r}; dmotif reads "
             f"{', '.join(SUFFIXES)}. Convert the file, or load it yourself and pass the array."
         )
+    if is_remote(text) and suffix != ".zarr":
+        raise ImageFileError(
+            f"only .zarr stores can be read from a URL; got {text!r}. Copy the file locally."
+        )
     if not is_remote(text) and not Path(text).exists():
         raise ImageFileError(f"no such file: {text!r}. Check the path.")
     if suffix == ".zarr":
-        data, calib = _read_zarr(text)
+        data, calib = _read_zarr(text, storage_options)
     elif suffix == ".npy":
         data, calib = np.load(text, mmap_mode="r"), {}
     elif suffix in (".tif", ".tiff"):
@@ -132,13 +146,15 @@ def _open_path(source: Any, pixel_size: float | None, chunks: Any) -> xr.DataArr
     return stack
 
 
-def _read_zarr(path: str) -> tuple[Any, dict[str, Any]]:
-    group = open_zarr_group(path)
+def _read_zarr(
+    path: str, storage_options: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any]]:
+    group = open_zarr_group(path, storage_options)
     if group is None:  # a bare array, not a group
         import zarr
 
-        return da.from_zarr(zarr.open_array(path, mode="r")), {}
-    ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+        return da.from_zarr(zarr.open_array(path, mode="r", storage_options=storage_options)), {}
+    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options)
     if "image" not in ds.data_vars:
         raise ImageFileError(
             f"the zarr store {path!r} holds no 'image' variable (it has "
@@ -208,7 +224,13 @@ def _read_rsciio(path: str, plugin: str) -> tuple[Any, dict[str, Any]]:
     return sig["data"], calib
 
 
-def save_image(stack: xr.DataArray, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+def save_image(
+    stack: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
     """Write an image stack to ``path``: a ``.zarr`` store (v3), ``.npy`` or ``.tif``.
 
     The zarr store is written atomically (to a temporary sibling, moved into place when
@@ -223,6 +245,8 @@ def save_image(stack: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
         Output file; its suffix chooses the format. Local, or an fsspec URL for ``.zarr``.
     overwrite : bool
         Replace an existing output. Default: refuse.
+    storage_options : dict, optional
+        fsspec options for a remote ``.zarr``.
 
     Returns
     -------
@@ -233,7 +257,8 @@ def save_image(stack: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     text = os.fspath(path)
     suffix = Path(text.rstrip("/")).suffix.lower()
     if suffix == ".zarr":
-        write_dataset(stack.to_dataset(name="image"), text, overwrite=overwrite)
+        write_dataset(stack.to_dataset(name="image"), text, overwrite=overwrite,
+                      storage_options=storage_options)
         return text
     if suffix not in (".npy", ".tif", ".tiff"):
         raise ImageFileError(
