@@ -174,6 +174,15 @@ def run(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running dask scheduler, tcp://host:port.")
     ] = None,
+    cluster: Annotated[
+        str, typer.Option(help="Cluster to start: local, slurm or kubernetes.")
+    ] = "local",
+    cluster_config: Annotated[
+        Path | None, typer.Option(help="jobqueue YAML or DaskCluster manifest (deploy/).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (local) or jobs/replicas.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed; overrides the config's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
@@ -181,8 +190,11 @@ def run(
     from .pipeline import run as run_pipeline
 
     res = _with_progress(
-        lambda progress: run_pipeline(input, output, config=config, scheduler=scheduler,
-                                      seed=seed, overwrite=overwrite, progress=progress)
+        lambda progress: run_pipeline(
+            input, output, config=config, scheduler=scheduler, cluster=cluster,
+            cluster_config=cluster_config, workers=workers, seed=seed, overwrite=overwrite,
+            progress=progress,
+        )
     )
     _print_run_summary(res)
 

@@ -8,14 +8,13 @@ of its inputs and the run's seed.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import json
 import os
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ._random import seed_int
+from .deploy import dask_client
 from .errors import ParameterError, StoreError
 from .store import Result, StoreWriter, json_ready, open_result
 
@@ -132,29 +132,6 @@ def dump_config_toml(config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextlib.contextmanager
-def _scheduler(client: Any, scheduler: str | None, log: Callable[[str], None]) -> Iterator[Any]:
-    """Use ``client``, connect to ``scheduler``, or start an embedded LocalCluster."""
-    from distributed import Client, LocalCluster
-
-    if client is not None:
-        yield client
-        return
-    if scheduler is not None:
-        with Client(scheduler) as c:
-            log(f"connected to {scheduler}; dashboard {c.dashboard_link}")
-            yield c
-        return
-    n = max(1, min(os.cpu_count() or 1, 8))
-    with (
-        LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                     dashboard_address="127.0.0.1:0", silence_logs=40) as cluster,
-        Client(cluster) as c,
-    ):
-        log(f"local dask cluster: {n} workers; dashboard {c.dashboard_link}")
-        yield c
-
-
 def run(
     source: Any,
     out: str | os.PathLike,
@@ -162,6 +139,9 @@ def run(
     config: str | os.PathLike | dict[str, Any] | None = None,
     client: Any = None,
     scheduler: str | None = None,
+    cluster: str = "local",
+    cluster_config: str | os.PathLike | None = None,
+    workers: int | None = None,
     overwrite: bool = False,
     seed: int | None = None,
     progress: Callable[[str, str], None] | None = None,
@@ -179,8 +159,11 @@ def run(
     client : distributed.Client, optional
         Run on this client's cluster.
     scheduler : str, optional
-        Address of a running dask scheduler (``tcp://host:port``). Without ``client`` or
-        ``scheduler`` an embedded LocalCluster (processes) is started for the run.
+        Address of a running dask scheduler (``tcp://host:port``).
+    cluster, cluster_config, workers
+        Without ``client`` or ``scheduler``, the cluster to start for the run: an embedded
+        LocalCluster of processes (default), ``"slurm"`` or ``"kubernetes"`` from the recipes
+        in ``deploy/``; see :func:`dmotif.deploy.dask_client`.
     overwrite : bool
         Replace an existing ``out``. Default: refuse.
     seed : int, optional
@@ -215,7 +198,9 @@ def run(
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
 
-    with _scheduler(client, scheduler, lambda msg: report("cluster", msg)):
+    with dask_client(client=client, scheduler=scheduler, cluster=cluster,
+                     cluster_config=cluster_config, workers=workers,
+                     log=lambda msg: report("cluster", msg)):
         state: dict[str, Any] = {}
         if done:
             report("resume", f"resuming after {', '.join(done)}")
