@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from dmotif import synthetic
@@ -17,3 +27,67 @@ def tmd_small() -> synthetic.Synthetic:
 def tmd_clean() -> synthetic.Synthetic:
     """A noise-free 256² TMD frame."""
     return synthetic.tmd(size=256, seed=11, dose=None, read_noise=0.0)
+
+
+@dataclass
+class DaskProcesses:
+    """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
+
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+
+
+def _wait_for(path: Path, timeout: float) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:
+                pass  # the scheduler is still writing its file
+        time.sleep(0.1)
+    raise TimeoutError(f"no dask scheduler file at {path} after {timeout} s")
+
+
+@pytest.fixture
+def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
+    """Start one scheduler and two single-threaded workers as separate processes, as on
+    separate nodes; stop them all afterwards."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "NUMBA_NUM_THREADS": "1"}
+    sched_file = tmp_path / "scheduler.json"
+    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen(
+        [*dask_cli, "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+         "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    procs = [scheduler]
+    try:
+        address = _wait_for(sched_file, 60)["address"]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                 "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard",
+                 "--name", f"w{i}", "--local-directory", str(tmp_path / f"w{i}")],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for i in range(2)
+        ]
+        procs += workers
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield DaskProcesses(address, scheduler, workers)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
