@@ -237,7 +237,8 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     s[s0] = 0.0
     rest = np.delete(s, s0, axis=0)
     p = rest @ m.T
-    ang = np.mod(np.round(np.arctan2(p[:, 0], p[:, 1]) - np.arctan2(m[0, 0], m[1, 0]), 6), 2 * np.pi)
+    rel = np.arctan2(p[:, 0], p[:, 1]) - np.arctan2(m[0, 0], m[1, 0])
+    ang = np.mod(np.round(rel, 6), 2 * np.pi)
     rest = rest[np.lexsort((np.linalg.norm(p, axis=1), np.round(ang, 3)))]
     return np.vstack([np.zeros((1, 2)), rest])
 
@@ -338,6 +339,11 @@ def lattice_cells(
     return {"ij": ij_arr, "centre": centre, "members": members, "slot_labels": slot_labels}
 
 
+def _signed_area(p: np.ndarray) -> float:
+    """Shoelace area of the polygon with vertices ``p`` (rows ``(y, x)``), signed by winding."""
+    return 0.5 * float(np.sum(p[:, 1] * np.roll(p[:, 0], -1) - np.roll(p[:, 1], -1) * p[:, 0]))
+
+
 def planar_rings(
     yx: np.ndarray, labels: np.ndarray, *, radius: float, max_ring: int = 10
 ) -> dict[str, object]:
@@ -395,13 +401,7 @@ def planar_rings(
             h = nxt[h]
         faces.append(np.array(cyc))
     rings, centres, types, keep_face = [], [], [], np.full(len(faces), -1, np.int64)
-    areas = []
-    for f, cyc in enumerate(faces):
-        verts = tail[cyc]
-        p = yx[verts]
-        area = 0.5 * float(np.sum(p[:, 1] * np.roll(p[:, 0], -1) - np.roll(p[:, 1], -1) * p[:, 0]))
-        areas.append(area)
-    areas_a = np.array(areas)
+    areas_a = np.array([_signed_area(yx[tail[cyc]]) for cyc in faces])
     # bounded faces share the sign of the majority; the unbounded one has the other sign
     sign = np.sign(np.median(areas_a))
     for f, cyc in enumerate(faces):

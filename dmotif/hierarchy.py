@@ -278,38 +278,16 @@ def motif_cells(
     tol = tolerance * spacing
     frames = _frames(frame)
     attrs: dict[str, Any] = {"spacing_px": spacing, "tolerance_px": tol}
-    kind = method
-    if method in ("auto", "lattice") and lattice is None:
+    kind = "rings"
+    if method in ("auto", "lattice"):
         try:
-            lattice = lattice_vectors(atoms, labels=lab)
+            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frames, lattice, tol)
+            kind = "lattice"
+            attrs |= lattice_attrs
         except NoLatticeError:
             if method == "lattice":
                 raise
-            kind = "rings"
-    if kind == "auto":
-        kind = "lattice"
-    if kind == "lattice":
-        uv = np.asarray(lattice, dtype=float)
-        if uv.shape != (2, 2) or abs(np.linalg.det(uv)) < 1e-6 * max(np.abs(uv).max(), 1):
-            raise ParameterError(
-                f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
-            )
-        u, v = uv
-        anchor = _cells.anchor_label(yx, lab, u)
-        if anchor < 0:
-            raise NoLatticeError(
-                f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
-                f"v={v.round(2).tolist()} px; check the labels or use method='rings'."
-            )
-        m = np.column_stack([u, v])
-        offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
-                              for _, i in frames])
-        slots = _cells.slot_positions(np.concatenate(offs), m=m, tol=tol,
-                                      n_cells=int((lab == anchor).sum()))
-        tasks = [dask.delayed(_frame_lattice_cells)(yx[i], lab[i], u, v, slots, anchor, tol)
-                 for _, i in frames]
-        attrs |= {"lattice": uv.tolist(), "anchor_label": anchor, "slots": slots.tolist()}
-    else:
+    if kind == "rings":
         r = 1.3 * spacing if radius is None else float(radius)
         if r <= 0:
             raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
@@ -317,6 +295,32 @@ def motif_cells(
         attrs["radius_px"] = r
     parts = dask.compute(*tasks)
     return _assemble_cells(parts, frames, kind, attrs)
+
+
+def _lattice_tasks(atoms, yx, lab, frames, lattice, tol):
+    """Per-frame lattice-cell tasks (raises NoLatticeError when no lattice or anchor)."""
+    if lattice is None:
+        lattice = lattice_vectors(atoms, labels=lab)
+    uv = np.asarray(lattice, dtype=float)
+    if uv.shape != (2, 2) or abs(np.linalg.det(uv)) < 1e-6 * max(np.abs(uv).max(), 1.0):
+        raise ParameterError(
+            f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
+        )
+    u, v = uv
+    anchor = _cells.anchor_label(yx, lab, u)
+    if anchor < 0:
+        raise NoLatticeError(
+            f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
+            f"v={v.round(2).tolist()} px; check the labels or use method='rings'."
+        )
+    m = np.column_stack([u, v])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
+                          for _, i in frames])
+    slots = _cells.slot_positions(np.concatenate(offs), m=m, tol=tol,
+                                  n_cells=int((lab == anchor).sum()))
+    tasks = [dask.delayed(_frame_lattice_cells)(yx[i], lab[i], u, v, slots, anchor, tol)
+             for _, i in frames]
+    return tasks, {"lattice": uv.tolist(), "anchor_label": anchor, "slots": slots.tolist()}
 
 
 def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
@@ -538,7 +542,7 @@ def build_hierarchy(
     centres = np.column_stack([cells["y"].values, cells["x"].values])
     adjacent = cells["adjacent"].values.reshape(-1, 2)
     members = cells["members"].values
-    r1 = max(int(round(0.5 * spacing)), 1) if patch_radius is None else int(patch_radius)
+    r1 = max(round(0.5 * spacing), 1) if patch_radius is None else int(patch_radius)
     if image is not None:
         ext = np.nanmax(np.linalg.norm(
             np.column_stack([cells["y"].values, cells["x"].values])[:, None, :]
