@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import synthetic
+from ._plot_hierarchy import plot_hierarchy, plot_map
 from .errors import (
     DataError,
     DmotifError,
@@ -21,6 +22,14 @@ from .errors import (
     StoreError,
     StoreExistsError,
     StoreIncompleteError,
+)
+from .hierarchy import (
+    build_hierarchy,
+    lattice_vectors,
+    load_hierarchy,
+    manifold_coordinate,
+    motif_cells,
+    save_hierarchy,
 )
 
 try:
@@ -39,5 +48,13 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "build_hierarchy",
+    "lattice_vectors",
+    "load_hierarchy",
+    "manifold_coordinate",
+    "motif_cells",
+    "plot_hierarchy",
+    "plot_map",
+    "save_hierarchy",
     "synthetic",
 ]
