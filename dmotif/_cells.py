@@ -40,6 +40,8 @@ __all__ = [
 # A translation is a lattice vector when it maps at least this fraction of the best-supported
 # translation's atoms onto atoms of the same label; a bond of a two-site basis reaches only 1/2.
 _LATTICE_SUPPORT = 0.7
+# Below this fraction of atoms mapped by a translation there is no lattice worth the name.
+_MIN_SUPPORT = 0.25
 
 
 def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
@@ -166,6 +168,12 @@ def lattice_basis(
         if abs(_det(u, w)) > 0.3 * np.linalg.norm(u) * np.linalg.norm(w):
             cu, cv = _canonical_basis(u, w)
             frac = float(min(sup[idx[0]], sup[j]) / n_atoms)
+            if frac < _MIN_SUPPORT:
+                raise NoLatticeError(
+                    f"the best lattice vectors map only {frac:.0%} of the atoms onto atoms of "
+                    "the same label: no lattice holds over most of the image (amorphous, "
+                    "polycrystalline?); use method='rings'."
+                )
             return cu, cv, frac
     raise NoLatticeError(
         f"only one direction of translation symmetry found (vector {np.round(u, 2).tolist()} "

@@ -149,11 +149,6 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
              for _, idx in _frames(frame)]
     vectors = np.concatenate(dask.compute(*tasks))
     u, v, support = _cells.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
-    if support < 0.25:
-        raise NoLatticeError(
-            f"the best lattice vectors map only {support:.0%} of the atoms onto atoms of the "
-            "same label: no lattice holds over most of the image; use method='rings'."
-        )
     return xr.DataArray(
         np.stack([u, v]), dims=("vector", "axis"),
         coords={"vector": ["u", "v"], "axis": ["y", "x"]}, name="lattice",
