@@ -181,19 +181,22 @@ def lattice_basis(
     )
 
 
-def anchor_label(yx: np.ndarray, labels: np.ndarray, u: np.ndarray) -> int:
+def anchor_label(
+    yx: np.ndarray, labels: np.ndarray, u: np.ndarray, frame: np.ndarray | None = None
+) -> int:
     """The most frequent label whose atoms occupy a single Bravais sublattice.
 
     A label qualifies when its atoms have no same-label neighbour closer than 0.8 × |u|, i.e. at
     most one atom of that label per cell. Returns -1 when no label qualifies.
     """
+    frame = np.zeros(len(yx), np.int64) if frame is None else frame
     best, best_count = -1, 0
     for lab in np.unique(labels[labels >= 0]):
-        pts = yx[labels == lab]
-        if len(pts) < 2:
+        sel = labels == lab
+        if sel.sum() < 2:
             continue
-        d, _ = cKDTree(pts).query(pts, k=2)
-        single = np.median(d[:, 1]) >= 0.8 * np.linalg.norm(u)
+        single = neighbour_spacing(yx[sel], frame[sel]) >= 0.8 * np.linalg.norm(u)
+        pts = yx[sel]
         if single and len(pts) > best_count:
             best, best_count = int(lab), len(pts)
     return best

@@ -276,7 +276,7 @@ def motif_cells(
     kind = "rings"
     if method in ("auto", "lattice"):
         try:
-            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frames, lattice, tol)
+            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frame, lattice, tol)
             kind = "lattice"
             attrs |= lattice_attrs
         except NoLatticeError:
@@ -292,7 +292,7 @@ def motif_cells(
     return _assemble_cells(parts, frames, kind, attrs)
 
 
-def _lattice_tasks(atoms, yx, lab, frames, lattice, tol):
+def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
     """Per-frame lattice-cell tasks (raises NoLatticeError when no lattice or anchor)."""
     if lattice is None:
         lattice = lattice_vectors(atoms, labels=lab)
@@ -302,7 +302,8 @@ def _lattice_tasks(atoms, yx, lab, frames, lattice, tol):
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
         )
     u, v = uv
-    anchor = _cells.anchor_label(yx, lab, u)
+    anchor = _cells.anchor_label(yx, lab, u, frame)
+    frames = _frames(frame)
     if anchor < 0:
         raise NoLatticeError(
             f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
@@ -781,7 +782,8 @@ def load_hierarchy(path: str | os.PathLike) -> nx.DiGraph:
         if path.endswith(".graphml"):
             flat = nx.read_graphml(path)
             g = nx.DiGraph()
-            g.graph.update({k: _unscalar(v) for k, v in flat.graph.items()})
+            g.graph.update({k: _unscalar(v) for k, v in flat.graph.items()
+                            if k not in ("node_default", "edge_default")})
             g.add_nodes_from((n, {k: _unscalar(v) for k, v in d.items()})
                              for n, d in flat.nodes(data=True))
             g.add_edges_from((a, b, {k: _unscalar(v) for k, v in d.items()})

@@ -33,7 +33,7 @@ def _generator_vectors(a_px, rotation, angle):
 
 
 def test_tmd_lattice_vectors_are_the_bravais_vectors_not_the_bonds():
-    s, yx, lab = _truth("tmd")
+    _, yx, lab = _truth("tmd")
     u, v, support, _ = _basis(yx, lab)
     a1, a2 = _generator_vectors(0.316 / 0.015, 10.0, 60.0)
     np.testing.assert_allclose(u, a1, atol=0.05)
@@ -57,13 +57,13 @@ def test_amorphous_points_have_no_lattice():
     rng = np.random.default_rng(0)
     # Poisson-disk-like amorphous set: jittered points with no long-range order.
     yx = rng.uniform(0, 400, size=(600, 2))
-    with pytest.raises(NoLatticeError, match="lattice|periodic|direction"):
+    with pytest.raises(NoLatticeError, match=r"lattice|periodic|direction"):
         _basis(yx, np.zeros(600, int))
 
 
 def test_tmd_slots_and_cells_with_a_metal_vacancy():
     # a few single chalcogens keep the metals the most frequent single-sublattice label
-    s, yx, lab = _truth("tmd", dose=None, read_noise=0.0, chalcogen_vacancy=0.02,
+    _, yx, lab = _truth("tmd", dose=None, read_noise=0.0, chalcogen_vacancy=0.02,
                         double_vacancy=0.0, antisite=0.0, metal_vacancy=0.0)
     u, v, _, sp = _basis(yx, lab)
     centre = np.argmin(np.linalg.norm(yx - yx.mean(0), axis=1) + 1e3 * (lab != 0))
