@@ -140,7 +140,7 @@ def lattice_basis(
             "label is unique; give more atoms or labels that repeat."
         )
     tree = cKDTree(vectors)
-    counts = np.array([len(c) for c in tree.query_ball_point(vectors, tol)])
+    counts = tree.query_ball_point(vectors, tol, return_length=True)
     order = np.lexsort((np.linalg.norm(vectors, axis=1), -counts))
     taken = np.zeros(len(vectors), bool)
     centres, support = [], []
@@ -232,7 +232,7 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     """
     pix = offsets @ m.T
     tree = cKDTree(pix)
-    counts = np.array([len(c) for c in tree.query_ball_point(pix, tol)])
+    counts = tree.query_ball_point(pix, tol, return_length=True)
     taken = np.zeros(len(pix), bool)
     slots = []
     for i in np.argsort(-counts, kind="stable"):
