@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import synthetic
+from ._plot_hierarchy import plot_hierarchy, plot_map
 from .errors import (
     DataError,
     DmotifError,
@@ -21,6 +22,14 @@ from .errors import (
     StoreError,
     StoreExistsError,
     StoreIncompleteError,
+)
+from .hierarchy import (
+    build_hierarchy,
+    lattice_vectors,
+    load_hierarchy,
+    manifold_coordinate,
+    motif_cells,
+    save_hierarchy,
 )
 from .io import open_image, save_image
 from .store import Result, open_result, write_result
@@ -42,8 +51,16 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "build_hierarchy",
+    "lattice_vectors",
+    "load_hierarchy",
+    "manifold_coordinate",
+    "motif_cells",
     "open_image",
     "open_result",
+    "plot_hierarchy",
+    "plot_map",
+    "save_hierarchy",
     "save_image",
     "synthetic",
     "write_result",

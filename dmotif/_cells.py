@@ -1,0 +1,439 @@
+"""Kernels for motif-cells: lattice vectors, lattice cells, ring neighbourhoods (numpy/scipy only).
+
+Everything here works on plain arrays of one frame (positions ``yx`` in pixels as ``(n, 2)``
+rows of ``(y, x)``, integer labels with -1 = unassigned); the dask/xarray wrappers in
+:mod:`dmotif.hierarchy` split the work over frames and reduce it.
+
+Conventions
+-----------
+* A lattice is a pair of Bravais vectors ``(u, v)``, each ``(dy, dx)`` in pixels, reduced
+  (``|u| <= |v|``, ``|u·v| <= |u|²/2``), with ``det[u, v] > 0`` in ``(x, y)`` and, when the
+  lattice allows it, an acute angle; among the choices related by the lattice's own rotations
+  the one with ``u`` closest to the +x axis is taken, so the choice is reproducible.
+* A cell type is a tuple of labels: the anchor's label first, then the labels of the other
+  basis slots (-1 = empty slot) in angular order about the anchor, cyclically rolled to the
+  lexicographically smallest sequence. Mirror images are *not* merged: chirality is kept.
+* A ring type is the ring size followed by its vertices' labels in angular order, rolled the
+  same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import Delaunay, cKDTree
+
+from .errors import NoLatticeError
+
+__all__ = [
+    "anchor_label",
+    "canonical_roll",
+    "cell_members",
+    "fractional_offsets",
+    "lattice_basis",
+    "lattice_cells",
+    "neighbour_spacing",
+    "planar_rings",
+    "same_label_vectors",
+    "slot_positions",
+]
+
+# A translation is a lattice vector when it maps at least this fraction of the best-supported
+# translation's atoms onto atoms of the same label; a bond of a two-site basis reaches only 1/2.
+_LATTICE_SUPPORT = 0.7
+# Below this fraction of atoms mapped by a translation there is no lattice worth the name.
+_MIN_SUPPORT = 0.25
+
+
+def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
+    """Median nearest-neighbour distance of atoms within the same frame (nan if none)."""
+    dists = []
+    for f in np.unique(frame):
+        pts = yx[frame == f]
+        if len(pts) >= 2:
+            d, _ = cKDTree(pts).query(pts, k=2)
+            dists.append(d[:, 1])
+    if not dists:
+        return float("nan")
+    return float(np.median(np.concatenate(dists)))
+
+
+def same_label_vectors(
+    yx: np.ndarray, labels: np.ndarray, *, k: int = 12, max_length: float
+) -> np.ndarray:
+    """Vectors from each labelled atom to its ``k`` nearest same-label neighbours (one frame).
+
+    Returns an ``(m, 2)`` array of ``(dy, dx)`` with length at most ``max_length``.
+    """
+    out = []
+    for lab in np.unique(labels[labels >= 0]):
+        pts = yx[labels == lab]
+        if len(pts) < 2:
+            continue
+        kk = min(k + 1, len(pts))
+        d, idx = cKDTree(pts).query(pts, k=kk, distance_upper_bound=max_length)
+        ok = np.isfinite(d) & (d > 0)
+        src = np.broadcast_to(np.arange(len(pts))[:, None], idx.shape)
+        out.append(pts[idx[ok]] - pts[src[ok]])
+    return np.concatenate(out) if out else np.empty((0, 2))
+
+
+def _det(u: np.ndarray, v: np.ndarray) -> float:
+    # det[u, v] with vectors read as (x, y): u = (dy, dx).
+    return float(u[1] * v[0] - u[0] * v[1])
+
+
+def _reduce(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lagrange–Gauss reduction of a 2-D basis."""
+    u, v = u.astype(float), v.astype(float)
+    if u @ u > v @ v:
+        u, v = v, u
+    for _ in range(100):
+        m = round(float(u @ v) / float(u @ u))
+        if m == 0:
+            break
+        v = v - m * u
+        if u @ u > v @ v:
+            u, v = v, u
+    return u, v
+
+
+def _canonical_basis(u: np.ndarray, v: np.ndarray, rtol: float = 0.05) -> tuple[np.ndarray, ...]:
+    """Pick, among the bases equivalent to the reduced ``(u, v)``, the canonical one."""
+    u, v = _reduce(u, v)
+    if _det(u, v) < 0:
+        v = -v
+    if u @ v < 0 and abs(np.linalg.norm(u + v) - np.linalg.norm(v)) <= rtol * np.linalg.norm(v):
+        # The same cell has an acute basis, e.g. a hexagonal lattice reduced to 120°.
+        v = u + v
+    short = [s * w for w in (u, v, u + v, u - v) for s in (1, -1)]
+    best = None
+    for cu in short:
+        if abs(np.linalg.norm(cu) - np.linalg.norm(u)) > rtol * np.linalg.norm(u):
+            continue
+        for cv in short:
+            same_shape = abs(cu @ cv - u @ v) <= rtol * (u @ u)
+            same_len = abs(np.linalg.norm(cv) - np.linalg.norm(v)) <= rtol * np.linalg.norm(v)
+            if same_shape and same_len and _det(cu, cv) > 0:
+                ang = float(np.arctan2(cu[0], cu[1]))
+                key = (round(abs(ang), 6), -ang)
+                if best is None or key < best[0]:
+                    best = (key, cu, cv)
+    assert best is not None  # (u, v) itself always qualifies
+    return best[1], best[2]
+
+
+def lattice_basis(
+    vectors: np.ndarray, *, spacing: float, n_atoms: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The two shortest independent lattice vectors supported by the neighbour ``vectors``.
+
+    Neighbour vectors are grouped (tolerance 0.2 × ``spacing``); a group is a lattice
+    translation when its support is at least 70 % of the best group's. Returns ``(u, v,
+    support)`` with ``support`` the fraction of ``n_atoms`` the weaker of ``u``, ``v`` maps onto
+    a same-label atom. Raises :class:`NoLatticeError` when fewer than two independent
+    translations are supported.
+    """
+    tol = 0.2 * spacing
+    if len(vectors) == 0 or n_atoms == 0:
+        raise NoLatticeError(
+            "no neighbour vectors between atoms of the same label: too few atoms or every "
+            "label is unique; give more atoms or labels that repeat."
+        )
+    tree = cKDTree(vectors)
+    counts = tree.query_ball_point(vectors, tol, return_length=True)
+    order = np.lexsort((np.linalg.norm(vectors, axis=1), -counts))
+    taken = np.zeros(len(vectors), bool)
+    centres, support = [], []
+    for i in order:
+        if taken[i] or counts[i] < 3:
+            continue
+        members = tree.query_ball_point(vectors[i], tol)
+        taken[members] = True
+        centres.append(vectors[members].mean(axis=0))
+        support.append(len(members))
+    if not centres:
+        raise NoLatticeError(
+            f"no repeated neighbour vector among {n_atoms} atoms: the arrangement is not "
+            "periodic (amorphous?); use method='rings' for Delaunay/radius neighbourhoods."
+        )
+    centres_a, support_a = np.array(centres), np.array(support, float)
+    keep = support_a >= _LATTICE_SUPPORT * support_a.max()
+    cand = centres_a[keep]
+    sup = support_a[keep]
+    lengths = np.linalg.norm(cand, axis=1)
+    idx = np.argsort(lengths, kind="stable")
+    u = cand[idx[0]]
+    for j in idx[1:]:
+        w = cand[j]
+        if abs(_det(u, w)) > 0.3 * np.linalg.norm(u) * np.linalg.norm(w):
+            cu, cv = _canonical_basis(u, w)
+            frac = float(min(sup[idx[0]], sup[j]) / n_atoms)
+            if frac < _MIN_SUPPORT:
+                raise NoLatticeError(
+                    f"the best lattice vectors map only {frac:.0%} of the atoms onto atoms of "
+                    "the same label: no lattice holds over most of the image (amorphous, "
+                    "polycrystalline?); use method='rings'."
+                )
+            return cu, cv, frac
+    raise NoLatticeError(
+        f"only one direction of translation symmetry found (vector {np.round(u, 2).tolist()} "
+        "px): the atoms form rows, not a 2-D lattice; use method='rings'."
+    )
+
+
+def anchor_label(
+    yx: np.ndarray, labels: np.ndarray, u: np.ndarray, frame: np.ndarray | None = None
+) -> int:
+    """The most frequent label whose atoms occupy a single Bravais sublattice.
+
+    A label qualifies when its atoms have no same-label neighbour closer than 0.8 × |u|, i.e. at
+    most one atom of that label per cell. Returns -1 when no label qualifies.
+    """
+    frame = np.zeros(len(yx), np.int64) if frame is None else frame
+    best, best_count = -1, 0
+    for lab in np.unique(labels[labels >= 0]):
+        sel = labels == lab
+        if sel.sum() < 2:
+            continue
+        single = neighbour_spacing(yx[sel], frame[sel]) >= 0.8 * np.linalg.norm(u)
+        pts = yx[sel]
+        if single and len(pts) > best_count:
+            best, best_count = int(lab), len(pts)
+    return best
+
+
+def _origin_and_frac(
+    yx: np.ndarray, anchors: np.ndarray, m_inv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional coordinates of every atom about the anchor nearest the centroid."""
+    centre = yx[anchors].mean(axis=0)
+    origin = yx[anchors[np.argmin(np.linalg.norm(yx[anchors] - centre, axis=1))]]
+    return origin, (yx - origin) @ m_inv.T
+
+
+def fractional_offsets(
+    yx: np.ndarray, labels: np.ndarray, u: np.ndarray, v: np.ndarray, anchor: int
+) -> np.ndarray:
+    """Offsets of every labelled atom from its cell's anchor, fractional, in ``[-0.25, 0.75)²``."""
+    anchors = np.flatnonzero(labels == anchor)
+    if len(anchors) == 0:
+        return np.empty((0, 2))
+    m = np.column_stack([u, v])
+    _, frac = _origin_and_frac(yx, anchors, np.linalg.inv(m))
+    frac = frac[labels >= 0]
+    return frac - np.floor(frac + 0.25)
+
+
+def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: int) -> np.ndarray:
+    """Basis slots: groups of fractional offsets held by at least a quarter of the cells.
+
+    Returns ``(s, 2)`` fractional positions, the anchor slot (nearest 0) first, the others in
+    angular order about the anchor (ties by distance).
+    """
+    pix = offsets @ m.T
+    tree = cKDTree(pix)
+    counts = tree.query_ball_point(pix, tol, return_length=True)
+    taken = np.zeros(len(pix), bool)
+    slots = []
+    for i in np.argsort(-counts, kind="stable"):
+        if taken[i] or counts[i] < max(0.25 * n_cells, 2):
+            continue
+        members = tree.query_ball_point(pix[i], tol)
+        taken[members] = True
+        slots.append(offsets[members].mean(axis=0))
+    if not slots:
+        return np.zeros((1, 2))
+    s = np.array(slots)
+    s0 = int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))
+    s[s0] = 0.0
+    rest = np.delete(s, s0, axis=0)
+    p = rest @ m.T
+    rel = np.arctan2(p[:, 0], p[:, 1]) - np.arctan2(m[0, 0], m[1, 0])
+    ang = np.mod(np.round(rel, 6), 2 * np.pi)
+    rest = rest[np.lexsort((np.linalg.norm(p, axis=1), np.round(ang, 3)))]
+    return np.vstack([np.zeros((1, 2)), rest])
+
+
+def canonical_roll(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The lexicographically smallest cyclic rotation of ``seq`` (mirror images kept apart)."""
+    seq = tuple(int(s) for s in seq)
+    if not seq:
+        return seq
+    return min(seq[k:] + seq[:k] for k in range(len(seq)))
+
+
+def cell_members(
+    yx: np.ndarray,
+    labels: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    slots: np.ndarray,
+    anchor: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Assign atoms of one frame to (cell, slot).
+
+    Returns ``(ij, slot, resid, origin)``: per atom the integer cell index ``ij`` (n, 2) and
+    ``slot`` (-1 when no slot lies within ``tol`` px), the distance to that slot, and the
+    pixel origin of cell (0, 0).
+    """
+    m = np.column_stack([u, v])
+    anchors = np.flatnonzero(labels == anchor)
+    origin, frac = _origin_and_frac(yx, anchors, np.linalg.inv(m))
+    n = len(yx)
+    ij = np.zeros((n, 2), np.int64)
+    slot = np.full(n, -1, np.int64)
+    resid = np.full(n, np.inf)
+    for s, pos in enumerate(slots):
+        cell = np.round(frac - pos)
+        d = np.linalg.norm((frac - pos - cell) @ m.T, axis=1)
+        better = (d < tol) & (d < resid) & (labels >= 0)
+        ij[better], slot[better], resid[better] = cell[better], s, d[better]
+    return ij, slot, resid, origin
+
+
+def lattice_cells(
+    yx: np.ndarray,
+    labels: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    slots: np.ndarray,
+    anchor: int,
+    tol: float,
+) -> dict[str, np.ndarray]:
+    """The accepted lattice cells of one frame and the labels of their slots.
+
+    A cell ``(i, j)`` is the parallelogram ``[p, p+u, p+u+v, p+v]``; it is accepted when each of
+    its four corner lattice points holds an anchor atom or is a vacancy that the lattice
+    predicts (at least 3 of its 4 nearest lattice points hold anchors), and at least three
+    corners are real. Each atom belongs to at most one cell (the slot it sits on).
+
+    Returns a dict with ``ij`` (c, 2), ``centre`` (c, 2) pixel ``(y, x)``, ``members`` (c, s) atom
+    indices (-1 = empty slot) and ``slot_labels`` (c, s).
+    """
+    ij, slot, _, origin = cell_members(yx, labels, u, v, slots, anchor, tol)
+    is_anchor = (slot == 0) & (labels == anchor)
+    real = {tuple(p) for p in ij[is_anchor]}
+    nb = ((1, 0), (-1, 0), (0, 1), (0, -1))
+    if real:
+        arr = np.array(sorted(real))
+        lo, hi = arr.min(axis=0), arr.max(axis=0)
+        cand = {
+            (i, j)
+            for i in range(lo[0], hi[0] + 1)
+            for j in range(lo[1], hi[1] + 1)
+            if (i, j) not in real and sum((i + a, j + b) in real for a, b in nb) >= 3
+        }
+    else:
+        cand = set()
+    known = real | cand
+    corners = ((0, 0), (1, 0), (1, 1), (0, 1))
+    cells = sorted(
+        (i, j)
+        for (i, j) in known
+        if all((i + a, j + b) in known for a, b in corners)
+        and sum((i + a, j + b) in real for a, b in corners) >= 3
+    )
+    c = len(cells)
+    s = len(slots)
+    members = np.full((c, s), -1, np.int64)
+    index = {cell: k for k, cell in enumerate(cells)}
+    for atom in np.flatnonzero(slot >= 0):
+        k = index.get((int(ij[atom, 0]), int(ij[atom, 1])))
+        if k is not None:
+            members[k, slot[atom]] = atom
+    # An anchor slot holding an atom of another label (e.g. an antisite) keeps that label.
+    slot_labels = np.where(members >= 0, labels[np.maximum(members, 0)], -1).astype(np.int64)
+    ij_arr = np.array(cells, np.int64).reshape(c, 2)
+    m = np.column_stack([u, v])
+    centre = origin + (ij_arr + 0.5) @ m.T
+    return {"ij": ij_arr, "centre": centre, "members": members, "slot_labels": slot_labels}
+
+
+def _signed_area(p: np.ndarray) -> float:
+    """Shoelace area of the polygon with vertices ``p`` (rows ``(y, x)``), signed by winding."""
+    return 0.5 * float(np.sum(p[:, 1] * np.roll(p[:, 0], -1) - np.roll(p[:, 1], -1) * p[:, 0]))
+
+
+def planar_rings(
+    yx: np.ndarray, labels: np.ndarray, *, radius: float, max_ring: int = 10
+) -> dict[str, object]:
+    """Rings of the bond graph of one frame: Delaunay edges no longer than ``radius``.
+
+    The bond graph is planar (a subgraph of the Delaunay triangulation); its bounded faces of
+    at most ``max_ring`` vertices are the rings. The unbounded face and faces left open by the
+    image border (larger than ``max_ring``) are dropped.
+
+    Returns a dict with ``rings`` (list of vertex-index arrays in angular order), ``centre``
+    (r, 2), ``types`` (list of tuples: size then rolled labels) and ``adjacent`` (p, 2) pairs of
+    rings that share a bond.
+    """
+    empty = {"rings": [], "centre": np.empty((0, 2)), "types": [],
+             "adjacent": np.empty((0, 2), np.int64)}
+    if len(yx) < 3:
+        return empty
+    tri = Delaunay(yx)
+    edges = np.concatenate([tri.simplices[:, [0, 1]], tri.simplices[:, [1, 2]],
+                            tri.simplices[:, [2, 0]]])
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    length = np.linalg.norm(yx[edges[:, 0]] - yx[edges[:, 1]], axis=1)
+    edges = edges[length <= radius]
+    if len(edges) == 0:
+        return empty
+    # Half-edges (a -> b), sorted around each tail by angle.
+    tail = np.concatenate([edges[:, 0], edges[:, 1]])
+    head = np.concatenate([edges[:, 1], edges[:, 0]])
+    d = yx[head] - yx[tail]
+    ang = np.arctan2(d[:, 0], d[:, 1])
+    order = np.lexsort((ang, tail))
+    tail, head = tail[order], head[order]
+    start = np.searchsorted(tail, np.arange(len(yx)))
+    end = np.searchsorted(tail, np.arange(len(yx)), side="right")
+    # position of each half-edge in its tail's angular list; twin lookup via a dict
+    he_index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(tail, head, strict=True))}
+    twin = np.array([he_index[(int(b), int(a))] for a, b in zip(tail, head, strict=True)])
+    # next half-edge of a face: arriving at b along (a -> b), leave along the edge that
+    # precedes (b -> a) in b's angular order; faces then all wind the same way.
+    prev_around = np.empty(len(tail), np.int64)
+    for vtx in np.flatnonzero(end > start):
+        ks = np.arange(start[vtx], end[vtx])
+        prev_around[ks] = np.roll(ks, 1)
+    nxt = prev_around[twin]
+    face_of = np.full(len(tail), -1, np.int64)
+    faces = []
+    for h0 in range(len(tail)):
+        if face_of[h0] >= 0:
+            continue
+        cyc = []
+        h = h0
+        while face_of[h] < 0:
+            face_of[h] = len(faces)
+            cyc.append(h)
+            h = nxt[h]
+        faces.append(np.array(cyc))
+    rings, centres, types, keep_face = [], [], [], np.full(len(faces), -1, np.int64)
+    areas_a = np.array([_signed_area(yx[tail[cyc]]) for cyc in faces])
+    # bounded faces share the sign of the majority; the unbounded one has the other sign
+    sign = np.sign(np.median(areas_a))
+    for f, cyc in enumerate(faces):
+        verts = tail[cyc]
+        if (np.sign(areas_a[f]) != sign or len(verts) > max_ring
+                or len(np.unique(verts)) != len(verts)):
+            continue
+        keep_face[f] = len(rings)
+        p = yx[verts]
+        c = p.mean(axis=0)
+        a = np.arctan2(p[:, 0] - c[0], p[:, 1] - c[1])
+        verts = verts[np.argsort(a, kind="stable")]
+        rings.append(verts)
+        centres.append(c)
+        types.append((len(verts), *canonical_roll(labels[verts])))
+    fa, fb = keep_face[face_of], keep_face[face_of[twin]]
+    pair = (fa >= 0) & (fb >= 0) & (fa < fb)
+    adjacent = np.unique(np.column_stack([fa[pair], fb[pair]]), axis=0).astype(np.int64)
+    return {
+        "rings": rings,
+        "centre": np.array(centres).reshape(-1, 2),
+        "types": types,
+        "adjacent": adjacent.reshape(-1, 2),
+    }

@@ -1,0 +1,137 @@
+"""Figures of the motif hierarchy and of per-atom values painted on the image (matplotlib)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from .errors import DataError
+
+__all__ = ["plot_hierarchy", "plot_map"]
+
+
+def _positions(graph: nx.DiGraph) -> dict[Any, tuple[float, float]]:
+    """Levels top to bottom (level 1 at the bottom row), nodes spread evenly in each row."""
+    levels = sorted({d["level"] for _, d in graph.nodes(data=True)}, reverse=True)
+    pos = {}
+    for row, level in enumerate(levels):
+        nodes = [n for n, d in graph.nodes(data=True) if d["level"] == level]
+        nodes.sort(key=lambda n: -graph.nodes[n].get("count", 0))
+        for k, n in enumerate(nodes):
+            pos[n] = ((k + 1) / (len(nodes) + 1), 1.0 - (row + 0.5) / len(levels))
+    return pos
+
+
+def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
+    """Draw a hierarchy graph: levels top to bottom, each node's mean patch, edge multiplicities.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        From :func:`dmotif.build_hierarchy`.
+    patch_size : float
+        Side of a node's patch image, as a fraction of the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One inset axes per node that has a ``mean_patch`` (its image) and a marker for the
+        others; node texts give the name and count, edge texts the multiplicity.
+
+    Raises
+    ------
+    DataError
+        When the graph is empty or a node has no ``level``.
+    """
+    if graph.number_of_nodes() == 0:
+        raise DataError("the hierarchy graph is empty: nothing to draw.")
+    if any("level" not in d for _, d in graph.nodes(data=True)):
+        raise DataError("every node needs a 'level' attribute, as build_hierarchy sets.")
+    pos = _positions(graph)
+    width = max(6.0, 1.6 * max(sum(1 for n in graph if graph.nodes[n]["level"] == lv)
+                               for lv in {d["level"] for _, d in graph.nodes(data=True)}))
+    fig = Figure(figsize=(width, 2.4 * len({d["level"] for _, d in graph.nodes(data=True)})))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    for a, b, d in graph.edges(data=True):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"×{d.get('multiplicity', 1)}", fontsize=7,
+                ha="center", va="center", color="C3", gid="multiplicity")
+    for n, d in graph.nodes(data=True):
+        x, y = pos[n]
+        patch = d.get("mean_patch")
+        if patch is not None and np.size(patch):
+            inset = ax.inset_axes((x - patch_size / 2, y - patch_size / 2, patch_size,
+                                   patch_size), transform=ax.transAxes)
+            inset.imshow(np.asarray(patch), cmap="gray")
+            inset.set_xticks([])
+            inset.set_yticks([])
+            inset.set_gid(f"node:{n}")
+        else:
+            ax.plot([x], [y], "o", ms=12, color=f"C{d['level'] % 10}", gid=f"node:{n}")
+        ax.text(x, y - patch_size / 2 - 0.01, f"{d.get('name', n)}\nn={d.get('count', '?')}",
+                fontsize=7, ha="center", va="top")
+    return fig
+
+
+def plot_map(
+    image: xr.DataArray | np.ndarray,
+    atoms: xr.Dataset,
+    values: Any,
+    *,
+    frame: int = 0,
+    cmap: str = "viridis",
+    size: float = 12.0,
+) -> Figure:
+    """Paint a per-atom value (manifold coordinate, label, registry...) on the image.
+
+    Parameters
+    ----------
+    image : xarray.DataArray or ndarray
+        ``(frame, y, x)`` stack or a 2-D image.
+    atoms : xarray.Dataset
+        Atom table with ``frame``, ``y``, ``x`` (pixels).
+    values : array_like
+        One number per atom.
+    frame : int
+        Frame to draw.
+    cmap : str
+        Colormap of the values.
+    size : float
+        Marker size.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The image in grey with one coloured marker per atom of ``frame`` and a colour bar.
+
+    Raises
+    ------
+    DataError
+        When ``values`` does not hold one number per atom.
+    """
+    vals = np.asarray(values.values if isinstance(values, xr.DataArray) else values, float)
+    if vals.shape != (atoms.sizes["atom"],):
+        raise DataError(
+            f"values must hold one number per atom ({atoms.sizes['atom']}); got shape "
+            f"{vals.shape}."
+        )
+    img = np.asarray(image.values if isinstance(image, xr.DataArray) else image)
+    img = img[frame] if img.ndim == 3 else img
+    sel = (atoms["frame"].values == frame) if "frame" in atoms else np.ones(vals.size, bool)
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    ax.imshow(img, cmap="gray")
+    sc = ax.scatter(atoms["x"].values[sel], atoms["y"].values[sel], c=vals[sel], s=size,
+                    cmap=cmap)
+    fig.colorbar(sc, ax=ax)
+    ax.set_axis_off()
+    return fig

@@ -1,0 +1,865 @@
+"""Motif-cells and the cross-scale hierarchy of motifs.
+
+Level 1 is the atom motifs (the labels). Level 2 is the *cells*: where the atoms form a lattice,
+each Bravais cell ``[p, p+u, p+u+v, p+v]`` anchored at a lattice point ``p`` of the anchor
+sublattice, with the labels of its basis slots (so every atom belongs to exactly one cell and a
+cell's type can be compared with a per-cell ground truth); where they do not (amorphous
+regions, ring networks), the rings of the bond graph built from Delaunay edges no longer than a
+radius. Level 3 is the connected patterns of cells that differ from the dominant cell type
+(defect clusters, Stone–Wales-like ring groups), identified up to rotation and mirror by graph
+isomorphism of the cell-adjacency pattern.
+
+The work is split over frames with dask (one task per frame, run by whatever scheduler or
+``distributed.Client`` is active) and reduced in frame order, so the result does not depend on
+the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import dask
+import networkx as nx
+import numpy as np
+import xarray as xr
+
+from . import _cells
+from .errors import DataError, NoLatticeError, ParameterError, StoreError
+
+__all__ = [
+    "build_hierarchy",
+    "lattice_vectors",
+    "load_hierarchy",
+    "manifold_coordinate",
+    "motif_cells",
+    "save_hierarchy",
+]
+
+_METHODS = ("auto", "lattice", "rings")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _atom_arrays(atoms: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(atoms, xr.Dataset) or "atom" not in atoms.dims:
+        raise DataError(
+            f"atoms must be an xarray.Dataset over dim 'atom' (as detect_atoms returns); got "
+            f"{type(atoms).__name__}."
+        )
+    missing = [v for v in ("y", "x") if v not in atoms]
+    if missing:
+        raise DataError(f"atoms lacks the variables {missing}; it needs frame, y and x (pixels).")
+    n = atoms.sizes["atom"]
+    if n == 0:
+        raise DataError("atoms is empty: no atoms to build cells from; detect atoms first.")
+    frame = atoms["frame"].values.astype(np.int64) if "frame" in atoms else np.zeros(n, np.int64)
+    yx = np.column_stack([atoms["y"].values, atoms["x"].values]).astype(np.float64)
+    if not np.isfinite(yx).all():
+        raise DataError("atoms has non-finite y/x positions; drop or fix those atoms first.")
+    return frame, yx
+
+
+def _label_array(labels: Any, n: int) -> np.ndarray:
+    lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels)
+    if lab.shape != (n,):
+        raise DataError(
+            f"labels must have one entry per atom ({n}); got shape {lab.shape}. Pass the "
+            "labels returned by cluster() for these atoms."
+        )
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(f"labels must be integers (-1 = unassigned); got dtype {lab.dtype}.")
+    lab = lab.astype(np.int64)
+    if (lab < 0).all():
+        raise DataError(
+            f"all {n} atoms are unassigned (label -1): there are no motifs to build cells "
+            "or a hierarchy from; check the clustering (e.g. its minimum cluster size)."
+        )
+    return lab
+
+
+def _spacing(atoms: xr.Dataset, frame: np.ndarray, yx: np.ndarray) -> float:
+    sp = atoms.attrs.get("spacing_px")
+    if sp is None or not np.isfinite(sp) or sp <= 0:
+        sp = _cells.neighbour_spacing(yx, frame)
+    if not np.isfinite(sp) or sp <= 0:
+        raise NoLatticeError(
+            "cannot estimate the nearest-neighbour spacing: every frame has fewer than two "
+            "atoms; give more atoms."
+        )
+    return float(sp)
+
+
+def _frames(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    return [(int(f), np.flatnonzero(frame == f)) for f in np.unique(frame)]
+
+
+# --------------------------------------------------------------------------- lattice vectors
+
+
+def _frame_vectors(yx: np.ndarray, lab: np.ndarray, max_length: float) -> np.ndarray:
+    return _cells.same_label_vectors(yx, lab, max_length=max_length)
+
+
+def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
+    """The two shortest independent Bravais vectors of the atoms' lattice.
+
+    Translations are found from the vectors between atoms of the same label (all atoms count as
+    one label when ``labels`` is None) within each frame, pooled over frames: a translation that
+    maps most atoms onto atoms of the same label is a lattice vector, one that maps only a
+    sublattice (a bond of a two-site basis) is not. Defects and a few wrong labels only lower
+    the support.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table over ``atom`` with ``frame``, ``y``, ``x`` (pixels).
+    labels : array_like of int, optional
+        Motif label per atom (-1 = unassigned). Without labels the lattice of the column
+        positions is returned (e.g. a/2 for an ABO3 perovskite, whose A, B and O columns
+        together form a square lattice of half the cell).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(vector, axis)`` = ``[[u_y, u_x], [v_y, v_x]]`` in pixels, reduced, ``det > 0`` and
+        ``u`` closest to the +x axis among equivalent choices; attrs ``spacing_px`` and
+        ``support`` (fraction of atoms the vectors map onto an atom of the same label).
+
+    Raises
+    ------
+    NoLatticeError
+        When fewer than two independent translations are supported (amorphous atoms, a line).
+
+    Examples
+    --------
+    >>> import dmotif
+    >>> s = dmotif.synthetic.tmd(size=256)
+    >>> uv = dmotif.lattice_vectors(s.atoms, labels=s.atoms["label"])
+    >>> round(float((uv[0] ** 2).sum() ** 0.5), 1)
+    21.1
+    """
+    frame, yx = _atom_arrays(atoms)
+    lab = (np.zeros(len(yx), np.int64) if labels is None else _label_array(labels, len(yx)))
+    spacing = _spacing(atoms, frame, yx)
+    tasks = [dask.delayed(_frame_vectors)(yx[idx], lab[idx], 3.0 * spacing)
+             for _, idx in _frames(frame)]
+    vectors = np.concatenate(dask.compute(*tasks))
+    u, v, support = _cells.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+    return xr.DataArray(
+        np.stack([u, v]), dims=("vector", "axis"),
+        coords={"vector": ["u", "v"], "axis": ["y", "x"]}, name="lattice",
+        attrs={"spacing_px": spacing, "support": support, "units": "px"},
+    )
+
+
+# --------------------------------------------------------------------------- motif cells
+
+
+def _frame_offsets(yx, lab, u, v, anchor):
+    return _cells.fractional_offsets(yx, lab, u, v, anchor)
+
+
+def _frame_lattice_cells(yx, lab, u, v, slots, anchor, tol):
+    out = _cells.lattice_cells(yx, lab, u, v, slots, anchor, tol)
+    keys = {tuple(ij): k for k, ij in enumerate(out["ij"].tolist())}
+    pairs = [(k, keys[(i + a, j + b)]) for (i, j), k in keys.items()
+             for a, b in ((1, 0), (0, 1)) if (i + a, j + b) in keys]
+    types = [(int(s[0]), *_cells.canonical_roll(s[1:])) for s in out["slot_labels"]]
+    return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
+            "types": types, "adjacent": np.array(pairs, np.int64).reshape(-1, 2)}
+
+
+def _frame_rings(yx, lab, radius, max_ring):
+    out = _cells.planar_rings(yx, lab, radius=radius, max_ring=max_ring)
+    members = np.full((len(out["rings"]), max_ring), -1, np.int64)
+    for k, ring in enumerate(out["rings"]):
+        members[k, : len(ring)] = ring
+    return {"centre": out["centre"], "members": members,
+            "ij": np.full((len(members), 2), -1, np.int64),
+            "types": out["types"], "adjacent": out["adjacent"]}
+
+
+def _type_name(kind: str, t: tuple[int, ...]) -> str:
+    if kind == "lattice":
+        return f"cell[{t[0]}|{','.join(map(str, t[1:]))}]"
+    return f"ring{t[0]}[{','.join(map(str, t[1:]))}]"
+
+
+def motif_cells(
+    atoms: xr.Dataset,
+    labels: Any,
+    *,
+    lattice: xr.DataArray | np.ndarray | None = None,
+    method: str = "auto",
+    tolerance: float = 0.2,
+    radius: float | None = None,
+    max_ring: int = 10,
+) -> xr.Dataset:
+    """Motif-cells of the atoms: lattice cells where a lattice holds, else rings.
+
+    ``method="lattice"``: for Bravais vectors ``u, v`` the cell of lattice point ``p`` is
+    ``[p, p+u, p+u+v, p+v]``. Lattice points are those of the *anchor* sublattice (the most
+    frequent label with at most one atom per cell, e.g. the metal of a TMD, the A site of a
+    perovskite); a point with no atom is a vacancy when at least 3 of its 4 nearest lattice
+    points hold an anchor. A cell is kept when its 4 corners are anchors or vacancies, at least
+    3 real, within ``tolerance`` × spacing of the lattice. The basis *slots* (anchor plus the
+    positions other atoms take inside a cell, e.g. the chalcogen at (u+v)/3) are learned from
+    the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
+    slot's label followed by the other slots' labels (-1 = empty) in angular order about the
+    anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
+    type; a mirrored cell does not (chirality is kept).
+
+    ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
+    long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
+    its vertices' labels in angular order, rolled the same way.
+
+    ``method="auto"`` uses the lattice when :func:`lattice_vectors` finds one, else rings.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table (``frame``, ``y``, ``x`` in pixels); attrs ``spacing_px`` is used if present.
+    labels : array_like of int
+        Motif label per atom, -1 = unassigned (such atoms are ignored).
+    lattice : (2, 2) array or DataArray, optional
+        Bravais vectors ``[[u_y, u_x], [v_y, v_x]]``; default from :func:`lattice_vectors`.
+    method : {"auto", "lattice", "rings"}
+        Neighbourhood kind.
+    tolerance : float
+        Position tolerance as a fraction of the nearest-neighbour spacing.
+    radius : float, optional
+        Bond length cut-off for rings, pixels; default 1.3 × spacing.
+    max_ring : int
+        Largest ring kept.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``cell``: ``frame``, ``y``, ``x`` (centre, pixels), ``type`` (int32 index into
+        attrs ``type_names``, ordered by decreasing count), ``members(cell, slot)`` (atom
+        indices, -1 = empty slot), ``i``, ``j`` (lattice indices; -1 for rings) and over
+        ``pair``: ``adjacent(pair, end)`` (cells sharing an edge). Attrs: ``method``,
+        ``type_names``, ``type_labels`` (JSON), ``spacing_px`` and, for lattice cells,
+        ``lattice``, ``anchor_label``, ``slots``.
+
+    Raises
+    ------
+    DataError
+        When every atom is unassigned or the inputs are malformed.
+    NoLatticeError
+        ``method="lattice"`` and no lattice is found.
+    ParameterError
+        Unknown ``method`` or a tolerance outside (0, 0.5].
+
+    Examples
+    --------
+    >>> import dmotif
+    >>> s = dmotif.synthetic.perovskite(size=256)
+    >>> cells = dmotif.motif_cells(s.atoms, s.atoms["label"])
+    >>> cells.attrs["type_names"][0]
+    'cell[0|1,2,2]'
+    """
+    if method not in _METHODS:
+        raise ParameterError(f"method must be one of {_METHODS}; got {method!r}.")
+    if not 0 < tolerance <= 0.5:
+        raise ParameterError(f"tolerance must be in (0, 0.5] of the spacing; got {tolerance!r}.")
+    frame, yx = _atom_arrays(atoms)
+    lab = _label_array(labels, len(yx))
+    spacing = _spacing(atoms, frame, yx)
+    tol = tolerance * spacing
+    frames = _frames(frame)
+    attrs: dict[str, Any] = {"spacing_px": spacing, "tolerance_px": tol}
+    kind = "rings"
+    if method in ("auto", "lattice"):
+        try:
+            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frame, lattice, tol)
+            kind = "lattice"
+            attrs |= lattice_attrs
+        except NoLatticeError:
+            if method == "lattice":
+                raise
+    if kind == "rings":
+        r = 1.3 * spacing if radius is None else float(radius)
+        if r <= 0:
+            raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
+        tasks = [dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring) for _, i in frames]
+        attrs["radius_px"] = r
+    parts = dask.compute(*tasks)
+    return _assemble_cells(parts, frames, kind, attrs)
+
+
+def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
+    """Per-frame lattice-cell tasks (raises NoLatticeError when no lattice or anchor)."""
+    if lattice is None:
+        lattice = lattice_vectors(atoms, labels=lab)
+    uv = np.asarray(lattice, dtype=float)
+    if uv.shape != (2, 2) or abs(np.linalg.det(uv)) < 1e-6 * max(np.abs(uv).max(), 1.0):
+        raise ParameterError(
+            f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
+        )
+    u, v = uv
+    anchor = _cells.anchor_label(yx, lab, u, frame)
+    frames = _frames(frame)
+    if anchor < 0:
+        raise NoLatticeError(
+            f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
+            f"v={v.round(2).tolist()} px; check the labels or use method='rings'."
+        )
+    m = np.column_stack([u, v])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
+                          for _, i in frames])
+    slots = _cells.slot_positions(np.concatenate(offs), m=m, tol=tol,
+                                  n_cells=int((lab == anchor).sum()))
+    tasks = [dask.delayed(_frame_lattice_cells)(yx[i], lab[i], u, v, slots, anchor, tol)
+             for _, i in frames]
+    return tasks, {"lattice": uv.tolist(), "anchor_label": anchor, "slots": slots.tolist()}
+
+
+def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
+    counts = Counter(t for p in parts for t in p["types"])
+    if not counts:
+        raise NoLatticeError(
+            f"no {kind} cell found: too few atoms, or atoms too far apart for the tolerance / "
+            "radius; check the labels and the spacing."
+        )
+    order = sorted(counts, key=lambda t: (-counts[t], _type_name(kind, t)))
+    code = {t: k for k, t in enumerate(order)}
+    width = max(p["members"].shape[1] for p in parts)
+    frame_l, centre_l, type_l, mem_l, ij_l, adj_l = [], [], [], [], [], []
+    offset = 0
+    for (f, idx), p in zip(frames, parts, strict=True):
+        n = len(p["types"])
+        mem = np.full((n, width), -1, np.int64)
+        local = p["members"]
+        mem[:, : local.shape[1]] = np.where(local >= 0, idx[np.maximum(local, 0)], -1)
+        frame_l.append(np.full(n, f, np.int32))
+        centre_l.append(p["centre"].reshape(n, 2))
+        type_l.append(np.array([code[t] for t in p["types"]], np.int32))
+        mem_l.append(mem)
+        ij_l.append(p["ij"])
+        adj_l.append(p["adjacent"] + offset)
+        offset += n
+    centre = np.concatenate(centre_l)
+    ij = np.concatenate(ij_l)
+    ds = xr.Dataset(
+        {
+            "frame": ("cell", np.concatenate(frame_l)),
+            "y": ("cell", centre[:, 0]),
+            "x": ("cell", centre[:, 1]),
+            "type": ("cell", np.concatenate(type_l)),
+            "members": (("cell", "slot"), np.concatenate(mem_l)),
+            "i": ("cell", ij[:, 0]),
+            "j": ("cell", ij[:, 1]),
+            "adjacent": (("pair", "end"), np.concatenate(adj_l).reshape(-1, 2)),
+        }
+    )
+    ds.attrs = attrs | {
+        "method": kind,
+        "type_names": [_type_name(kind, t) for t in order],
+        "type_labels": json.dumps([list(t) for t in order]),
+    }
+    return ds
+
+
+# --------------------------------------------------------------------------- the hierarchy
+
+
+def _patch_sums(
+    img: np.ndarray | None, centres: np.ndarray, keys: np.ndarray, r: int
+) -> dict[int, list]:
+    """Sum of the ``(2r+1)²`` patches around ``centres`` per key (patches off the image skipped)."""
+    if img is None or r <= 0:
+        return {}
+    out: dict[int, list] = {}
+    ny, nx = img.shape
+    cy, cx = np.rint(centres[:, 0]).astype(int), np.rint(centres[:, 1]).astype(int)
+    inside = (cy >= r) & (cy < ny - r) & (cx >= r) & (cx < nx - r)
+    win = np.arange(-r, r + 1)
+    for key in np.unique(keys[inside]):
+        sel = inside & (keys == key)
+        stack = img[(cy[sel][:, None, None] + win[None, :, None]),
+                    (cx[sel][:, None, None] + win[None, None, :])]
+        out[int(key)] = [stack.sum(axis=0, dtype=np.float64), int(sel.sum())]
+    return out
+
+
+def _pattern_graph(types: list[str], edges: list[tuple[int, int]]) -> nx.Graph:
+    g = nx.Graph()
+    g.add_nodes_from((k, {"t": t}) for k, t in enumerate(types))
+    g.add_edges_from(edges)
+    return g
+
+
+def _frame_summary(
+    cell_idx: np.ndarray,
+    cell_type: np.ndarray,
+    centres: np.ndarray,
+    adjacent: np.ndarray,
+    atom_idx: np.ndarray,
+    atom_lab: np.ndarray,
+    atom_yx: np.ndarray,
+    img: np.ndarray | None,
+    r1: int,
+    r2: int,
+    dominant: int,
+    type_names: list[str],
+) -> dict[str, Any]:
+    """Counts, patch sums, regions and defect patterns of one frame's cells."""
+    g = nx.Graph()
+    g.add_nodes_from(range(len(cell_idx)))
+    g.add_edges_from(map(tuple, adjacent.tolist()))
+    regions = Counter()
+    for t in np.unique(cell_type):
+        same = g.subgraph(np.flatnonzero(cell_type == t).tolist())
+        regions[int(t)] = nx.number_connected_components(same)
+    odd = g.subgraph(np.flatnonzero(cell_type != dominant).tolist())
+    patterns: dict[str, dict[str, Any]] = {}
+    for comp in sorted((sorted(c) for c in nx.connected_components(odd)), key=lambda c: c[0]):
+        if len(comp) < 2:
+            continue
+        pos = {c: k for k, c in enumerate(comp)}
+        types = [type_names[cell_type[c]] for c in comp]
+        edges = sorted((pos[a], pos[b]) for a, b in odd.subgraph(comp).edges)
+        key = nx.weisfeiler_lehman_graph_hash(_pattern_graph(types, edges), node_attr="t")
+        entry = patterns.setdefault(key, {"count": 0, "types": types, "edges": edges,
+                                          "example": cell_idx[comp].tolist()})
+        entry["count"] += 1
+    return {
+        "label_counts": Counter(atom_lab[atom_lab >= 0].tolist()),
+        "type_counts": Counter(cell_type.tolist()),
+        "regions": regions,
+        "patterns": patterns,
+        "label_patch": _patch_sums(img, atom_yx, atom_lab, r1),
+        "type_patch": _patch_sums(img, centres, cell_type, r2),
+        "label_example": {int(k): atom_idx[atom_lab == k][:10].tolist()
+                          for k in np.unique(atom_lab[atom_lab >= 0])},
+    }
+
+
+def _merge_patch(total: dict[int, list], part: dict[int, list]) -> None:
+    for k, (s, n) in part.items():
+        if k in total:
+            total[k][0] = total[k][0] + s
+            total[k][1] += n
+        else:
+            total[k] = [s, n]
+
+
+def _embeddings(big: nx.Graph, small: nx.Graph) -> int:
+    """Number of distinct cell sets of ``big`` that form ``small`` (induced, types equal)."""
+    matcher = nx.algorithms.isomorphism.GraphMatcher(
+        big, small, node_match=lambda a, b: a["t"] == b["t"]
+    )
+    return len({frozenset(m) for m in matcher.subgraph_isomorphisms_iter()})
+
+
+def build_hierarchy(
+    atoms: xr.Dataset,
+    labels: Any,
+    *,
+    image: xr.DataArray | None = None,
+    cells: xr.Dataset | None = None,
+    lattice: xr.DataArray | np.ndarray | None = None,
+    method: str = "auto",
+    patch_radius: int | None = None,
+    learned: Any = None,
+) -> nx.DiGraph:
+    """The cross-scale hierarchy of motifs as a directed graph.
+
+    Nodes (attribute ``level``): ``"L1:<label>"`` atom motifs; ``"L2:<type>"`` cell types from
+    :func:`motif_cells`; ``"L3:<hash>"`` connected patterns of at least two adjacent cells whose
+    type is not the dominant one (defect clusters, ring groups), identified up to rotation and
+    mirror by the Weisfeiler–Lehman hash of their cell-adjacency graph with cell types. Every
+    node has ``count`` (atoms, cells or pattern occurrences), ``name``, ``example`` (atom or
+    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). Level-2 nodes
+    also carry ``labels`` (slot labels), ``regions`` (connected regions of that type); level-3
+    nodes ``n_cells`` and ``types``. An edge B → A means "B is made of A" with attribute
+    ``multiplicity``: atoms of motif A per cell of type B, cells of type A per pattern B, or
+    occurrences of pattern A inside pattern B.
+
+    Per-frame work (counts, patches, patterns) is one dask task per frame; the graph is reduced
+    from per-frame results in frame order.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table over ``atom`` (``frame``, ``y``, ``x`` in pixels).
+    labels : array_like of int
+        Motif label per atom, -1 = unassigned.
+    image : xarray.DataArray, optional
+        The image stack ``(frame, y, x)`` the atoms were found in, for mean patches.
+    cells : xarray.Dataset, optional
+        Precomputed :func:`motif_cells`; else computed with ``lattice`` and ``method``.
+    lattice, method
+        Passed to :func:`motif_cells`.
+    patch_radius : int, optional
+        Radius of level-1 patches, pixels (default half the spacing); level-2 patches cover a
+        cell plus that margin.
+    learned : array_like of int, optional
+        Level-2 labels learned from larger patches (e.g. Zernike + FR layout on patches centred
+        on the cells), one per cell of ``cells``. The two views are compared: each level-2 node
+        gets ``learned`` (the most frequent learned label) and ``learned_purity``, and the graph
+        ``level2_ari`` (adjusted Rand index between types and learned labels).
+
+    Returns
+    -------
+    networkx.DiGraph
+        Graph attributes: ``method``, ``n_frames``, ``spacing_px`` (and ``level2_ari``).
+
+    Raises
+    ------
+    DataError
+        All atoms unassigned, malformed inputs, or ``learned`` of the wrong length.
+    NoLatticeError
+        No cells can be formed.
+
+    Examples
+    --------
+    >>> import dmotif
+    >>> s = dmotif.synthetic.perovskite(size=256)
+    >>> g = dmotif.build_hierarchy(s.atoms, s.atoms["label"])
+    >>> max((n for n, d in g.nodes(data=True) if d["level"] == 2), key=g.nodes[n]["count"].__int__)
+    ...                                                     # doctest: +SKIP
+    """
+    frame, yx = _atom_arrays(atoms)
+    lab = _label_array(labels, len(yx))
+    if cells is None:
+        cells = motif_cells(atoms, lab, lattice=lattice, method=method)
+    spacing = float(cells.attrs["spacing_px"])
+    names = list(cells.attrs["type_names"])
+    type_labels = [tuple(t) for t in json.loads(cells.attrs["type_labels"])]
+    kind = cells.attrs["method"]
+    ctype = cells["type"].values.astype(np.int64)
+    cframe = cells["frame"].values
+    centres = np.column_stack([cells["y"].values, cells["x"].values])
+    adjacent = cells["adjacent"].values.reshape(-1, 2)
+    members = cells["members"].values
+    r1 = max(round(0.5 * spacing), 1) if patch_radius is None else int(patch_radius)
+    if image is not None:
+        ext = np.nanmax(np.linalg.norm(
+            np.column_stack([cells["y"].values, cells["x"].values])[:, None, :]
+            - np.where(members[..., None] >= 0, yx[np.maximum(members, 0)], np.nan),
+            axis=-1), initial=0.0)
+        r2 = int(np.ceil(ext)) + r1
+    else:
+        r2 = 0
+    dominant = 0  # types are numbered by decreasing count
+    tasks = []
+    frame_ids = np.unique(np.concatenate([frame, cframe]))
+    for f in frame_ids:
+        cidx = np.flatnonzero(cframe == f)
+        aidx = np.flatnonzero(frame == f)
+        local = np.full(len(ctype), -1, np.int64)
+        local[cidx] = np.arange(len(cidx))
+        adj = adjacent[(local[adjacent[:, 0]] >= 0)] if len(adjacent) else adjacent
+        adj = local[adj] if len(adj) else np.empty((0, 2), np.int64)
+        img = image.data[int(np.flatnonzero(image["frame"].values == f)[0])] \
+            if image is not None and "frame" in image.coords else (
+                image.data[int(f)] if image is not None else None)
+        tasks.append(dask.delayed(_frame_summary)(
+            cidx, ctype[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img, r1, r2,
+            dominant, names,
+        ))
+    parts = dask.compute(*tasks)
+    return _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
+                         len(frame_ids))
+
+
+def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
+                  n_frames) -> nx.DiGraph:
+    label_counts, type_counts, regions = Counter(), Counter(), Counter()
+    label_patch: dict[int, list] = {}
+    type_patch: dict[int, list] = {}
+    label_example: dict[int, list] = {}
+    patterns: dict[str, dict[str, Any]] = {}
+    for p in parts:
+        label_counts.update(p["label_counts"])
+        type_counts.update(p["type_counts"])
+        regions.update(p["regions"])
+        _merge_patch(label_patch, p["label_patch"])
+        _merge_patch(type_patch, p["type_patch"])
+        for k, ex in p["label_example"].items():
+            label_example.setdefault(k, ex)
+        for key, entry in p["patterns"].items():
+            if key in patterns:
+                patterns[key]["count"] += entry["count"]
+            else:
+                patterns[key] = dict(entry)
+    motif_names = list(atoms.attrs.get("motif_names", []))
+    g = nx.DiGraph(method=kind, n_frames=int(n_frames), spacing_px=float(spacing))
+    for k in sorted(label_counts):
+        name = motif_names[k] if 0 <= k < len(motif_names) else f"motif {k}"
+        attrs = {"level": 1, "count": int(label_counts[k]), "name": name, "label": int(k),
+                 "example": label_example.get(k, [])}
+        if k in label_patch:
+            attrs["mean_patch"] = (label_patch[k][0] / label_patch[k][1]).astype(np.float32)
+        g.add_node(f"L1:{k}", **attrs)
+    cell_labels = {t: (t[1:] if kind == "rings" else t) for t in type_labels}
+    ctype = cells["type"].values
+    for code, name in enumerate(names):
+        t = type_labels[code]
+        attrs = {"level": 2, "count": int(type_counts[code]), "name": name,
+                 "labels": [int(x) for x in cell_labels[t]], "regions": int(regions[code]),
+                 "example": np.flatnonzero(ctype == code)[:10].tolist()}
+        if code in type_patch:
+            attrs["mean_patch"] = (type_patch[code][0] / type_patch[code][1]).astype(np.float32)
+        g.add_node(f"L2:{name}", **attrs)
+        for k, mult in sorted(Counter(x for x in cell_labels[t] if x >= 0).items()):
+            if f"L1:{k}" in g:
+                g.add_edge(f"L2:{name}", f"L1:{k}", multiplicity=int(mult))
+    pgraphs = {}
+    for key in sorted(patterns, key=lambda k: (len(patterns[k]["types"]), -patterns[k]["count"],
+                                               k)):
+        entry = patterns[key]
+        node = f"L3:{key[:12]}"
+        pgraphs[node] = _pattern_graph(entry["types"], [tuple(e) for e in entry["edges"]])
+        comp = Counter(entry["types"])
+        g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
+                   name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
+                   types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
+                   example=list(entry["example"]))
+        for t, mult in sorted(comp.items()):
+            g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
+    for big, gb in pgraphs.items():
+        for small, gs in pgraphs.items():
+            if gs.number_of_nodes() < gb.number_of_nodes():
+                mult = _embeddings(gb, gs)
+                if mult:
+                    g.add_edge(big, small, multiplicity=int(mult))
+    if learned is not None:
+        _compare_learned(g, names, ctype, learned)
+    return g
+
+
+def _compare_learned(g: nx.DiGraph, names: list[str], ctype: np.ndarray, learned: Any) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    ll = np.asarray(learned.values if isinstance(learned, xr.DataArray) else learned)
+    if ll.shape != ctype.shape:
+        raise DataError(
+            f"learned must hold one label per cell ({ctype.size}); got shape {ll.shape}."
+        )
+    for code, name in enumerate(names):
+        sel = ll[ctype == code]
+        if sel.size:
+            vals, cnt = np.unique(sel, return_counts=True)
+            g.nodes[f"L2:{name}"]["learned"] = int(vals[np.argmax(cnt)])
+            g.nodes[f"L2:{name}"]["learned_purity"] = float(cnt.max() / sel.size)
+    g.graph["level2_ari"] = float(adjusted_rand_score(ctype, ll))
+
+
+# --------------------------------------------------------------------------- storage
+
+_JSON_PREFIX = "json:"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-serialisable copy of ``value`` (numpy arrays and scalars to lists and numbers)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _node_link(graph: nx.DiGraph) -> dict[str, Any]:
+    return _plain(nx.node_link_data(graph, edges="edges"))
+
+
+def _from_node_link(data: dict[str, Any]) -> nx.DiGraph:
+    g = nx.node_link_graph(data, directed=True, edges="edges")
+    for _, d in g.nodes(data=True):
+        if "mean_patch" in d:
+            d["mean_patch"] = np.asarray(d["mean_patch"], dtype=np.float32)
+    return g
+
+
+def _is_store(path: str) -> bool:
+    return path.rstrip("/").endswith(".zarr") or os.path.isfile(os.path.join(path, "zarr.json"))
+
+
+def save_hierarchy(graph: nx.DiGraph, path: str | os.PathLike) -> None:
+    """Write a hierarchy graph as node-link JSON, GraphML or into a result store.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        From :func:`build_hierarchy`.
+    path : str or path-like
+        ``*.json``: node-link JSON (lossless). ``*.graphml``: GraphML, whose attributes must be
+        scalars, so lists and arrays are written as ``"json:"``-prefixed JSON strings.
+        ``*.zarr`` or an existing zarr store: the node-link data go into the store's attribute
+        ``hierarchy``.
+
+    Raises
+    ------
+    ParameterError
+        For another suffix.
+    StoreError
+        When the file or store cannot be written.
+
+    Examples
+    --------
+    >>> import dmotif, networkx as nx, tempfile, os
+    >>> g = nx.DiGraph(); g.add_node("L1:0", level=1, count=3)
+    >>> p = os.path.join(tempfile.mkdtemp(), "h.json")
+    >>> dmotif.save_hierarchy(g, p); dmotif.load_hierarchy(p).nodes["L1:0"]["count"]
+    3
+    """
+    path = os.fspath(path)
+    try:
+        if _is_store(path):
+            import zarr
+
+            zarr.open_group(path, mode="a").attrs["hierarchy"] = _node_link(graph)
+        elif path.endswith(".json"):
+            with open(path, "w") as fh:
+                json.dump(_node_link(graph), fh)
+        elif path.endswith(".graphml"):
+            flat = nx.DiGraph()
+            flat.graph.update({k: _scalar(v) for k, v in graph.graph.items()})
+            flat.add_nodes_from((n, {k: _scalar(v) for k, v in d.items()})
+                                for n, d in graph.nodes(data=True))
+            flat.add_edges_from((a, b, {k: _scalar(v) for k, v in d.items()})
+                                for a, b, d in graph.edges(data=True))
+            nx.write_graphml(flat, path)
+        else:
+            raise ParameterError(
+                f"cannot tell the format of {path!r}: use a .json, .graphml or .zarr path."
+            )
+    except OSError as exc:
+        raise StoreError(f"cannot write the hierarchy to {path!r}: {exc}") from exc
+
+
+def _scalar(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, list | dict):
+        return _JSON_PREFIX + json.dumps(value)
+    return value
+
+
+def _unscalar(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_JSON_PREFIX):
+        return json.loads(value[len(_JSON_PREFIX):])
+    return value
+
+
+def load_hierarchy(path: str | os.PathLike) -> nx.DiGraph:
+    """Read a hierarchy written by :func:`save_hierarchy` (JSON, GraphML or a store).
+
+    Returns
+    -------
+    networkx.DiGraph
+        With ``mean_patch`` attributes as float32 arrays again.
+
+    Raises
+    ------
+    StoreError
+        When the file is missing or holds no hierarchy.
+    ParameterError
+        For an unknown suffix.
+    """
+    path = os.fspath(path)
+    try:
+        if _is_store(path):
+            import zarr
+
+            attrs = zarr.open_group(path, mode="r").attrs
+            if "hierarchy" not in attrs:
+                raise StoreError(f"the store {path!r} holds no hierarchy; run build first.")
+            return _from_node_link(dict(attrs["hierarchy"]))
+        if path.endswith(".json"):
+            with open(path) as fh:
+                return _from_node_link(json.load(fh))
+        if path.endswith(".graphml"):
+            flat = nx.read_graphml(path)
+            g = nx.DiGraph()
+            g.graph.update({k: _unscalar(v) for k, v in flat.graph.items()
+                            if k not in ("node_default", "edge_default")})
+            g.add_nodes_from((n, {k: _unscalar(v) for k, v in d.items()})
+                             for n, d in flat.nodes(data=True))
+            g.add_edges_from((a, b, {k: _unscalar(v) for k, v in d.items()})
+                             for a, b, d in flat.edges(data=True))
+            return _from_node_link(_node_link(g))
+    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"cannot read a hierarchy from {path!r}: {exc}") from exc
+    raise ParameterError(f"cannot tell the format of {path!r}: use .json, .graphml or .zarr.")
+
+
+# --------------------------------------------------------------------------- manifolds
+
+
+def manifold_coordinate(
+    layout: xr.DataArray | np.ndarray,
+    *,
+    n_components: int = 1,
+    n_neighbors: int = 15,
+    max_landmarks: int = 2000,
+    seed: int = 0,
+) -> xr.DataArray:
+    """A coordinate along the manifold a layout traces (continuous variation, not clusters).
+
+    Isomap (geodesic distances over a kNN graph) unrolls the curve or sheet the points lie on.
+    Above ``max_landmarks`` points it is fitted on a seeded sample and the others are placed
+    by its out-of-sample transform, so memory stays bounded. The coordinate is scaled to
+    [0, 1] per component; its sign is fixed so that it grows with the first layout axis.
+
+    Parameters
+    ----------
+    layout : xarray.DataArray or ndarray
+        ``(atom, axis)`` points, e.g. the FR layout.
+    n_components : int
+        1 for a curve, 2 for a sheet.
+    n_neighbors : int
+        Neighbours of the kNN graph.
+    max_landmarks : int
+        Largest sample Isomap is fitted on.
+    seed : int
+        Seed of the landmark sample.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(atom,)`` when ``n_components == 1``, else ``(atom, component)``.
+
+    Raises
+    ------
+    DataError
+        Fewer points than ``n_neighbors + 1`` or non-finite points.
+    ParameterError
+        ``n_components`` not 1 or 2.
+    """
+    from sklearn.manifold import Isomap
+
+    if n_components not in (1, 2):
+        raise ParameterError(f"n_components must be 1 or 2; got {n_components!r}.")
+    pts = np.asarray(layout.values if isinstance(layout, xr.DataArray) else layout, float)
+    if pts.ndim != 2 or len(pts) <= n_neighbors or not np.isfinite(pts).all():
+        raise DataError(
+            f"layout must be a finite (atom, axis) array with more than n_neighbors="
+            f"{n_neighbors} points; got shape {pts.shape}."
+        )
+    rng = np.random.default_rng(seed)
+    fit_idx = (np.sort(rng.choice(len(pts), max_landmarks, replace=False))
+               if len(pts) > max_landmarks else np.arange(len(pts)))
+    iso = Isomap(n_neighbors=n_neighbors, n_components=n_components)
+    iso.fit(pts[fit_idx])
+    coord = iso.transform(pts)
+    for k in range(n_components):
+        c = coord[:, k]
+        if np.corrcoef(c, pts[:, 0])[0, 1] < 0:
+            c = -c
+        coord[:, k] = (c - c.min()) / max(np.ptp(c), 1e-12)
+    if n_components == 1:
+        return xr.DataArray(coord[:, 0], dims=("atom",), name="manifold")
+    return xr.DataArray(coord, dims=("atom", "component"), name="manifold")

@@ -1,0 +1,111 @@
+"""Kernels of motif-cells, alone: lattice vectors, slots, lattice cells, planar rings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dmotif import _cells, synthetic
+from dmotif.errors import NoLatticeError
+
+
+def _truth(kind, **kw):
+    s = synthetic.generate(kind, size=384, **kw)
+    a = s.atoms
+    return s, np.column_stack([a["y"].values, a["x"].values]), a["label"].values.astype(int)
+
+
+def _basis(yx, lab):
+    sp = _cells.neighbour_spacing(yx, np.zeros(len(yx), int))
+    vec = _cells.same_label_vectors(yx, lab, max_length=3 * sp)
+    return (*_cells.lattice_basis(vec, spacing=sp, n_atoms=int((lab >= 0).sum())), sp)
+
+
+def _generator_vectors(a_px, rotation, angle):
+    """The generator's Bravais vectors as (dy, dx)."""
+    t1, t2 = math.radians(rotation), math.radians(rotation + angle)
+    return np.array([a_px * math.sin(t1), a_px * math.cos(t1)]), np.array(
+        [a_px * math.sin(t2), a_px * math.cos(t2)])
+
+
+def test_tmd_lattice_vectors_are_the_bravais_vectors_not_the_bonds():
+    _, yx, lab = _truth("tmd")
+    u, v, support, _ = _basis(yx, lab)
+    a1, a2 = _generator_vectors(0.316 / 0.015, 10.0, 60.0)
+    np.testing.assert_allclose(u, a1, atol=0.05)
+    np.testing.assert_allclose(v, a2, atol=0.05)
+    assert support > 0.8
+
+
+def test_perovskite_lattice_with_and_without_labels():
+    _, yx, lab = _truth("perovskite", rotation=-25.0)
+    u, v, _, _ = _basis(yx, lab)
+    a1, a2 = _generator_vectors(0.39 / 0.015, -25.0, 90.0)
+    np.testing.assert_allclose(u, a1, atol=0.05)
+    np.testing.assert_allclose(v, a2, atol=0.05)
+    # Without labels A, B and O together form a square lattice of half the cell.
+    u0, v0, _, _ = _basis(yx, np.zeros_like(lab))
+    np.testing.assert_allclose(np.linalg.norm(u0), 0.39 / 0.015 / 2, atol=0.05)
+    assert abs(u0 @ v0) < 1e-6 * (u0 @ u0) + 0.05
+
+
+def test_amorphous_points_have_no_lattice():
+    rng = np.random.default_rng(0)
+    # Poisson-disk-like amorphous set: jittered points with no long-range order.
+    yx = rng.uniform(0, 400, size=(600, 2))
+    with pytest.raises(NoLatticeError, match=r"lattice|periodic|direction"):
+        _basis(yx, np.zeros(600, int))
+
+
+def test_tmd_slots_and_cells_with_a_metal_vacancy():
+    # a few single chalcogens keep the metals the most frequent single-sublattice label
+    _, yx, lab = _truth("tmd", dose=None, read_noise=0.0, chalcogen_vacancy=0.02,
+                        double_vacancy=0.0, antisite=0.0, metal_vacancy=0.0)
+    u, v, _, sp = _basis(yx, lab)
+    centre = np.argmin(np.linalg.norm(yx - yx.mean(0), axis=1) + 1e3 * (lab != 0))
+    keep = np.arange(len(yx)) != centre
+    yx, lab = yx[keep], lab[keep]
+    m = np.column_stack([u, v])
+    anchor = _cells.anchor_label(yx, lab, u)
+    assert anchor == 0
+    slots = _cells.slot_positions(_cells.fractional_offsets(yx, lab, u, v, 0), m=m,
+                                  tol=0.2 * sp, n_cells=int((lab == 0).sum()))
+    np.testing.assert_allclose(slots, [[0, 0], [1 / 3, 1 / 3]], atol=1e-3)
+    out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+    types, counts = np.unique(out["slot_labels"], axis=0, return_counts=True)
+    assert dict(zip(map(tuple, types.tolist()), counts.tolist(), strict=True))[(-1, 1)] == 1
+    assert set(map(tuple, types.tolist())) == {(0, 1), (0, 2), (-1, 1)}
+    # every atom sits in at most one cell
+    mem = out["members"][out["members"] >= 0]
+    assert len(np.unique(mem)) == len(mem)
+
+
+@given(st.lists(st.integers(-1, 4), min_size=1, max_size=8), st.integers(0, 7))
+def test_canonical_roll_is_rotation_invariant(seq, k):
+    k %= len(seq)
+    assert _cells.canonical_roll(seq[k:] + seq[:k]) == _cells.canonical_roll(seq)
+
+
+def test_canonical_roll_keeps_mirror_images_apart():
+    assert _cells.canonical_roll([0, 1, 2]) != _cells.canonical_roll([2, 1, 0])
+
+
+def test_planar_rings_of_a_square_grid():
+    g = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
+    out = _cells.planar_rings(g * 10, np.zeros(25, int), radius=11.0)
+    assert len(out["rings"]) == 16
+    assert set(out["types"]) == {(4, 0, 0, 0, 0)}
+    # interior edges of a 4×4 board of squares: 2 × 4 × 3
+    assert len(out["adjacent"]) == 24
+
+
+def test_planar_rings_of_a_honeycomb_count_hexagons():
+    _, yx, _ = _truth("rings", stone_wales=0.0, dose=None, read_noise=0.0)
+    s = synthetic.rings(size=384, stone_wales=0.0)
+    out = _cells.planar_rings(yx, np.zeros(len(yx), int), radius=1.3 * 0.36 / 0.015 / math.sqrt(3))
+    assert len(out["rings"]) == s.cells.sizes["cell"]
+    assert {t[0] for t in out["types"]} == {6}
