@@ -22,6 +22,8 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .patches import extract_patches
+from .zernike import reconstruct, zernike_basis, zernike_features
 
 try:
     __version__ = version("dmotif")
@@ -39,5 +41,9 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "extract_patches",
+    "reconstruct",
     "synthetic",
+    "zernike_basis",
+    "zernike_features",
 ]
