@@ -31,7 +31,6 @@ import numpy as np
 from scipy.special import eval_jacobi
 
 __all__ = [
-    "BATCH",
     "ZernikeBasis",
     "disk_offsets",
     "n_coefficients",
@@ -42,11 +41,8 @@ __all__ = [
     "sample_patches",
     "square_patches",
     "zernike_basis",
+    "zernike_moments",
 ]
-
-# Atoms per matrix product: the float64 patch buffer (1024 × 317 × 8 B ≈ 2.6 MB at radius
-# 10) stays in cache between sampling and the product (8192 ran ~15 % slower on one core).
-BATCH = 1024
 
 
 def n_coefficients(n_max: int) -> int:
@@ -124,7 +120,8 @@ class ZernikeBasis:
             angular = np.sin(m * theta) if part == "sin" else np.cos(m * theta)
             rows.append(norm * radial_polynomial(int(n), int(m), rho) * angular)
         self.matrix = np.ascontiguousarray(np.array(rows, dtype=np.float64))
-        for arr in (self.dy, self.dx, self.n, self.m, self.part, self.matrix):
+        self.matrix_t = np.ascontiguousarray(self.matrix.T)
+        for arr in (self.dy, self.dx, self.n, self.m, self.part, self.matrix, self.matrix_t):
             arr.flags.writeable = False
         # Rotation-invariant reduction: one output per (n, m ≥ 0); m > 0 pairs its cos and sin.
         first = self.part == "cos"
@@ -155,7 +152,53 @@ def _reflect(i: int, n: int) -> int:
     return i
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _sample_one(region, oy, ox, ny, nx, y, x, dy, dx, subpixel, out):
+    if subpixel:
+        y0 = math.floor(y)
+        x0 = math.floor(x)
+        fy = y - y0
+        fx = x - x0
+    else:
+        y0 = math.floor(y + 0.5)
+        x0 = math.floor(x + 0.5)
+        fy = 0.0
+        fx = 0.0
+    w00 = (1.0 - fy) * (1.0 - fx)
+    w01 = (1.0 - fy) * fx
+    w10 = fy * (1.0 - fx)
+    w11 = fy * fx
+    reach_y = max(abs(dy.min()), abs(dy.max())) + 1
+    reach_x = max(abs(dx.min()), abs(dx.max())) + 1
+    if y0 - reach_y >= 0 and y0 + reach_y < ny and x0 - reach_x >= 0 and x0 + reach_x < nx:
+        # Fast path: no mirroring, runs of consecutive pixels that LLVM vectorises.
+        p = 0
+        while p < dy.shape[0]:
+            q = p
+            while q + 1 < dy.shape[0] and dy[q + 1] == dy[p]:
+                q += 1
+            r0 = y0 + dy[p] - oy
+            c0 = x0 + dx[p] - ox
+            for j in range(q - p + 1):
+                out[p + j] = (w00 * region[r0, c0 + j] + w01 * region[r0, c0 + j + 1]
+                              + w10 * region[r0 + 1, c0 + j] + w11 * region[r0 + 1, c0 + j + 1])
+            p = q + 1
+    else:
+        for p in range(dy.shape[0]):
+            r0 = _reflect(y0 + dy[p], ny) - oy
+            c0 = _reflect(x0 + dx[p], nx) - ox
+            r1 = _reflect(y0 + dy[p] + 1, ny) - oy
+            c1 = _reflect(x0 + dx[p] + 1, nx) - ox
+            out[p] = (w00 * region[r0, c0] + w01 * region[r0, c1]
+                      + w10 * region[r1, c0] + w11 * region[r1, c1])
+
+
+# The kernels below are serial on purpose: they run inside dask tasks, which already keep every
+# core busy with one tile each; numba (OpenMP) or BLAS threads nested in them oversubscribed the
+# cores and ran 4-7× slower on 2 cores.
+
+
+@numba.njit(cache=True)
 def sample_patches(
     region: np.ndarray,
     oy: int,
@@ -180,47 +223,42 @@ def sample_patches(
     :func:`disk_offsets` gives them). Weights and indices are computed from the global
     position, so a patch is bitwise the same whatever region it is cut from.
     """
-    reach_y = max(abs(dy.min()), abs(dy.max())) + 1
-    reach_x = max(abs(dx.min()), abs(dx.max())) + 1
-    for k in numba.prange(ys.shape[0]):
-        if subpixel:
-            y0 = math.floor(ys[k])
-            x0 = math.floor(xs[k])
-            fy = ys[k] - y0
-            fx = xs[k] - x0
-        else:
-            y0 = math.floor(ys[k] + 0.5)
-            x0 = math.floor(xs[k] + 0.5)
-            fy = 0.0
-            fx = 0.0
-        w00 = (1.0 - fy) * (1.0 - fx)
-        w01 = (1.0 - fy) * fx
-        w10 = fy * (1.0 - fx)
-        w11 = fy * fx
-        inside = (y0 - reach_y >= 0 and y0 + reach_y < ny
-                  and x0 - reach_x >= 0 and x0 + reach_x < nx)
-        if inside:
-            # Fast path: no mirroring, runs of consecutive pixels that LLVM vectorises.
-            p = 0
-            while p < dy.shape[0]:
-                q = p
-                while q + 1 < dy.shape[0] and dy[q + 1] == dy[p]:
-                    q += 1
-                r0 = y0 + dy[p] - oy
-                c0 = x0 + dx[p] - ox
-                for j in range(q - p + 1):
-                    out[k, p + j] = (w00 * region[r0, c0 + j] + w01 * region[r0, c0 + j + 1]
-                                     + w10 * region[r0 + 1, c0 + j]
-                                     + w11 * region[r0 + 1, c0 + j + 1])
-                p = q + 1
-        else:
-            for p in range(dy.shape[0]):
-                r0 = _reflect(y0 + dy[p], ny) - oy
-                c0 = _reflect(x0 + dx[p], nx) - ox
-                r1 = _reflect(y0 + dy[p] + 1, ny) - oy
-                c1 = _reflect(x0 + dx[p] + 1, nx) - ox
-                out[k, p] = (w00 * region[r0, c0] + w01 * region[r0, c1]
-                             + w10 * region[r1, c0] + w11 * region[r1, c1])
+    for k in range(ys.shape[0]):
+        _sample_one(region, oy, ox, ny, nx, ys[k], xs[k], dy, dx, subpixel, out[k])
+
+
+@numba.njit(cache=True)
+def zernike_moments(
+    region: np.ndarray,
+    oy: int,
+    ox: int,
+    ny: int,
+    nx: int,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    subpixel: bool,
+    basis_t: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Real Zernike coefficients ``out[k] = basis · patch_k`` of each atom, fused.
+
+    Samples each atom's disk pixels as :func:`sample_patches` (same arguments) into a small
+    buffer and multiplies it by ``basis_t`` (``(n_disk, n_coefficients)``, the transposed
+    basis) in a fixed order, so the coefficients of an atom are bitwise the same whatever
+    tile, batch or machine computes them.
+    """
+    patch = np.empty(dy.shape[0])
+    acc = np.empty(basis_t.shape[1])
+    for k in range(ys.shape[0]):
+        _sample_one(region, oy, ox, ny, nx, ys[k], xs[k], dy, dx, subpixel, patch)
+        acc[:] = 0.0
+        for p in range(patch.shape[0]):
+            v = patch[p]
+            for j in range(acc.shape[0]):
+                acc[j] += v * basis_t[p, j]
+        out[k] = acc
 
 
 def rotation_invariant(coefficients: np.ndarray, basis: ZernikeBasis) -> np.ndarray:
@@ -259,8 +297,8 @@ def patch_features(
 ) -> np.ndarray:
     """Zernike features of the atoms at ``(ys, xs)`` whose patches lie in ``region``.
 
-    Samples the disk pixels of each patch (float64) and multiplies a batch of patches by the
-    basis — one matrix product per :data:`BATCH` atoms. See :func:`sample_patches` for
+    Samples the disk pixels of each patch (float64) and multiplies it by the basis in one
+    fused pass (:func:`zernike_moments`). See :func:`sample_patches` for
     ``region``, ``oy``, ``ox`` and ``shape`` (the frame's ``(ny, nx)``).
 
     Returns
@@ -268,20 +306,10 @@ def patch_features(
     ndarray, shape (N, n_coefficients) or, when ``rotinv``, (N, number of (n, m ≥ 0) pairs)
     """
     basis = zernike_basis(radius, n_max)
-    n_out = basis.rotinv_cos.size if rotinv else basis.matrix.shape[0]
-    out = np.empty((ys.size, n_out), dtype=dtype)
-    buf = np.empty((min(BATCH, ys.size), basis.dy.size), dtype=np.float64)
-    for start in range(0, ys.size, BATCH):
-        stop = min(start + BATCH, ys.size)
-        patches = buf[: stop - start]
-        sample_patches(region, oy, ox, shape[0], shape[1], ys[start:stop], xs[start:stop],
-                       basis.dy, basis.dx, subpixel, patches)
-        coef = patches @ basis.matrix.T
-        if rotinv:
-            _pair_magnitudes(coef, basis.rotinv_cos, basis.rotinv_sin, out[start:stop])
-        else:
-            out[start:stop] = coef
-    return out
+    coef = np.empty((ys.size, basis.matrix.shape[0]))
+    zernike_moments(region, oy, ox, shape[0], shape[1], ys, xs, basis.dy, basis.dx, subpixel,
+                    basis.matrix_t, coef)
+    return (rotation_invariant(coef, basis) if rotinv else coef).astype(dtype)
 
 
 def square_patches(

@@ -42,8 +42,8 @@ def zernike_features(
     """Zernike moments of the patch around every atom, tile by tile.
 
     Each tile's atoms are sampled and multiplied by the cached basis of ``(radius, n_max)`` in
-    one task (one matrix product per 1024 atoms), so no ``(atom, py, px)`` array is ever held
-    for the whole stack, and the result does not depend on the tiling.
+    one task, fused atom by atom, so no ``(atom, py, px)`` array is ever held for the whole
+    stack, and the result does not depend on the tiling.
 
     Parameters
     ----------
