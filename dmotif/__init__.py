@@ -32,7 +32,9 @@ from .hierarchy import (
     save_hierarchy,
 )
 from .io import open_image, save_image
+from .patches import extract_patches
 from .store import Result, open_result, write_result
+from .zernike import reconstruct, zernike_basis, zernike_features
 
 try:
     __version__ = version("dmotif")
@@ -52,6 +54,7 @@ __all__ = [
     "StoreIncompleteError",
     "__version__",
     "build_hierarchy",
+    "extract_patches",
     "lattice_vectors",
     "load_hierarchy",
     "manifold_coordinate",
@@ -60,8 +63,11 @@ __all__ = [
     "open_result",
     "plot_hierarchy",
     "plot_map",
+    "reconstruct",
     "save_hierarchy",
     "save_image",
     "synthetic",
     "write_result",
+    "zernike_basis",
+    "zernike_features",
 ]
