@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import synthetic
+from . import synthetic, synthetic_4d
 from .errors import (
     DataError,
     DmotifError,
@@ -22,6 +22,7 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .fourd import diffraction_features, open_4dstem, save_4dstem, virtual_image
 from .io import open_image, save_image
 from .store import Result, open_result, write_result
 
@@ -42,9 +43,14 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "diffraction_features",
+    "open_4dstem",
     "open_image",
     "open_result",
+    "save_4dstem",
     "save_image",
     "synthetic",
+    "synthetic_4d",
+    "virtual_image",
     "write_result",
 ]
