@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import synthetic, synthetic_4d
+from . import synthetic
 from .errors import (
     DataError,
     DmotifError,
@@ -50,7 +50,6 @@ __all__ = [
     "save_4dstem",
     "save_image",
     "synthetic",
-    "synthetic_4d",
     "virtual_image",
     "write_result",
 ]
