@@ -275,8 +275,8 @@ def open_4dstem(
         data, calib = found if found is not None else _read_rsciio_4d(text, "emd")
     else:
         data, calib = _read_rsciio_4d(text, _RSCIIO_4D[suffix])
-    calib.update({k: v for k, v in over.items() if v is not None})
-    full = _as_4dstem(data, center=center, scan_shape=scan_shape, chunks=chunks, **calib)
+    calib.update({k: v for k, v in {**over, "center": center}.items() if v is not None})
+    full = _as_4dstem(data, scan_shape=scan_shape, chunks=chunks, **calib)
     full.attrs["source"] = text
     return _public(full)
 
@@ -441,16 +441,16 @@ def _detector_range(
     lo = defaults[0] if inner is None else float(inner) / kps
     hi = defaults[1] if outer is None else float(outer) / kps
     shown = f"inner={lo * kps:.4g}, outer={hi * kps:.4g} {units}"
-    if lo < 0 or not lo < hi:
-        raise ParameterError(
-            f"the {detector!r} detector needs 0 <= inner < outer; got {shown}. Swap or fix them."
-        )
-    if hi > rmax + 1e-9 and math.isfinite(hi):
+    if lo >= rmax or (hi > rmax + 1e-9 and math.isfinite(hi)):
         raise ParameterError(
             f"the {detector!r} detector ({shown}) leaves the recorded pattern, whose maximum "
             f"angle about the centre is {rmax * kps:.4g} {units} "
             f"(bright-field disk radius {radius * kps:.4g} {units}). Choose outer <= "
             f"{rmax * kps:.4g}."
+        )
+    if lo < 0 or not lo < hi:
+        raise ParameterError(
+            f"the {detector!r} detector needs 0 <= inner < outer; got {shown}. Swap or fix them."
         )
     return lo, hi
 
