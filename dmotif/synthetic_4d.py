@@ -64,15 +64,14 @@ class Synthetic4D:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _profiles(k_size: int, bf_radius: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Pattern grid radii, the high-angle profile (sum 1) and the disk's normalisation."""
+def _profiles(k_size: int, bf_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern pixel offsets from the centre and the high-angle profile (sum 1)."""
     c = (k_size - 1) / 2
     yy, xx = np.indices((k_size, k_size), dtype=np.float64)
     r = np.hypot(yy - c, xx - c)
     halo = np.clip(r - bf_radius, 0.0, 1.0) / (1.0 + (r / (2.0 * bf_radius)) ** 2) ** 1.5
     halo /= halo.sum()
-    disk_area = np.clip(bf_radius + 0.5 - r, 0.0, 1.0).sum()
-    return np.stack([yy - c, xx - c]), halo, float(disk_area)
+    return np.stack([yy - c, xx - c]), halo
 
 
 def _patterns(
@@ -89,7 +88,7 @@ def _patterns(
     seed: int,
 ) -> np.ndarray:
     """Patterns ``(1, ty, tx, k, k)`` float32 for the probe positions of one chunk."""
-    grid, halo, disk_area = _profiles(k_size, bf_radius)
+    grid, halo = _profiles(k_size, bf_radius)
     frame, y0, x0 = origin
     ty, tx = pot.shape
     out = np.empty((1, ty, tx, k_size, k_size), dtype=np.float32)
@@ -98,7 +97,8 @@ def _patterns(
         # One scan row at a time keeps the temporaries at tx patterns.
         dy = grid[0][None] - deflection * gy[i][:, None, None]
         dx = grid[1][None] - deflection * gx[i][:, None, None]
-        disk = np.clip(bf_radius + 0.5 - np.hypot(dy, dx), 0.0, 1.0) / disk_area
+        disk = np.clip(bf_radius + 0.5 - np.hypot(dy, dx), 0.0, 1.0)
+        disk /= disk.sum(axis=(1, 2), keepdims=True)
         row = kept[i][:, None, None] * disk + (1.0 - kept[i])[:, None, None] * halo[None]
         if dose is not None:
             for j in range(tx):
