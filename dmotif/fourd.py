@@ -395,8 +395,7 @@ def save_4dstem(data: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     str
         The path written; :func:`open_4dstem` reads it back lazily, chunk for chunk.
     """
-    full = data if isinstance(data, xr.DataArray) else _as_4dstem(data)
-    full = _public(_as_4dstem(full))
+    full = _public(_as_4dstem(data))
     return write_dataset(full.to_dataset(name="data"), path, overwrite=overwrite)
 
 
