@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import synthetic
+from . import synthetic, synthetic_4d
 from ._plot_hierarchy import plot_hierarchy, plot_map
 from .errors import (
     DataError,
@@ -23,6 +23,7 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .fourd import diffraction_features, open_4dstem, save_4dstem, virtual_image
 from .hierarchy import (
     build_hierarchy,
     lattice_vectors,
@@ -54,19 +55,24 @@ __all__ = [
     "StoreIncompleteError",
     "__version__",
     "build_hierarchy",
+    "diffraction_features",
     "extract_patches",
     "lattice_vectors",
     "load_hierarchy",
     "manifold_coordinate",
     "motif_cells",
+    "open_4dstem",
     "open_image",
     "open_result",
     "plot_hierarchy",
     "plot_map",
     "reconstruct",
+    "save_4dstem",
     "save_hierarchy",
     "save_image",
     "synthetic",
+    "synthetic_4d",
+    "virtual_image",
     "write_result",
     "zernike_basis",
     "zernike_features",
