@@ -184,6 +184,9 @@ def run(
         int | None, typer.Option(help="Worker processes (local) or jobs/replicas.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed; overrides the config's.")] = None,
+    detector: Annotated[
+        str | None, typer.Option(help="4D-STEM input: virtual detector bf/abf/adf/haadf/icom.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Detect, describe, lay out, label and build the hierarchy; resumable."""
@@ -192,8 +195,8 @@ def run(
     res = _with_progress(
         lambda progress: run_pipeline(
             input, output, config=config, scheduler=scheduler, cluster=cluster,
-            cluster_config=cluster_config, workers=workers, seed=seed, overwrite=overwrite,
-            progress=progress,
+            cluster_config=cluster_config, workers=workers, seed=seed, detector=detector,
+            overwrite=overwrite, progress=progress,
         )
     )
     _print_run_summary(res)

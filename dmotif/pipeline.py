@@ -63,7 +63,13 @@ def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:
 def default_config() -> dict[str, Any]:
     """Every parameter of every stage with its default: the configuration of a plain run."""
     funcs = _stage_functions()
-    cfg: dict[str, Any] = {"seed": 0, "chunks": "auto", "pixel_size": None}
+    cfg: dict[str, Any] = {
+        "seed": 0,
+        "chunks": "auto",
+        "pixel_size": None,
+        # 4D-STEM input: the virtual detector that turns it into an image (None: an image).
+        "virtual": {"detector": None, "inner": None, "outer": None},
+    }
     for stage in STAGES:
         cfg[stage] = json_ready(_keyword_defaults(funcs[stage]))
     return cfg
@@ -144,6 +150,7 @@ def run(
     workers: int | None = None,
     overwrite: bool = False,
     seed: int | None = None,
+    detector: str | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> Result:
     """Run the whole pipeline on ``source`` and write the result store ``out``.
@@ -168,6 +175,9 @@ def run(
         Replace an existing ``out``. Default: refuse.
     seed : int, optional
         Overrides ``config["seed"]``.
+    detector : str, optional
+        For 4D-STEM input: the virtual detector (``bf``, ``abf``, ``adf``, ``haadf``, ``icom``)
+        that makes the image; overrides ``config["virtual"]["detector"]``.
     progress : callable, optional
         Called as ``progress(stage, message)`` when a stage starts and finishes.
 
@@ -177,11 +187,13 @@ def run(
         The finished store, opened.
     """
     from . import __version__
-    from .io import open_image, source_identity
+    from .io import source_identity
 
     cfg = load_config(config)
     if seed is not None:
         cfg["seed"] = seed_int(seed)
+    if detector is not None:
+        cfg["virtual"]["detector"] = detector
     report = progress or (lambda stage, msg: None)
     writer = StoreWriter(out, overwrite=overwrite, resume=True)
     previous = writer.attrs().get(_CONFIG_ATTR)
@@ -193,7 +205,7 @@ def run(
     done = writer.stages if previous is not None else []
     if previous is None and writer.stages:
         writer = StoreWriter(out, overwrite=overwrite, resume=False)
-    image = open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"])
+    image = _open_input(source, cfg)
     funcs = _stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
@@ -224,6 +236,25 @@ def run(
     }
     writer.commit(final_attrs)
     return open_result(out)
+
+
+def _open_input(source: Any, cfg: dict[str, Any]) -> xr.DataArray:
+    """The image stack of a run: the image itself, or a virtual image of 4D-STEM data."""
+    from .io import open_image
+
+    virtual = cfg["virtual"]
+    if virtual["detector"] is None:
+        return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"])
+    from .fourd import open_4dstem, virtual_image
+
+    if virtual["detector"] == "com":
+        raise ParameterError(
+            "the com detector gives two images (a vector field); use icom, bf, abf, adf or "
+            "haadf for a run."
+        )
+    data = open_4dstem(source, scan_pixel_size=cfg["pixel_size"])
+    return virtual_image(data, detector=virtual["detector"], inner=virtual["inner"],
+                         outer=virtual["outer"], chunks=cfg["chunks"])
 
 
 def _load_state(ds: xr.Dataset, attrs: dict[str, Any]) -> dict[str, Any]:
