@@ -21,6 +21,8 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .layout import fr_layout
+from .reduce import pca
 
 try:
     __version__ = version("dmotif")
@@ -38,4 +40,6 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "fr_layout",
+    "pca",
 ]
