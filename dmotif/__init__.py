@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .cluster import cluster, motif_summary
 from .errors import (
     DataError,
     DmotifError,
@@ -22,6 +23,7 @@ from .errors import (
     StoreIncompleteError,
 )
 from .layout import fr_layout
+from .plot import plot_layout, plot_motifs
 from .reduce import pca
 
 try:
@@ -40,6 +42,10 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "cluster",
     "fr_layout",
+    "motif_summary",
     "pca",
+    "plot_layout",
+    "plot_motifs",
 ]

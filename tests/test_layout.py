@@ -77,6 +77,7 @@ def test_exact_knn_matches_brute_force():
         np.testing.assert_array_equal(ind[:, 0], np.arange(x.shape[0]))
 
 
+@pytest.mark.slow  # pynndescent compiles its correlation kernels in every process
 def test_pynndescent_graph_close_to_exact():
     x, _ = unequal_blobs((1500, 1000), dim=10)
     exact, _ = _knn.exact_knn(x, 10, "correlation")
