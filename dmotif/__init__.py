@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import synthetic, synthetic_4d
 from ._plot_hierarchy import plot_hierarchy, plot_map
+from .cluster import cluster, motif_summary
 from .errors import (
     DataError,
     DmotifError,
@@ -33,7 +34,10 @@ from .hierarchy import (
     save_hierarchy,
 )
 from .io import open_image, save_image
+from .layout import fr_layout
 from .patches import extract_patches
+from .plot import plot_layout, plot_motifs
+from .reduce import pca
 from .store import Result, open_result, write_result
 from .zernike import reconstruct, zernike_basis, zernike_features
 
@@ -55,17 +59,23 @@ __all__ = [
     "StoreIncompleteError",
     "__version__",
     "build_hierarchy",
+    "cluster",
     "diffraction_features",
     "extract_patches",
+    "fr_layout",
     "lattice_vectors",
     "load_hierarchy",
     "manifold_coordinate",
     "motif_cells",
+    "motif_summary",
     "open_4dstem",
     "open_image",
     "open_result",
+    "pca",
     "plot_hierarchy",
+    "plot_layout",
     "plot_map",
+    "plot_motifs",
     "reconstruct",
     "save_4dstem",
     "save_hierarchy",

@@ -1,0 +1,259 @@
+"""Motifs from the 2-D layout: clustering and per-motif summaries."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+from sklearn.cluster import HDBSCAN
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+
+from ._random import Seed, seed_int
+from .errors import DataError, ParameterError
+
+__all__ = ["cluster", "motif_summary"]
+
+METHODS = ("hdbscan", "raster", "gmm")
+#: HDBSCAN runs on at most this many seeded layout points; the others take their nearest's label.
+HDBSCAN_SAMPLE = 50_000
+#: Grid of the raster method (the reference's 256 × 256, disks of radius 3).
+RASTER_BINS = 256
+RASTER_RADIUS = 3
+
+
+def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
+    if not isinstance(layout, xr.DataArray):
+        layout = xr.DataArray(np.asarray(layout), dims=("atom", "axis"))
+    if layout.ndim != 2 or "atom" not in layout.dims:
+        raise DataError(f"layout must be 2-D with an 'atom' dim; got dims {layout.dims}.")
+    layout = layout.transpose("atom", ...)
+    if not np.isfinite(layout.values).all():
+        raise DataError("layout contains NaN or inf; recompute it with dmotif.fr_layout.")
+    return layout
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters by decreasing size (ties: first member), keeping -1."""
+    found = np.unique(labels[labels >= 0])
+    if found.size == 0:
+        return np.full(labels.shape, -1, dtype=np.int32)
+    sizes = np.array([np.count_nonzero(labels == f) for f in found])
+    first = np.array([np.argmax(labels == f) for f in found])
+    order = np.lexsort((first, -sizes))
+    lookup = np.full(found.max() + 2, -1, dtype=np.int32)
+    lookup[found[order]] = np.arange(found.size, dtype=np.int32)
+    return lookup[labels]
+
+
+def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+    n = y.shape[0]
+    sample = np.arange(n)
+    if n > HDBSCAN_SAMPLE:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, HDBSCAN_SAMPLE, replace=False))
+        min_size = max(2, round(min_size * HDBSCAN_SAMPLE / n))
+    sub = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y[sample])
+    if sample.size == n:
+        return sub
+    nearest = NearestNeighbors(n_neighbors=1).fit(y[sample]).kneighbors(y)[1][:, 0]
+    return sub[nearest]
+
+
+def _raster(y: np.ndarray, min_size: int) -> np.ndarray:
+    lo = y.min(axis=0)
+    span = np.maximum(y.max(axis=0) - lo, np.finfo(np.float64).tiny)
+    pix = np.minimum((y - lo) / span * RASTER_BINS, RASTER_BINS - 1).astype(np.int64)
+    occupied = np.zeros((RASTER_BINS, RASTER_BINS), dtype=bool)
+    occupied[pix[:, 0], pix[:, 1]] = True
+    r = RASTER_RADIUS
+    disk = np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2) <= r * r
+    grown = ndimage.binary_dilation(occupied, structure=disk)
+    regions, _ = ndimage.label(grown)
+    labels = regions[pix[:, 0], pix[:, 1]] - 1
+    counts = np.bincount(labels)
+    labels[counts[labels] < min_size] = -1
+    return labels
+
+
+def _gmm(y: np.ndarray, n_motifs: int, seed: int) -> np.ndarray:
+    model = GaussianMixture(n_motifs, covariance_type="full", random_state=seed % 2**32)
+    return model.fit(y).predict(y)
+
+
+def cluster(
+    layout: xr.DataArray | np.ndarray,
+    *,
+    method: str = "hdbscan",
+    n_motifs: int | None = None,
+    min_size: int | None = None,
+    seed: Seed = 0,
+) -> xr.DataArray:
+    """Label the clusters of a 2-D layout: one label per motif, -1 for unassigned atoms.
+
+    Parameters
+    ----------
+    layout : xarray.DataArray or numpy.ndarray
+        Layout with dims ``("atom", "axis")``, e.g. from :func:`dmotif.fr_layout`.
+    method : {"hdbscan", "raster", "gmm"}, default "hdbscan"
+        ``"hdbscan"``: density clusters (above 50 000 atoms fitted on a seeded sample, the
+        others take the label of their nearest sampled atom). ``"raster"``: the reference's
+        method, connected regions of the layout drawn on a 256 × 256 grid with disks of
+        radius 3. ``"gmm"``: a Gaussian mixture with ``n_motifs`` components (by default as
+        many as HDBSCAN finds), which assigns every atom.
+    n_motifs : int, optional
+        Number of motifs; only for ``method="gmm"`` (the others find it).
+    min_size : int, optional
+        Smallest motif, in atoms (default: 0.2 % of the atoms, at least 5). Smaller HDBSCAN
+        clusters and raster regions are unassigned.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the HDBSCAN sample and the GMM start.
+
+    Returns
+    -------
+    xarray.DataArray
+        int32 labels named ``"label"`` over ``atom``; motifs numbered by decreasing size;
+        attrs ``method`` and ``n_motifs`` (the number found).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.vstack([rng.normal(0, 1, (300, 2)), rng.normal(30, 1, (100, 2))])
+    >>> labels = cluster(y)
+    >>> labels.attrs["n_motifs"], int((labels == 1).sum())
+    (2, 100)
+    """
+    layout = _as_layout(layout)
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {METHODS}; got {method!r}.")
+    y = np.asarray(layout.values, dtype=np.float64)
+    n = y.shape[0]
+    if n_motifs is not None:
+        if method != "gmm":
+            raise ParameterError(
+                f"n_motifs={n_motifs} is only used by method='gmm'; method={method!r} finds "
+                "the number of motifs itself. Pass method='gmm' or drop n_motifs."
+            )
+        if not 1 <= n_motifs < n:
+            raise ParameterError(f"n_motifs must be in [1, {n}); got {n_motifs}.")
+    if min_size is None:
+        min_size = max(5, n // 500)
+    if n < 2 * min_size:
+        raise DataError(
+            f"clustering needs at least 2 * min_size = {2 * min_size} atoms; got {n}."
+        )
+    s = seed_int(seed)
+    if method == "hdbscan":
+        raw = _hdbscan(y, min_size, s)
+    elif method == "raster":
+        raw = _raster(y, min_size)
+    else:
+        # FR clusters are compact but not Gaussian, so BIC over-splits them: count the
+        # motifs by density instead and let the mixture share out every atom.
+        if n_motifs is None:
+            n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
+        raw = _gmm(y, n_motifs, s)
+    labels = _canonical(raw)
+    out = xr.DataArray(
+        labels,
+        dims=("atom",),
+        name="label",
+        attrs={"method": method, "n_motifs": int(labels.max() + 1), "min_size": int(min_size)},
+    )
+    if "atom" in layout.coords:
+        out = out.assign_coords(atom=layout.coords["atom"])
+    return out
+
+
+def _group_means(values: xr.DataArray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``values`` (atom first) over the atoms of each motif, dask-friendly."""
+    values = values.transpose("atom", ...)
+    flat = values.data.reshape(values.shape[0], -1)
+    onehot = (labels[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    if isinstance(flat, da.Array):
+        onehot = da.from_array(onehot, chunks=(flat.chunks[0], -1))
+    sums = np.asarray(da.compute(onehot.T @ flat)[0])
+    counts = np.maximum(np.bincount(labels[labels >= 0], minlength=k), 1)
+    return (sums / counts[:, None]).reshape((k, *values.shape[1:]))
+
+
+def motif_summary(
+    labels: xr.DataArray | np.ndarray,
+    *,
+    patches: xr.DataArray | None = None,
+    features: xr.DataArray | np.ndarray | None = None,
+    layout: xr.DataArray | np.ndarray | None = None,
+    n_examples: int = 5,
+) -> xr.Dataset:
+    """Per motif: its size, representative atoms and, when given, mean patch and features.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray or numpy.ndarray
+        Labels over ``atom`` (from :func:`cluster`); -1 is unassigned and not summarised.
+    patches : xarray.DataArray, optional
+        Patches with dims ``("atom", "py", "px")`` (numpy- or dask-backed).
+    features : xarray.DataArray or numpy.ndarray, optional
+        Per-atom features ``(atom, <dim>)``; gives ``mean_feature`` and, without a layout,
+        picks the representatives.
+    layout : xarray.DataArray or numpy.ndarray, optional
+        The 2-D layout; representatives are the atoms nearest the motif's medoid in it.
+    n_examples : int, default 5
+        Representative atoms per motif (padded with -1 for smaller motifs).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over dim ``motif``: ``count``, ``fraction`` (of all atoms), ``examples(motif,
+        example)`` (atom positions, int64), and ``mean_patch(motif, py, px)`` /
+        ``mean_feature(motif, feature)`` when patches / features are given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> summary = motif_summary(np.array([0, 0, 1, -1, 0]), n_examples=2)
+    >>> summary["count"].values.tolist(), summary["examples"].values.tolist()
+    ([3, 1], [[0, 1], [2, -1]])
+    """
+    lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels)
+    if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(f"labels must be 1-D integers; got shape {lab.shape}, {lab.dtype}.")
+    n = lab.size
+    k = int(lab.max() + 1) if n else 0
+    counts = np.bincount(lab[lab >= 0], minlength=k)
+    where = layout if layout is not None else features
+    space = None
+    if where is not None:
+        space = np.asarray(where.values if isinstance(where, xr.DataArray) else where)
+        if space.shape[0] != n:
+            raise DataError(f"labels have {n} atoms but layout/features have {space.shape[0]}.")
+    examples = np.full((k, n_examples), -1, dtype=np.int64)
+    for motif in range(k):
+        members = np.flatnonzero(lab == motif)
+        if space is not None:
+            pts = space[members].reshape(members.size, -1)
+            centre = np.median(pts, axis=0)
+            medoid = pts[np.argmin(((pts - centre) ** 2).sum(axis=1))]
+            members = members[np.argsort(((pts - medoid) ** 2).sum(axis=1), kind="stable")]
+        take = members[:n_examples]
+        examples[motif, : take.size] = take
+    ds = xr.Dataset(
+        {
+            "count": ("motif", counts.astype(np.int64)),
+            "fraction": ("motif", counts / max(n, 1)),
+            "examples": (("motif", "example"), examples),
+        },
+        coords={"motif": np.arange(k)},
+    )
+    for name, values in (("mean_patch", patches), ("mean_feature", features)):
+        if values is None:
+            continue
+        if not isinstance(values, xr.DataArray):
+            values = xr.DataArray(np.asarray(values), dims=("atom", "feature"))
+        if values.sizes.get("atom") != n:
+            raise DataError(f"{name}: expected {n} atoms, got dims {dict(values.sizes)}.")
+        other = [d for d in values.transpose("atom", ...).dims if d != "atom"]
+        ds[name] = (("motif", *other), _group_means(values, lab, k))
+    return ds
