@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import synthetic
+from . import accessor, synthetic
+from .detect import detect_atoms, estimate_spacing
 from .errors import (
     DataError,
     DmotifError,
@@ -39,5 +40,8 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "accessor",
+    "detect_atoms",
+    "estimate_spacing",
     "synthetic",
 ]

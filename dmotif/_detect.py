@@ -1,0 +1,532 @@
+"""Kernels of atom-column detection (numpy/scipy/numba; no dask or xarray).
+
+A tile is smoothed at the column scale, its local maxima above a threshold and at least
+``min_distance`` apart are found, and each maximum is refined to sub-pixel precision by an
+iterated, background-subtracted centre of mass and optionally a 2-D Gaussian fit. Every step is
+local: a pixel's result depends only on the pixels within a fixed reach, so a tile computed with
+enough overlap gives exactly what the whole image gives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = [
+    "GAUSS_TRUNCATE",
+    "autocorrelation_spacing",
+    "background_and_noise",
+    "centre_of_mass",
+    "detect_tile",
+    "gaussian_fit",
+    "local_maxima",
+    "noise_gain",
+    "smooth",
+]
+
+# Smoothing kernels are cut at this many sigmas (scipy's default is 4).
+GAUSS_TRUNCATE = 4.0
+# Centre-of-mass iterations; the window re-centres on each estimate, so a pedestal left by the
+# background estimate pulls towards the current centre only and the fixed point is unbiased.
+COM_ITERATIONS = 6
+GAUSS_ITERATIONS = 20
+
+
+def smooth(tile: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth a 2-D tile in float64 (mirror boundary, truncated at 4 sigma)."""
+    return ndi.gaussian_filter(
+        np.asarray(tile, dtype=np.float64), sigma, mode="reflect", truncate=GAUSS_TRUNCATE
+    )
+
+
+def noise_gain(sigma: float) -> float:
+    """Factor by which :func:`smooth` scales the standard deviation of white noise."""
+    impulse = np.zeros((2 * int(GAUSS_TRUNCATE * sigma + 0.5) + 1,) * 2)
+    impulse[impulse.shape[0] // 2, impulse.shape[1] // 2] = 1.0
+    k = ndi.gaussian_filter(impulse, sigma, mode="constant", truncate=GAUSS_TRUNCATE)
+    return float(np.sqrt(np.sum(k * k)))
+
+
+@numba.njit(cache=True)
+def _beats(w: float, v: float, dy: int, dx: int) -> bool:
+    # Does the pixel at offset (dy, dx) outrank the centre? Ties go to the first in raster order.
+    return w > v or (w == v and (dy < 0 or (dy == 0 and dx < 0)))
+
+
+@numba.njit(cache=True, parallel=True)
+def _candidates(sm: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    # Values of the 3x3 local maxima in [y0, y1) x [x0, x1), -inf elsewhere.
+    ny, nx = sm.shape
+    cand = np.full(sm.shape, -np.inf)
+    for y in numba.prange(y0, y1):
+        for x in range(x0, x1):
+            v = sm[y, x]
+            ok = True
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    qy = y + dy
+                    qx = x + dx
+                    inside = 0 <= qy < ny and 0 <= qx < nx
+                    if (dy != 0 or dx != 0) and inside and _beats(sm[qy, qx], v, dy, dx):
+                        ok = False
+            if ok:
+                cand[y, x] = v
+    return cand
+
+
+@numba.njit(cache=True, parallel=True)
+def _peak_mask(
+    cand: np.ndarray, radius: float, threshold: float, y0: int, y1: int, x0: int, x1: int
+) -> np.ndarray:
+    ny, nx = cand.shape
+    r = math.floor(radius)
+    r2 = radius * radius
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.bool_)
+    for yy in numba.prange(y1 - y0):
+        y = yy + y0
+        for x in range(x0, x1):
+            v = cand[y, x]
+            if v < threshold:
+                continue
+            ok = True
+            for dy in range(-r, r + 1):
+                qy = y + dy
+                if qy < 0 or qy >= ny:
+                    continue
+                for dx in range(-r, r + 1):
+                    qx = x + dx
+                    if qx < 0 or qx >= nx or (dy == 0 and dx == 0) or dy * dy + dx * dx > r2:
+                        continue
+                    if _beats(cand[qy, qx], v, dy, dx):
+                        ok = False
+                        break
+                if not ok:
+                    break
+            mask[yy, x - x0] = ok
+    return mask
+
+
+def local_maxima(
+    sm: np.ndarray,
+    *,
+    min_distance: float,
+    threshold: float,
+    core: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Integer peaks of ``sm``: 3x3 maxima at least ``threshold`` that no higher 3x3 maximum
+    within ``min_distance`` outranks.
+
+    Only maxima compete: the flank of a bright column does not hide a weak column beside it (a
+    plain maximum filter of radius ``min_distance`` would). The rule is local and order-free,
+    unlike greedy suppression, so a tile with a margin of ``min_distance + 1`` decides exactly as
+    the whole image does.
+
+    Parameters
+    ----------
+    sm : ndarray (ny, nx)
+        A smoothed image.
+    min_distance : float
+        Radius of the disk a peak must dominate; two peaks are never closer than this.
+    threshold : float
+        Lowest value of a peak.
+    core : (y0, y1, x0, x1), optional
+        Report only peaks in this region (the rest of ``sm`` is context).
+
+    Returns
+    -------
+    ndarray (n, 2) int64
+        ``(row, col)`` in raster order.
+    """
+    y0, y1, x0, x1 = core if core is not None else (0, sm.shape[0], 0, sm.shape[1])
+    sm = np.ascontiguousarray(sm, dtype=np.float64)
+    reach = math.floor(min_distance)
+    cand = _candidates(sm, max(y0 - reach, 0), min(y1 + reach, sm.shape[0]),
+                       max(x0 - reach, 0), min(x1 + reach, sm.shape[1]))
+    mask = _peak_mask(cand, float(min_distance), float(threshold), int(y0), int(y1), int(x0),
+                      int(x1))
+    peaks = np.argwhere(mask)
+    peaks[:, 0] += y0
+    peaks[:, 1] += x0
+    return peaks
+
+
+@numba.njit(cache=True, parallel=True)
+def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
+         n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    # Works in offsets from the integer peak, so the arithmetic does not depend on where the
+    # tile starts and tiles agree with the whole image to the last bit.
+    ny, nx = img.shape
+    n = py.shape[0]
+    off_y = np.zeros(n)
+    off_x = np.zeros(n)
+    r = math.ceil(window) + 1
+    w2 = window * window
+    for k in numba.prange(n):
+        cy = 0.0
+        cx = 0.0
+        for _ in range(n_iter):
+            iy = round(cy)
+            ix = round(cx)
+            lo = np.inf
+            for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
+                for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
+                    v = img[py[k] + dy, px[k] + dx]
+                    if (dy - cy) ** 2 + (dx - cx) ** 2 <= w2 and v < lo:
+                        lo = v
+            sw = 0.0
+            sy = 0.0
+            sx = 0.0
+            for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
+                for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
+                    if (dy - cy) ** 2 + (dx - cx) ** 2 <= w2:
+                        w = img[py[k] + dy, px[k] + dx] - lo
+                        sw += w
+                        sy += w * dy
+                        sx += w * dx
+            if sw <= 0.0:
+                break
+            ny_ = sy / sw
+            nx_ = sx / sw
+            # A centre that runs off towards a neighbour is not this column's: keep the peak.
+            if ny_ * ny_ + nx_ * nx_ > w2:
+                cy = 0.0
+                cx = 0.0
+                break
+            cy = ny_
+            cx = nx_
+        off_y[k] = cy
+        off_x[k] = cx
+    return off_y, off_x
+
+
+def centre_of_mass(
+    img: np.ndarray, peaks: np.ndarray, *, window: float, n_iter: int = COM_ITERATIONS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterated centre of mass of ``img`` in a disk of radius ``window`` around each peak.
+
+    The window minimum is subtracted before weighting, so the flat background and the tails of
+    brighter neighbours do not pull the centre; the disk re-centres on each new estimate.
+
+    Returns
+    -------
+    dy, dx : ndarray (n,) float64
+        Offsets of the centres from the integer peaks.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64).reshape(-1, 2)
+    return _com(np.ascontiguousarray(img, dtype=np.float64), peaks[:, 0].copy(),
+                peaks[:, 1].copy(), float(window), int(n_iter))
+
+
+@numba.njit(cache=True)
+def _solve5(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Gaussian elimination with partial pivoting on a 5x5 system; returns NaNs when singular.
+    m = a.copy()
+    v = b.copy()
+    n = 5
+    for i in range(n):
+        p = i
+        for j in range(i + 1, n):
+            if abs(m[j, i]) > abs(m[p, i]):
+                p = j
+        if abs(m[p, i]) < 1e-300:
+            return np.full(n, np.nan)
+        if p != i:
+            for c in range(n):
+                m[i, c], m[p, c] = m[p, c], m[i, c]
+            v[i], v[p] = v[p], v[i]
+        for j in range(i + 1, n):
+            f = m[j, i] / m[i, i]
+            for c in range(i, n):
+                m[j, c] -= f * m[i, c]
+            v[j] -= f * v[i]
+    x = np.empty(n)
+    for i in range(n - 1, -1, -1):
+        s = v[i]
+        for c in range(i + 1, n):
+            s -= m[i, c] * x[c]
+        x[i] = s / m[i, i]
+    return x
+
+
+@numba.njit(cache=True)
+def _gauss_cost(img, py, px, r, w2, oy, ox, p):
+    # Squared residual over the disk of radius sqrt(w2) about offset (oy, ox) from (py, px).
+    ny, nx = img.shape
+    iy = round(oy)
+    ix = round(ox)
+    cost = 0.0
+    for dy in range(max(iy - r, -py), min(iy + r + 1, ny - py)):
+        for dx in range(max(ix - r, -px), min(ix + r + 1, nx - px)):
+            if (dy - oy) ** 2 + (dx - ox) ** 2 > w2:
+                continue
+            ey = dy - p[1]
+            ex = dx - p[2]
+            g = math.exp(-(ey * ey + ex * ex) / (2.0 * p[3] * p[3]))
+            e = img[py + dy, px + dx] - (p[0] * g + p[4])
+            cost += e * e
+    return cost
+
+
+@numba.njit(cache=True, parallel=True)
+def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
+    # Coordinates are offsets from the integer peak (py, px), as in _com.
+    ny, nx = img.shape
+    n = py.shape[0]
+    out = np.empty((n, 5))
+    r = math.ceil(window) + 1
+    w2 = window * window
+    for k in numba.prange(n):
+        y0 = py[k]
+        x0 = px[k]
+        cy0 = oy[k]
+        cx0 = ox[k]
+        iy = round(cy0)
+        ix = round(cx0)
+        lo = np.inf
+        hi = -np.inf
+        for dy in range(max(iy - r, -y0), min(iy + r + 1, ny - y0)):
+            for dx in range(max(ix - r, -x0), min(ix + r + 1, nx - x0)):
+                if (dy - cy0) ** 2 + (dx - cx0) ** 2 <= w2:
+                    lo = min(lo, img[y0 + dy, x0 + dx])
+                    hi = max(hi, img[y0 + dy, x0 + dx])
+        # Parameters: amplitude, y offset, x offset, sigma, background.
+        p = np.array([max(hi - lo, 1e-12), cy0, cx0, s_init, lo])
+        lam = 1e-3
+        cost = _gauss_cost(img, y0, x0, r, w2, cy0, cx0, p)
+        jtj = np.empty((5, 5))
+        jte = np.empty(5)
+        for _ in range(n_iter):
+            jtj[:] = 0.0
+            jte[:] = 0.0
+            for dy in range(max(iy - r, -y0), min(iy + r + 1, ny - y0)):
+                for dx in range(max(ix - r, -x0), min(ix + r + 1, nx - x0)):
+                    if (dy - cy0) ** 2 + (dx - cx0) ** 2 > w2:
+                        continue
+                    ey = dy - p[1]
+                    ex = dx - p[2]
+                    s2 = p[3] * p[3]
+                    g = math.exp(-(ey * ey + ex * ex) / (2.0 * s2))
+                    e = img[y0 + dy, x0 + dx] - (p[0] * g + p[4])
+                    ag = p[0] * g
+                    jac = (g, ag * ey / s2, ag * ex / s2, ag * (ey * ey + ex * ex) / (s2 * p[3]),
+                           1.0)
+                    for i in range(5):
+                        jte[i] += jac[i] * e
+                        for j in range(i, 5):
+                            jtj[i, j] += jac[i] * jac[j]
+            for i in range(5):
+                for j in range(i):
+                    jtj[i, j] = jtj[j, i]
+            improved = False
+            for _try in range(8):
+                a = jtj.copy()
+                for i in range(5):
+                    a[i, i] *= 1.0 + lam
+                step = _solve5(a, jte)
+                if np.isnan(step[0]):
+                    lam *= 10.0
+                    continue
+                q = p + step
+                if q[3] > 0.0 and q[0] > 0.0:
+                    c = _gauss_cost(img, y0, x0, r, w2, cy0, cx0, q)
+                    if c < cost:
+                        p = q
+                        cost = c
+                        lam = max(lam * 0.3, 1e-9)
+                        improved = True
+                        break
+                lam *= 10.0
+            if not improved:
+                break
+        # A fit whose centre leaves the window has latched onto something else: keep the start.
+        if (p[1] - cy0) ** 2 + (p[2] - cx0) ** 2 > w2 or p[3] > window:
+            p[0] = hi - lo
+            p[1] = cy0
+            p[2] = cx0
+            p[3] = np.nan
+            p[4] = lo
+        for i in range(5):
+            out[k, i] = p[i]
+    return out
+
+
+def gaussian_fit(
+    img: np.ndarray,
+    peaks: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    *,
+    window: float,
+    sigma: float,
+    n_iter: int = GAUSS_ITERATIONS,
+) -> np.ndarray:
+    """Least-squares fit of ``A exp(-r²/2s²) + b`` to ``img`` in a disk around each start.
+
+    A damped Gauss-Newton (Levenberg-Marquardt) loop per column, all columns in parallel.
+
+    Parameters
+    ----------
+    img : ndarray (ny, nx)
+    peaks : ndarray (n, 2) int
+        Integer peaks ``(row, col)``.
+    dy, dx : ndarray (n,)
+        Starting offsets from the peaks (e.g. from :func:`centre_of_mass`); the fitting disk
+        stays centred there.
+    window : float
+        Radius of the fitting disk, pixels.
+    sigma : float
+        Starting width.
+
+    Returns
+    -------
+    ndarray (n, 5)
+        Columns amplitude, y offset, x offset (from the peaks), width (NaN where the fit failed
+        and the start was kept), background.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64).reshape(-1, 2)
+    return _gauss(np.ascontiguousarray(img, dtype=np.float64), peaks[:, 0].copy(),
+                  peaks[:, 1].copy(), np.ascontiguousarray(dy, dtype=np.float64),
+                  np.ascontiguousarray(dx, dtype=np.float64), float(window), float(sigma),
+                  int(n_iter))
+
+
+def detect_tile(
+    tile: np.ndarray,
+    *,
+    sigma: float,
+    min_distance: float,
+    threshold: float,
+    refine: str | None,
+    window: float,
+    core: tuple[int, int, int, int] | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> dict[str, np.ndarray]:
+    """Detect the atom columns of one 2-D tile.
+
+    Parameters
+    ----------
+    tile : ndarray (ny, nx)
+    sigma : float
+        Smoothing scale, pixels.
+    min_distance : float
+        Smallest distance between two columns, pixels.
+    threshold : float
+        Lowest smoothed value of a column.
+    refine : {"com", "gaussian", None}
+        Sub-pixel refinement.
+    window : float
+        Radius of the refinement disk, pixels.
+    core : (y0, y1, x0, x1), optional
+        Only columns whose integer peak lies in this region are returned.
+    origin : (int, int)
+        Image position of the tile's first pixel; positions are returned in image pixels as
+        ``(peak + origin) + offset``, the same bits whatever the tile.
+
+    Returns
+    -------
+    dict of ndarray
+        ``y``, ``x`` (float64, image pixels), ``intensity`` (the smoothed peak value, float32)
+        and, for ``"gaussian"``, ``amplitude`` and ``width``; in raster order of the peaks.
+    """
+    img = np.asarray(tile, dtype=np.float64)
+    sm = smooth(img, sigma)
+    peaks = local_maxima(sm, min_distance=min_distance, threshold=threshold, core=core)
+    out = {"intensity": sm[peaks[:, 0], peaks[:, 1]].astype(np.float32)}
+    dy = np.zeros(len(peaks))
+    dx = np.zeros(len(peaks))
+    if refine is not None:
+        dy, dx = centre_of_mass(img, peaks, window=window)
+    if refine == "gaussian":
+        fit = gaussian_fit(img, peaks, dy, dx, window=window, sigma=sigma)
+        dy, dx = fit[:, 1], fit[:, 2]
+        out["amplitude"] = fit[:, 0].astype(np.float32)
+        out["width"] = fit[:, 3].astype(np.float32)
+    out["y"] = (peaks[:, 0] + origin[0]).astype(np.float64) + dy
+    out["x"] = (peaks[:, 1] + origin[1]).astype(np.float64) + dx
+    return out
+
+
+def autocorrelation_spacing(img: np.ndarray, *, max_lag: float) -> tuple[float, float]:
+    """Nearest-neighbour spacing from the first ring of the image's autocorrelation.
+
+    Parameters
+    ----------
+    img : ndarray (ny, nx)
+    max_lag : float
+        Largest spacing considered, pixels.
+
+    Returns
+    -------
+    spacing : float
+        Radius of the first maximum of the angular mean of the autocorrelation (sub-pixel, by a
+        parabola through the three bins about it); NaN when there is none.
+    contrast : float
+        Height of that maximum above the minimum before it, in units of the zero-lag value: a
+        lattice gives tenths, noise gives about ``1/sqrt(n_pixels)``.
+    """
+    a = np.asarray(img, dtype=np.float64)
+    a = a - a.mean()
+    ny, nx = a.shape
+    fy, fx = 2 * ny, 2 * nx
+    f = np.fft.rfft2(a, s=(fy, fx))
+    ac = np.fft.irfft2(f * np.conj(f), s=(fy, fx))
+    # Divide by the number of overlapping pixels so that large lags are not damped.
+    ones = np.fft.rfft2(np.ones_like(a), s=(fy, fx))
+    cnt = np.fft.irfft2(ones * np.conj(ones), s=(fy, fx))
+    ac = np.fft.fftshift(ac / np.maximum(cnt, 1.0))
+    cy, cx = fy // 2, fx // 2
+    m = math.ceil(max_lag) + 2
+    sub = ac[cy - m : cy + m + 1, cx - m : cx + m + 1] / ac[cy, cx]
+    yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
+    rad = np.hypot(yy, xx)
+    peak = (sub == ndi.maximum_filter(sub, size=5)) & (rad >= 2) & (rad <= max_lag)
+    if not peak.any():
+        return math.nan, 0.0
+    # A lattice gives rings of strong peaks; noise ripples are far weaker than the strongest
+    # ring, so the nearest peak rising a tenth as high above the floor is the first ring (a
+    # ring of unlike neighbours, e.g. metal-chalcogen, is a third of the like ring).
+    floor = sub[rad <= max_lag].min()
+    heights = sub[peak]
+    strong = heights - floor >= 0.1 * (heights.max() - floor)
+    r = rad[peak][strong]
+    first = r.min()
+    ring = r <= 1.1 * first
+    # Sub-pixel radius: centroid of the 3x3 neighbourhood of each peak of the first ring.
+    iy, ix = np.nonzero(peak)
+    iy, ix = iy[strong][ring], ix[strong][ring]
+    radii = []
+    for y, x in zip(iy, ix, strict=True):
+        if 1 <= y < sub.shape[0] - 1 and 1 <= x < sub.shape[1] - 1:
+            w = sub[y - 1 : y + 2, x - 1 : x + 2]
+            w = w - w.min()
+            total = w.sum()
+            dy = (w.sum(axis=1) @ np.arange(-1, 2)) / total if total > 0 else 0.0
+            dx = (w.sum(axis=0) @ np.arange(-1, 2)) / total if total > 0 else 0.0
+            radii.append(math.hypot(yy[y, x] + dy, xx[y, x] + dx))
+    spacing = float(np.median(radii)) if radii else float(first)
+    lo = sub[(rad >= 1) & (rad <= first)].min()
+    return spacing, float(np.max(sub[peak][strong][ring]) - lo)
+
+
+def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, float]:
+    """Background level, noise and bright level of an image smoothed at ``sigma``.
+
+    The noise of the raw image is the scaled median absolute difference of horizontal pixel
+    neighbours, taken where the smoothed image lies below its median (between the columns,
+    where the signal is flat); smoothing divides it by :func:`noise_gain`. The background is
+    the median of those same low pixels; the bright level is the 99.9th percentile.
+
+    Returns
+    -------
+    background, noise, bright : float
+    """
+    a = np.asarray(img, dtype=np.float64)
+    sm = smooth(a, sigma)
+    low = sm <= np.median(sm)
+    pair = low[:, 1:] & low[:, :-1]
+    diff = (a[:, 1:] - a[:, :-1])[pair]
+    raw = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2.0)
+    return float(np.median(sm[low])), raw * noise_gain(sigma), float(np.percentile(sm, 99.9))
