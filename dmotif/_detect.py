@@ -13,6 +13,7 @@ import math
 
 import numba
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import ndimage as ndi
 
 __all__ = [
@@ -33,6 +34,9 @@ GAUSS_TRUNCATE = 4.0
 # background estimate pulls towards the current centre only and the fixed point is unbiased.
 COM_ITERATIONS = 6
 GAUSS_ITERATIONS = 20
+# The Gaussian fit reads a wider disk than the centre of mass: the tails fix the background
+# and the width, which a disk of under two widths leaves free to trade against each other.
+FIT_WINDOW = 4 / 3
 
 
 def smooth(tile: np.ndarray, sigma: float) -> np.ndarray:
@@ -58,13 +62,14 @@ def _beats(w: float, v: float, dy: int, dx: int) -> bool:
 
 @numba.njit(cache=True, parallel=True)
 def _candidates(sm: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    # Values of the 3x3 local maxima in [y0, y1) x [x0, x1), -inf elsewhere.
+    # Values of the 3x3 local maxima in [y0, y1) x [x0, x1) off the array edge, -inf elsewhere.
     ny, nx = sm.shape
     cand = np.full(sm.shape, -np.inf)
     for y in numba.prange(y0, y1):
         for x in range(x0, x1):
             v = sm[y, x]
-            ok = True
+            # A maximum on the image edge is the flank of a column outside the image.
+            ok = 0 < y < ny - 1 and 0 < x < nx - 1
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
                     qy = y + dy
@@ -77,11 +82,33 @@ def _candidates(sm: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarra
     return cand
 
 
+@numba.njit(cache=True)
+def _has_strong_neighbour(sm: np.ndarray, y: int, x: int, link: float, strong: float) -> bool:
+    ny, nx = sm.shape
+    r = math.floor(link)
+    for dy in range(-r, r + 1):
+        qy = y + dy
+        if qy < 0 or qy >= ny:
+            continue
+        for dx in range(-r, r + 1):
+            qx = x + dx
+            if 0 <= qx < nx and dy * dy + dx * dx <= link * link and sm[qy, qx] >= strong:
+                return True
+    return False
+
+
 @numba.njit(cache=True, parallel=True)
 def _peak_mask(
-    cand: np.ndarray, radius: float, threshold: float, y0: int, y1: int, x0: int, x1: int
+    sm: np.ndarray,
+    cand: np.ndarray,
+    radius: float,
+    threshold: float,
+    strong: float,
+    link: float,
+    core: tuple[int, int, int, int],
 ) -> np.ndarray:
     ny, nx = cand.shape
+    y0, y1, x0, x1 = core
     r = math.floor(radius)
     r2 = radius * radius
     mask = np.zeros((y1 - y0, x1 - x0), dtype=np.bool_)
@@ -105,6 +132,8 @@ def _peak_mask(
                         break
                 if not ok:
                     break
+            if ok and v < strong:
+                ok = _has_strong_neighbour(sm, y, x, link, strong)
             mask[yy, x - x0] = ok
     return mask
 
@@ -114,6 +143,8 @@ def local_maxima(
     *,
     min_distance: float,
     threshold: float,
+    strong: float | None = None,
+    link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """Integer peaks of ``sm``: 3x3 maxima at least ``threshold`` that no higher 3x3 maximum
@@ -122,7 +153,9 @@ def local_maxima(
     Only maxima compete: the flank of a bright column does not hide a weak column beside it (a
     plain maximum filter of radius ``min_distance`` would). The rule is local and order-free,
     unlike greedy suppression, so a tile with a margin of ``min_distance + 1`` decides exactly as
-    the whole image does.
+    the whole image does. A weak peak (below ``strong``) is kept only when some pixel within
+    ``link`` of it reaches ``strong``: a weak column beside bright ones is kept, a noise peak
+    alone in vacuum is not.
 
     Parameters
     ----------
@@ -132,6 +165,10 @@ def local_maxima(
         Radius of the disk a peak must dominate; two peaks are never closer than this.
     threshold : float
         Lowest value of a peak.
+    strong : float, optional
+        Lowest value of a peak that needs no bright neighbour; default ``threshold``.
+    link : float
+        Radius within which a weak peak needs a pixel of at least ``strong``.
     core : (y0, y1, x0, x1), optional
         Report only peaks in this region (the rest of ``sm`` is context).
 
@@ -145,12 +182,20 @@ def local_maxima(
     reach = math.floor(min_distance)
     cand = _candidates(sm, max(y0 - reach, 0), min(y1 + reach, sm.shape[0]),
                        max(x0 - reach, 0), min(x1 + reach, sm.shape[1]))
-    mask = _peak_mask(cand, float(min_distance), float(threshold), int(y0), int(y1), int(x0),
-                      int(x1))
+    strong = threshold if strong is None else max(strong, threshold)
+    mask = _peak_mask(sm, cand, float(min_distance), float(threshold), float(strong),
+                      float(link), (int(y0), int(y1), int(x0), int(x1)))
     peaks = np.argwhere(mask)
     peaks[:, 0] += y0
     peaks[:, 1] += x0
     return peaks
+
+
+@numba.njit(cache=True)
+def _aperture(dy: float, dx: float, window: float) -> float:
+    # A disk with a one-pixel linear edge: pixels enter the window gradually as the centre
+    # moves, so the centre of mass has no pixel-grid bias from a hard edge.
+    return min(max(window + 0.5 - math.sqrt(dy * dy + dx * dx), 0.0), 1.0)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -174,15 +219,16 @@ def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
             for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
                 for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
                     v = img[py[k] + dy, px[k] + dx]
-                    if (dy - cy) ** 2 + (dx - cx) ** 2 <= w2 and v < lo:
+                    if _aperture(dy - cy, dx - cx, window) > 0.0 and v < lo:
                         lo = v
             sw = 0.0
             sy = 0.0
             sx = 0.0
             for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
                 for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
-                    if (dy - cy) ** 2 + (dx - cx) ** 2 <= w2:
-                        w = img[py[k] + dy, px[k] + dx] - lo
+                    a = _aperture(dy - cy, dx - cx, window)
+                    if a > 0.0:
+                        w = (img[py[k] + dy, px[k] + dx] - lo) * a
                         sw += w
                         sy += w * dy
                         sx += w * dx
@@ -339,7 +385,7 @@ def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
                         improved = True
                         break
                 lam *= 10.0
-            if not improved:
+            if not improved or max(abs(step[1]), abs(step[2]), abs(step[3])) < 1e-6:
                 break
         # A fit whose centre leaves the window has latched onto something else: keep the start.
         if (p[1] - cy0) ** 2 + (p[2] - cx0) ** 2 > w2 or p[3] > window:
@@ -401,6 +447,8 @@ def detect_tile(
     threshold: float,
     refine: str | None,
     window: float,
+    strong: float | None = None,
+    link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
     origin: tuple[int, int] = (0, 0),
 ) -> dict[str, np.ndarray]:
@@ -415,10 +463,13 @@ def detect_tile(
         Smallest distance between two columns, pixels.
     threshold : float
         Lowest smoothed value of a column.
+    strong, link : float
+        A column below ``strong`` needs a pixel of at least ``strong`` within ``link`` (see
+        :func:`local_maxima`).
     refine : {"com", "gaussian", None}
         Sub-pixel refinement.
     window : float
-        Radius of the refinement disk, pixels.
+        Radius of the centre-of-mass disk, pixels; the Gaussian fit reads ``4/3`` of it.
     core : (y0, y1, x0, x1), optional
         Only columns whose integer peak lies in this region are returned.
     origin : (int, int)
@@ -433,14 +484,15 @@ def detect_tile(
     """
     img = np.asarray(tile, dtype=np.float64)
     sm = smooth(img, sigma)
-    peaks = local_maxima(sm, min_distance=min_distance, threshold=threshold, core=core)
+    peaks = local_maxima(sm, min_distance=min_distance, threshold=threshold, strong=strong,
+                         link=link, core=core)
     out = {"intensity": sm[peaks[:, 0], peaks[:, 1]].astype(np.float32)}
     dy = np.zeros(len(peaks))
     dx = np.zeros(len(peaks))
     if refine is not None:
         dy, dx = centre_of_mass(img, peaks, window=window)
     if refine == "gaussian":
-        fit = gaussian_fit(img, peaks, dy, dx, window=window, sigma=sigma)
+        fit = gaussian_fit(img, peaks, dy, dx, window=FIT_WINDOW * window, sigma=sigma)
         dy, dx = fit[:, 1], fit[:, 2]
         out["amplitude"] = fit[:, 0].astype(np.float32)
         out["width"] = fit[:, 3].astype(np.float32)
@@ -470,16 +522,17 @@ def autocorrelation_spacing(img: np.ndarray, *, max_lag: float) -> tuple[float, 
     a = np.asarray(img, dtype=np.float64)
     a = a - a.mean()
     ny, nx = a.shape
-    fy, fx = 2 * ny, 2 * nx
-    f = np.fft.rfft2(a, s=(fy, fx))
-    ac = np.fft.irfft2(f * np.conj(f), s=(fy, fx))
-    # Divide by the number of overlapping pixels so that large lags are not damped.
-    ones = np.fft.rfft2(np.ones_like(a), s=(fy, fx))
-    cnt = np.fft.irfft2(ones * np.conj(ones), s=(fy, fx))
-    ac = np.fft.fftshift(ac / np.maximum(cnt, 1.0))
-    cy, cx = fy // 2, fx // 2
     m = math.ceil(max_lag) + 2
-    sub = ac[cy - m : cy + m + 1, cx - m : cx + m + 1] / ac[cy, cx]
+    # Zero padding by the largest lag keeps the circular correlation from wrapping round.
+    shape = (sp_fft.next_fast_len(ny + m, real=True), sp_fft.next_fast_len(nx + m, real=True))
+    f = sp_fft.rfft2(a, s=shape)
+    ac = sp_fft.irfft2(f * np.conj(f), s=shape)
+    lag_y = np.arange(-m, m + 1)
+    lag_x = np.arange(-m, m + 1)
+    sub = ac[np.ix_(lag_y % shape[0], lag_x % shape[1])]
+    # Divide by the number of overlapping pixels so that large lags are not damped.
+    sub = sub / np.outer(ny - np.abs(lag_y), nx - np.abs(lag_x))
+    sub = sub / sub[m, m]
     yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
     rad = np.hypot(yy, xx)
     peak = (sub == ndi.maximum_filter(sub, size=5)) & (rad >= 2) & (rad <= max_lag)
@@ -517,7 +570,9 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     The noise of the raw image is the scaled median absolute difference of horizontal pixel
     neighbours, taken where the smoothed image lies below its median (between the columns,
     where the signal is flat); smoothing divides it by :func:`noise_gain`. The background is
-    the median of those same low pixels; the bright level is the 99.9th percentile.
+    the mode of the smoothed values: the centre of the densest interval two noise sigmas wide
+    (flat background piles up there, column flanks spread over a wide range). The bright level
+    is the 99.9th percentile.
 
     Returns
     -------
@@ -529,4 +584,10 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     pair = low[:, 1:] & low[:, :-1]
     diff = (a[:, 1:] - a[:, :-1])[pair]
     raw = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2.0)
-    return float(np.median(sm[low])), raw * noise_gain(sigma), float(np.percentile(sm, 99.9))
+    noise = raw * noise_gain(sigma)
+    values = np.sort(sm, axis=None)
+    width = max(2.0 * noise, 1e-6 * (values[-1] - values[0]))
+    ends = np.searchsorted(values, values + width, side="right")
+    start = int(np.argmax(ends - np.arange(values.size)))
+    background = float(np.median(values[start : ends[start]]))
+    return background, noise, float(np.percentile(sm, 99.9))
