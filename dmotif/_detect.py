@@ -32,8 +32,10 @@ __all__ = [
 GAUSS_TRUNCATE = 4.0
 # Centre-of-mass iterations; the window re-centres on each estimate, so a pedestal left by the
 # background estimate pulls towards the current centre only and the fixed point is unbiased.
-COM_ITERATIONS = 6
+COM_ITERATIONS = 10
+COM_TOLERANCE = 1e-4
 GAUSS_ITERATIONS = 20
+GAUSS_TOLERANCE = 1e-5
 # The Gaussian fit reads a wider disk than the centre of mass: the tails fix the background
 # and the width, which a disk of under two widths leaves free to trade against each other.
 FIT_WINDOW = 4 / 3
@@ -61,13 +63,18 @@ def _beats(w: float, v: float, dy: int, dx: int) -> bool:
 
 
 @numba.njit(cache=True, parallel=True)
-def _candidates(sm: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    # Values of the 3x3 local maxima in [y0, y1) x [x0, x1) off the array edge, -inf elsewhere.
+def _candidates(
+    sm: np.ndarray, threshold: float, y0: int, y1: int, x0: int, x1: int
+) -> np.ndarray:
+    # Values of the 3x3 local maxima of at least threshold in [y0, y1) x [x0, x1), off the
+    # array edge; -inf elsewhere. Lower maxima could never outrank a peak, so they are skipped.
     ny, nx = sm.shape
     cand = np.full(sm.shape, -np.inf)
     for y in numba.prange(y0, y1):
         for x in range(x0, x1):
             v = sm[y, x]
+            if v < threshold:
+                continue
             # A maximum on the image edge is the flank of a column outside the image.
             ok = 0 < y < ny - 1 and 0 < x < nx - 1
             for dy in range(-1, 2):
@@ -180,7 +187,7 @@ def local_maxima(
     y0, y1, x0, x1 = core if core is not None else (0, sm.shape[0], 0, sm.shape[1])
     sm = np.ascontiguousarray(sm, dtype=np.float64)
     reach = math.floor(min_distance)
-    cand = _candidates(sm, max(y0 - reach, 0), min(y1 + reach, sm.shape[0]),
+    cand = _candidates(sm, float(threshold), max(y0 - reach, 0), min(y1 + reach, sm.shape[0]),
                        max(x0 - reach, 0), min(x1 + reach, sm.shape[1]))
     strong = threshold if strong is None else max(strong, threshold)
     mask = _peak_mask(sm, cand, float(min_distance), float(threshold), float(strong),
@@ -241,8 +248,11 @@ def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
                 cy = 0.0
                 cx = 0.0
                 break
+            moved = abs(ny_ - cy) + abs(nx_ - cx)
             cy = ny_
             cx = nx_
+            if moved < COM_TOLERANCE:
+                break
         off_y[k] = cy
         off_x[k] = cx
     return off_y, off_x
@@ -385,7 +395,7 @@ def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
                         improved = True
                         break
                 lam *= 10.0
-            if not improved or max(abs(step[1]), abs(step[2]), abs(step[3])) < 1e-6:
+            if not improved or max(abs(step[1]), abs(step[2]), abs(step[3])) < GAUSS_TOLERANCE:
                 break
         # A fit whose centre leaves the window has latched onto something else: keep the start.
         if (p[1] - cy0) ** 2 + (p[2] - cx0) ** 2 > w2 or p[3] > window:
@@ -585,7 +595,8 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     diff = (a[:, 1:] - a[:, :-1])[pair]
     raw = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2.0)
     noise = raw * noise_gain(sigma)
-    values = np.sort(sm, axis=None)
+    # Every other pixel in each direction gives the mode as well, at a quarter of the sort.
+    values = np.sort(sm[::2, ::2], axis=None)
     width = max(2.0 * noise, 1e-6 * (values[-1] - values[0]))
     ends = np.searchsorted(values, values + width, side="right")
     start = int(np.argmax(ends - np.arange(values.size)))

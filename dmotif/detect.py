@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import dask
 import dask.array as da
+import numba
 import numpy as np
 import xarray as xr
 
 from . import _detect
-from ._image import as_image_stack, check_finite_nonconstant, pixel_size_of
+from ._image import as_image_stack, check_finite_nonconstant, normalize_chunks, pixel_size_of
 from .errors import NoAtomsError, NoLatticeError, ParameterError
 
 __all__ = ["detect_atoms", "estimate_spacing"]
@@ -135,19 +136,21 @@ def _positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, float]:
+    bg, noise, bright = _detect.background_and_noise(crop, sigma)
+    floor = MIN_CONTRAST * (bright - bg)
+    return (bg + max(min_snr * noise, floor), bg + max(max(STRONG_SNR, min_snr) * noise, floor))
+
+
 def _frame_thresholds(
     img: xr.DataArray, sigma: float, min_snr: float
 ) -> list[tuple[float, float]]:
     """Per frame, the (threshold, strong) levels of the smoothed image."""
     ys, xs = _central_crop(img)
-    crops = np.asarray(img.data[:, ys, xs].compute(), dtype=np.float64)
-    out = []
-    for crop in crops:
-        bg, noise, bright = _detect.background_and_noise(crop, sigma)
-        floor = MIN_CONTRAST * (bright - bg)
-        out.append((bg + max(min_snr * noise, floor),
-                    bg + max(max(STRONG_SNR, min_snr) * noise, floor)))
-    return out
+    crops = img.data[:, ys, xs].astype(np.float64)
+    tasks = [dask.delayed(_levels, pure=True)(crops[f], sigma, min_snr)
+             for f in range(crops.shape[0])]
+    return list(dask.compute(*tasks))
 
 
 def _detect_block(
@@ -159,8 +162,14 @@ def _detect_block(
     levels: tuple[float, float],
     **params: Any,
 ) -> dict[str, np.ndarray]:
-    found = _detect.detect_tile(block, threshold=levels[0], strong=levels[1], core=core,
-                                origin=origin, **params)
+    # dask already runs one tile per core; numba threads inside a tile would only contend.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        found = _detect.detect_tile(block, threshold=levels[0], strong=levels[1], core=core,
+                                    origin=origin, **params)
+    finally:
+        numba.set_num_threads(threads)
     found["frame"] = np.full(found["y"].shape, frame, dtype=np.int32)
     return found
 
@@ -255,9 +264,14 @@ def detect_atoms(
     min_distance = _positive("min_distance", min_distance)
     sigma = _positive("sigma", sigma)
     window = _positive("window", window)
+    data = image.data if isinstance(image, xr.DataArray) else image
     if chunks is None:
-        data = image.data if isinstance(image, xr.DataArray) else image
         chunks = data.chunksize[-2:] if isinstance(data, da.Array) else "auto"
+    if isinstance(data, np.ndarray) and data.ndim in (2, 3):
+        # dask would name a numpy array by hashing every byte of it; a random name is free.
+        tiles = normalize_chunks(chunks, ((1,) * (3 - data.ndim)) + data.shape)
+        lazy = da.from_array(data, chunks=tiles[3 - data.ndim :], name=False)
+        image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
     check_finite_nonconstant(img)
     if spacing is None:
