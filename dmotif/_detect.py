@@ -308,20 +308,26 @@ def _solve5(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _gauss_cost(img, py, px, r, w2, oy, ox, p):
-    # Squared residual over the disk of radius sqrt(w2) about offset (oy, ox) from (py, px).
-    ny, nx = img.shape
-    iy = round(oy)
-    ix = round(ox)
+def _profiles(p, ylo, yhi, xlo, xhi, gy, gx):
+    # The Gaussian is separable: one exp per row and per column of the box, not per pixel.
+    k = -0.5 / (p[3] * p[3])
+    for dy in range(ylo, yhi):
+        gy[dy - ylo] = math.exp(k * (dy - p[1]) ** 2)
+    for dx in range(xlo, xhi):
+        gx[dx - xlo] = math.exp(k * (dx - p[2]) ** 2)
+
+
+@numba.njit(cache=True)
+def _gauss_cost(img, y0, x0, box, w2, oy, ox, p, gy, gx):
+    # Squared residual over the disk of radius sqrt(w2) about offset (oy, ox) from (y0, x0).
+    ylo, yhi, xlo, xhi = box
+    _profiles(p, ylo, yhi, xlo, xhi, gy, gx)
     cost = 0.0
-    for dy in range(max(iy - r, -py), min(iy + r + 1, ny - py)):
-        for dx in range(max(ix - r, -px), min(ix + r + 1, nx - px)):
+    for dy in range(ylo, yhi):
+        for dx in range(xlo, xhi):
             if (dy - oy) ** 2 + (dx - ox) ** 2 > w2:
                 continue
-            ey = dy - p[1]
-            ex = dx - p[2]
-            g = math.exp(-(ey * ey + ex * ex) / (2.0 * p[3] * p[3]))
-            e = img[py + dy, px + dx] - (p[0] * g + p[4])
+            e = img[y0 + dy, x0 + dx] - (p[0] * gy[dy - ylo] * gx[dx - xlo] + p[4])
             cost += e * e
     return cost
 
@@ -341,30 +347,36 @@ def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
         cx0 = ox[k]
         iy = round(cy0)
         ix = round(cx0)
+        box = (max(iy - r, -y0), min(iy + r + 1, ny - y0), max(ix - r, -x0),
+               min(ix + r + 1, nx - x0))
+        ylo, yhi, xlo, xhi = box
+        gy = np.empty(2 * r + 1)
+        gx = np.empty(2 * r + 1)
         lo = np.inf
         hi = -np.inf
-        for dy in range(max(iy - r, -y0), min(iy + r + 1, ny - y0)):
-            for dx in range(max(ix - r, -x0), min(ix + r + 1, nx - x0)):
+        for dy in range(ylo, yhi):
+            for dx in range(xlo, xhi):
                 if (dy - cy0) ** 2 + (dx - cx0) ** 2 <= w2:
                     lo = min(lo, img[y0 + dy, x0 + dx])
                     hi = max(hi, img[y0 + dy, x0 + dx])
         # Parameters: amplitude, y offset, x offset, sigma, background.
         p = np.array([max(hi - lo, 1e-12), cy0, cx0, s_init, lo])
         lam = 1e-3
-        cost = _gauss_cost(img, y0, x0, r, w2, cy0, cx0, p)
+        cost = _gauss_cost(img, y0, x0, box, w2, cy0, cx0, p, gy, gx)
         jtj = np.empty((5, 5))
         jte = np.empty(5)
         for _ in range(n_iter):
             jtj[:] = 0.0
             jte[:] = 0.0
-            for dy in range(max(iy - r, -y0), min(iy + r + 1, ny - y0)):
-                for dx in range(max(ix - r, -x0), min(ix + r + 1, nx - x0)):
+            _profiles(p, ylo, yhi, xlo, xhi, gy, gx)
+            s2 = p[3] * p[3]
+            for dy in range(ylo, yhi):
+                for dx in range(xlo, xhi):
                     if (dy - cy0) ** 2 + (dx - cx0) ** 2 > w2:
                         continue
                     ey = dy - p[1]
                     ex = dx - p[2]
-                    s2 = p[3] * p[3]
-                    g = math.exp(-(ey * ey + ex * ex) / (2.0 * s2))
+                    g = gy[dy - ylo] * gx[dx - xlo]
                     e = img[y0 + dy, x0 + dx] - (p[0] * g + p[4])
                     ag = p[0] * g
                     jac = (g, ag * ey / s2, ag * ex / s2, ag * (ey * ey + ex * ex) / (s2 * p[3]),
@@ -377,6 +389,7 @@ def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
                 for j in range(i):
                     jtj[i, j] = jtj[j, i]
             improved = False
+            step = np.zeros(5)
             for _try in range(8):
                 a = jtj.copy()
                 for i in range(5):
@@ -387,7 +400,7 @@ def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
                     continue
                 q = p + step
                 if q[3] > 0.0 and q[0] > 0.0:
-                    c = _gauss_cost(img, y0, x0, r, w2, cy0, cx0, q)
+                    c = _gauss_cost(img, y0, x0, box, w2, cy0, cx0, q, gy, gx)
                     if c < cost:
                         p = q
                         cost = c

@@ -244,6 +244,18 @@ def test_tmd_all_single_chalcogens_found_at_moderate_noise():
     assert sc["rmse_label"][0] <= 1.25 * _crlb_rmse(1.0, syn)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["tmd", "perovskite", "shapes"])
+def test_large_image_with_noise(kind):
+    syn = _computed(synthetic.generate(kind, size=2048, seed=11))
+    for refine in ("com", "gaussian"):
+        det = dmotif.detect_atoms(syn.image, refine=refine)
+        sc = _score(det, syn.atoms, det.attrs["spacing_px"], (2048, 2048))
+        assert sc["recall"] >= 0.995
+        assert sc["precision"] >= 0.995
+        assert sc["rmse_label"][0] <= 1.35 * _crlb_rmse(1.0, syn)
+
+
 @pytest.mark.parametrize("kind", ["perovskite", "shapes"])
 def test_other_lattices_with_noise(kind):
     syn = synthetic.generate(kind, size=1024, seed=1)
