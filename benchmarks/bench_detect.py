@@ -173,7 +173,7 @@ def main() -> None:
         sigma = detect_mod.SIGMA_FRACTION * spacing
         img = dmotif._image.as_image_stack(stack)
         levels = detect_mod._frame_thresholds(img, sigma, detect_mod.MIN_SNR)
-        cfg = {"sigma": sigma, "threshold": [t for t, _ in levels],
+        cfg = {"sigma": sigma, "threshold": [t for t, *_ in levels],
                "min_distance": round(detect_mod.MIN_DISTANCE_FRACTION * spacing),
                "window": math.ceil(detect_mod.WINDOW_FRACTION * spacing)}
         print(f"spacing {spacing:.2f} px, sigma {sigma:.2f} px, min_distance "

@@ -22,6 +22,7 @@ __all__ = [
     "background_and_noise",
     "centre_of_mass",
     "detect_tile",
+    "disk_offsets",
     "gaussian_fit",
     "local_maxima",
     "noise_gain",
@@ -90,18 +91,41 @@ def _candidates(
 
 
 @numba.njit(cache=True)
-def _has_strong_neighbour(sm: np.ndarray, y: int, x: int, link: float, strong: float) -> bool:
+def _reaches(sm: np.ndarray, y: int, x: int, disk: np.ndarray, level: float) -> bool:
+    # Does any pixel at (y, x) + disk reach level?
     ny, nx = sm.shape
-    r = math.floor(link)
-    for dy in range(-r, r + 1):
-        qy = y + dy
-        if qy < 0 or qy >= ny:
-            continue
-        for dx in range(-r, r + 1):
-            qx = x + dx
-            if 0 <= qx < nx and dy * dy + dx * dx <= link * link and sm[qy, qx] >= strong:
-                return True
+    for k in range(disk.shape[0]):
+        qy = y + disk[k, 0]
+        qx = x + disk[k, 1]
+        if 0 <= qy < ny and 0 <= qx < nx and sm[qy, qx] >= level:
+            return True
     return False
+
+
+@numba.njit(cache=True)
+def _supported(sm: np.ndarray, y: int, x: int, translations: np.ndarray, disk: np.ndarray,
+               link_disk: np.ndarray, support: float, strong: float) -> bool:
+    # A pixel within the link disk reaches strong and, with lattice translations (both signs),
+    # a column (>= support) lies about some y + t.
+    if not _reaches(sm, y, x, link_disk, strong):
+        return False
+    if translations.shape[0] == 0:
+        return True
+    for k in range(translations.shape[0]):
+        ty = translations[k, 0]
+        tx = translations[k, 1]
+        if _reaches(sm, y + ty, x + tx, disk, support):
+            return True
+    return False
+
+
+def disk_offsets(radius: float) -> np.ndarray:
+    """Integer offsets within ``radius`` of the origin, nearest first, as rows ``(dy, dx)``."""
+    r = math.ceil(radius)
+    grid = np.stack(np.mgrid[-r : r + 1, -r : r + 1], axis=-1).reshape(-1, 2)
+    d2 = (grid**2).sum(axis=1)
+    grid = grid[d2 <= radius * radius]
+    return grid[np.argsort((grid**2).sum(axis=1), kind="stable")].astype(np.int64)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -110,8 +134,11 @@ def _peak_mask(
     cand: np.ndarray,
     radius: float,
     threshold: float,
+    support: float,
     strong: float,
-    link: float,
+    translations: np.ndarray,
+    disk: np.ndarray,
+    link_disk: np.ndarray,
     core: tuple[int, int, int, int],
 ) -> np.ndarray:
     ny, nx = cand.shape
@@ -140,7 +167,7 @@ def _peak_mask(
                 if not ok:
                     break
             if ok and v < strong:
-                ok = _has_strong_neighbour(sm, y, x, link, strong)
+                ok = _supported(sm, y, x, translations, disk, link_disk, support, strong)
             mask[yy, x - x0] = ok
     return mask
 
@@ -151,6 +178,9 @@ def local_maxima(
     min_distance: float,
     threshold: float,
     strong: float | None = None,
+    support: float | None = None,
+    translations: np.ndarray | None = None,
+    tolerance: float = 0.0,
     link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
@@ -160,9 +190,12 @@ def local_maxima(
     Only maxima compete: the flank of a bright column does not hide a weak column beside it (a
     plain maximum filter of radius ``min_distance`` would). The rule is local and order-free,
     unlike greedy suppression, so a tile with a margin of ``min_distance + 1`` decides exactly as
-    the whole image does. A weak peak (below ``strong``) is kept only when some pixel within
-    ``link`` of it reaches ``strong``: a weak column beside bright ones is kept, a noise peak
-    alone in vacuum is not.
+    the whole image does. A weak peak (below ``strong``) needs support: a pixel within
+    ``link`` must reach ``strong`` (a weak column sits beside bright ones, a noise peak in
+    vacuum does not) and, with lattice ``translations`` t (both signs), a pixel of at least
+    ``support`` must lie within ``tolerance`` of ``peak + t`` for some t (a weak column repeats
+    with the lattice, a noise peak in an empty site such as the centre of a honeycomb does
+    not).
 
     Parameters
     ----------
@@ -173,9 +206,15 @@ def local_maxima(
     threshold : float
         Lowest value of a peak.
     strong : float, optional
-        Lowest value of a peak that needs no bright neighbour; default ``threshold``.
+        Lowest value of a peak that needs no support; default ``threshold``.
+    support : float, optional
+        Level the lattice repeats of a weak peak must reach; default ``threshold``.
+    translations : ndarray (k, 2), optional
+        Lattice translations ``(dy, dx)``, pixels (rounded to whole pixels); give both signs.
+    tolerance : float
+        Radius about each translated position, pixels.
     link : float
-        Radius within which a weak peak needs a pixel of at least ``strong``.
+        Radius of the bright-neighbour test.
     core : (y0, y1, x0, x1), optional
         Report only peaks in this region (the rest of ``sm`` is context).
 
@@ -190,8 +229,12 @@ def local_maxima(
     cand = _candidates(sm, float(threshold), max(y0 - reach, 0), min(y1 + reach, sm.shape[0]),
                        max(x0 - reach, 0), min(x1 + reach, sm.shape[1]))
     strong = threshold if strong is None else max(strong, threshold)
-    mask = _peak_mask(sm, cand, float(min_distance), float(threshold), float(strong),
-                      float(link), (int(y0), int(y1), int(x0), int(x1)))
+    support = threshold if support is None else support
+    shifts = np.zeros((0, 2)) if translations is None else np.asarray(translations, float)
+    mask = _peak_mask(sm, cand, float(min_distance), float(threshold), float(support),
+                      float(strong),
+                      np.round(shifts).astype(np.int64).reshape(-1, 2), disk_offsets(tolerance),
+                      disk_offsets(link), (int(y0), int(y1), int(x0), int(x1)))
     peaks = np.argwhere(mask)
     peaks[:, 0] += y0
     peaks[:, 1] += x0
@@ -471,6 +514,9 @@ def detect_tile(
     refine: str | None,
     window: float,
     strong: float | None = None,
+    support: float | None = None,
+    translations: np.ndarray | None = None,
+    tolerance: float = 0.0,
     link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
     origin: tuple[int, int] = (0, 0),
@@ -486,9 +532,8 @@ def detect_tile(
         Smallest distance between two columns, pixels.
     threshold : float
         Lowest smoothed value of a column.
-    strong, link : float
-        A column below ``strong`` needs a pixel of at least ``strong`` within ``link`` (see
-        :func:`local_maxima`).
+    strong, support, translations, tolerance, link
+        How a column below ``strong`` is supported (see :func:`local_maxima`).
     refine : {"com", "gaussian", None}
         Sub-pixel refinement.
     window : float
@@ -508,7 +553,8 @@ def detect_tile(
     img = np.asarray(tile, dtype=np.float64)
     sm = smooth(img, sigma)
     peaks = local_maxima(sm, min_distance=min_distance, threshold=threshold, strong=strong,
-                         link=link, core=core)
+                         support=support, translations=translations, tolerance=tolerance, link=link,
+                         core=core)
     out = {"intensity": sm[peaks[:, 0], peaks[:, 1]].astype(np.float32)}
     dy = np.zeros(len(peaks))
     dx = np.zeros(len(peaks))
@@ -524,8 +570,26 @@ def detect_tile(
     return out
 
 
-def autocorrelation_spacing(img: np.ndarray, *, max_lag: float) -> tuple[float, float]:
-    """Nearest-neighbour spacing from the first ring of the image's autocorrelation.
+def _refined_vectors(sub: np.ndarray, iy: np.ndarray, ix: np.ndarray, m: int) -> np.ndarray:
+    # Sub-pixel lag of each peak: centroid of its 3x3 neighbourhood above the local minimum.
+    out = []
+    for y, x in zip(iy, ix, strict=True):
+        dy = dx = 0.0
+        if 1 <= y < sub.shape[0] - 1 and 1 <= x < sub.shape[1] - 1:
+            w = sub[y - 1 : y + 2, x - 1 : x + 2]
+            w = w - w.min()
+            total = w.sum()
+            if total > 0:
+                dy = (w.sum(axis=1) @ np.arange(-1, 2)) / total
+                dx = (w.sum(axis=0) @ np.arange(-1, 2)) / total
+        out.append((y - m + dy, x - m + dx))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def autocorrelation_spacing(
+    img: np.ndarray, *, max_lag: float
+) -> tuple[float, float, np.ndarray]:
+    """Nearest-neighbour spacing and lattice translations from the image's autocorrelation.
 
     Parameters
     ----------
@@ -536,11 +600,14 @@ def autocorrelation_spacing(img: np.ndarray, *, max_lag: float) -> tuple[float, 
     Returns
     -------
     spacing : float
-        Radius of the first maximum of the angular mean of the autocorrelation (sub-pixel, by a
-        parabola through the three bins about it); NaN when there is none.
+        Median radius of the nearest ring of strong autocorrelation peaks (sub-pixel); NaN when
+        there is none.
     contrast : float
-        Height of that maximum above the minimum before it, in units of the zero-lag value: a
+        Height of that ring above the minimum inside it, in units of the zero-lag value: a
         lattice gives tenths, noise gives about ``1/sqrt(n_pixels)``.
+    translations : ndarray (k, 2)
+        ``(dy, dx)`` of the nearest ring of the highest peaks, where like columns meet like
+        columns: the lattice translations (both signs).
     """
     a = np.asarray(img, dtype=np.float64)
     a = a - a.mean()
@@ -560,31 +627,22 @@ def autocorrelation_spacing(img: np.ndarray, *, max_lag: float) -> tuple[float, 
     rad = np.hypot(yy, xx)
     peak = (sub == ndi.maximum_filter(sub, size=5)) & (rad >= 2) & (rad <= max_lag)
     if not peak.any():
-        return math.nan, 0.0
+        return math.nan, 0.0, np.zeros((0, 2))
+    iy, ix = np.nonzero(peak)
+    heights, r = sub[iy, ix], rad[iy, ix]
     # A lattice gives rings of strong peaks; noise ripples are far weaker than the strongest
     # ring, so the nearest peak rising a tenth as high above the floor is the first ring (a
     # ring of unlike neighbours, e.g. metal-chalcogen, is a third of the like ring).
     floor = sub[rad <= max_lag].min()
-    heights = sub[peak]
     strong = heights - floor >= 0.1 * (heights.max() - floor)
-    r = rad[peak][strong]
-    first = r.min()
-    ring = r <= 1.1 * first
-    # Sub-pixel radius: centroid of the 3x3 neighbourhood of each peak of the first ring.
-    iy, ix = np.nonzero(peak)
-    iy, ix = iy[strong][ring], ix[strong][ring]
-    radii = []
-    for y, x in zip(iy, ix, strict=True):
-        if 1 <= y < sub.shape[0] - 1 and 1 <= x < sub.shape[1] - 1:
-            w = sub[y - 1 : y + 2, x - 1 : x + 2]
-            w = w - w.min()
-            total = w.sum()
-            dy = (w.sum(axis=1) @ np.arange(-1, 2)) / total if total > 0 else 0.0
-            dx = (w.sum(axis=0) @ np.arange(-1, 2)) / total if total > 0 else 0.0
-            radii.append(math.hypot(yy[y, x] + dy, xx[y, x] + dx))
-    spacing = float(np.median(radii)) if radii else float(first)
+    first = r[strong].min()
+    ring = strong & (r <= 1.1 * first)
+    spacing = float(np.median(np.hypot(*_refined_vectors(sub, iy[ring], ix[ring], m).T)))
     lo = sub[(rad >= 1) & (rad <= first)].min()
-    return spacing, float(np.max(sub[peak][strong][ring]) - lo)
+    top = heights - floor >= 0.8 * (heights.max() - floor)
+    nearest_top = top & (r <= 1.1 * r[top].min())
+    translations = _refined_vectors(sub, iy[nearest_top], ix[nearest_top], m)
+    return spacing, float(heights[ring].max() - lo), translations
 
 
 def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, float]:

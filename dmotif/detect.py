@@ -33,11 +33,15 @@ MIN_DISTANCE_FRACTION = 0.45
 WINDOW_FRACTION = 0.3
 # A peak must rise this many noise sigmas (of the smoothed image) above the background, and at
 # least this fraction of the bright level above it (which matters only for noise-free images).
-# A peak below STRONG_SNR needs a pixel of at least that within LINK_FRACTION spacings: weak
-# columns sit beside bright ones, lone noise peaks in vacuum do not.
-MIN_SNR = 2.25
+# A peak below STRONG_SNR needs support: a pixel of STRONG_SNR within LINK_FRACTION spacings
+# and, where the image shows a lattice, a column (above SUPPORT_SNR) within TOLERANCE_FRACTION
+# spacings of peak + t for a lattice translation t. Weak columns sit beside bright ones and
+# repeat with the lattice; noise peaks in vacuum or in empty sites (honeycomb centres) do not.
+MIN_SNR = 1.5
+SUPPORT_SNR = 3.5
 STRONG_SNR = 5.0
 LINK_FRACTION = 1.5
+TOLERANCE_FRACTION = 0.2
 MIN_CONTRAST = 0.05
 # The central crop that spacing and threshold statistics are read from: fixed, so they do not
 # depend on the chunking.
@@ -92,7 +96,11 @@ def estimate_spacing(image: Any, *, frame: int = 0) -> float:
     >>> round(dmotif.estimate_spacing(syn.image))
     13
     """
-    img = as_image_stack(image)
+    return _lattice(as_image_stack(image), frame)[0]
+
+
+def _lattice(img: xr.DataArray, frame: int = 0) -> tuple[float, np.ndarray]:
+    """The spacing and the lattice translations of one frame (see :func:`estimate_spacing`)."""
     if not 0 <= frame < img.sizes["frame"]:
         raise ParameterError(
             f"frame must be in [0, {img.sizes['frame']}); got {frame!r}."
@@ -105,8 +113,8 @@ def estimate_spacing(image: Any, *, frame: int = 0) -> float:
             "replace them first, e.g. image.fillna(image.median())."
         )
     max_lag = min(crop.shape) / 4
-    spacing, contrast = (math.nan, 0.0) if np.ptp(crop) == 0 else (
-        _detect.autocorrelation_spacing(crop, max_lag=max_lag))
+    spacing, contrast, translations = (math.nan, 0.0, np.zeros((0, 2))) if np.ptp(crop) == 0 \
+        else _detect.autocorrelation_spacing(crop, max_lag=max_lag)
     if not math.isfinite(spacing) or contrast < MIN_LATTICE_CONTRAST:
         raise NoLatticeError(
             f"no lattice found: the autocorrelation of frame {frame} has no ring of columns "
@@ -115,7 +123,7 @@ def estimate_spacing(image: Any, *, frame: int = 0) -> float:
             "if the columns are there but not periodic."
         )
     _check_spacing(spacing, img, NoLatticeError, "the estimated")
-    return spacing
+    return spacing, translations
 
 
 def _check_spacing(spacing: float, img: xr.DataArray, error: type[Exception], what: str) -> None:
@@ -136,16 +144,17 @@ def _positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, float]:
+def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, float, float]:
     bg, noise, bright = _detect.background_and_noise(crop, sigma)
     floor = MIN_CONTRAST * (bright - bg)
-    return (bg + max(min_snr * noise, floor), bg + max(max(STRONG_SNR, min_snr) * noise, floor))
+    return tuple(bg + max(max(snr, min_snr) * noise, floor)
+                 for snr in (min_snr, SUPPORT_SNR, STRONG_SNR))
 
 
 def _frame_thresholds(
     img: xr.DataArray, sigma: float, min_snr: float
-) -> list[tuple[float, float]]:
-    """Per frame, the (threshold, strong) levels of the smoothed image."""
+) -> list[tuple[float, float, float]]:
+    """Per frame, the (threshold, support, strong) levels of the smoothed image."""
     ys, xs = _central_crop(img)
     crops = img.data[:, ys, xs].astype(np.float64)
     tasks = [dask.delayed(_levels, pure=True)(crops[f], sigma, min_snr)
@@ -159,15 +168,15 @@ def _detect_block(
     frame: int,
     origin: tuple[int, int],
     core: tuple[int, int, int, int],
-    levels: tuple[float, float],
+    levels: tuple[float, float, float],
     **params: Any,
 ) -> dict[str, np.ndarray]:
     # dask already runs one tile per core; numba threads inside a tile would only contend.
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        found = _detect.detect_tile(block, threshold=levels[0], strong=levels[1], core=core,
-                                    origin=origin, **params)
+        found = _detect.detect_tile(block, threshold=levels[0], support=levels[1],
+                                    strong=levels[2], core=core, origin=origin, **params)
     finally:
         numba.set_num_threads(threads)
     found["frame"] = np.full(found["y"].shape, frame, dtype=np.int32)
@@ -189,7 +198,8 @@ def detect_atoms(
     """Detect atom columns with sub-pixel positions.
 
     Each frame is smoothed with a Gaussian of width ``sigma``; its local maxima that rise above
-    ``threshold`` and that no higher maximum within ``min_distance`` outranks are the columns;
+    ``threshold`` (weak ones only where the lattice repeats them) and that no higher maximum
+    within ``min_distance`` outranks are the columns;
     each is refined by an iterated, background-subtracted centre of mass in a disk of radius
     ``window`` and, with ``refine="gaussian"``, by a 2-D Gaussian fit. The work runs tile by
     tile (dask) with an overlap; every column is reported by the tile whose core holds its
@@ -210,9 +220,12 @@ def detect_atoms(
     threshold : float, optional
         Lowest value of a column in the smoothed image (image units), for every column. Default,
         per frame: the background (the mode of the smoothed image) plus ``min_snr`` times the
-        smoothed noise, both read from the image; a column below 5 noise sigmas is then kept
-        only when a pixel within 1.5 spacings reaches 5 sigmas (a weak column beside bright
-        ones, not a noise peak in vacuum).
+        smoothed noise, both read from the image. A column below 5 noise sigmas is then kept
+        only beside bright ones (a pixel of 5 sigmas within 1.5 spacings) and where the lattice
+        repeats it (within 0.2 spacing of the column moved by one of the image's lattice
+        translations, read off its autocorrelation, the smoothed image reaches 3.5 sigmas). So
+        weak columns (a single chalcogen, an O column) are kept while noise peaks in vacuum or
+        in empty sites (the centre of a honeycomb) are not.
     min_snr : float
         Used when ``threshold`` is None: how many noise sigmas a column must rise above the
         background of the smoothed image.
@@ -231,8 +244,9 @@ def detect_atoms(
         pixels), ``intensity`` (float32, the smoothed peak value), with ``refine="gaussian"``
         also ``amplitude`` and ``width`` (float32; width NaN where the fit failed), and
         ``y_nm``, ``x_nm`` when the image is calibrated. Attrs: ``spacing_px``,
-        ``min_distance_px``, ``sigma_px``, ``window_px``, ``link_px``, ``threshold`` and
-        ``strong_threshold`` (per frame), ``refine``, ``pixel_size``, ``units``, ``shape``.
+        ``min_distance_px``, ``sigma_px``, ``window_px``, ``link_px``, ``translations_px``,
+        ``tolerance_px``, ``threshold``, ``support_threshold`` and ``strong_threshold`` (per
+        frame), ``refine``, ``pixel_size``, ``units``, ``shape``.
 
     Raises
     ------
@@ -274,30 +288,38 @@ def detect_atoms(
         image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
     check_finite_nonconstant(img)
-    if spacing is None:
-        spacing = (min_distance / MIN_DISTANCE_FRACTION if min_distance is not None
-                   else estimate_spacing(img))
+    if spacing is None and min_distance is None:
+        spacing, translations = _lattice(img)
     else:
+        spacing = spacing or min_distance / MIN_DISTANCE_FRACTION
         _check_spacing(spacing, img, ParameterError, "the given")
+        try:
+            translations = _lattice(img)[1]
+        except NoLatticeError:
+            # Columns without a lattice (amorphous, a particle): weak ones need a bright
+            # neighbour instead of a lattice repeat.
+            translations = np.zeros((0, 2))
     min_distance = min_distance or MIN_DISTANCE_FRACTION * spacing
     sigma = sigma or SIGMA_FRACTION * spacing
     window = window or WINDOW_FRACTION * spacing
     levels = (_frame_thresholds(img, sigma, float(min_snr)) if threshold is None
-              else [(float(threshold), float(threshold))] * img.sizes["frame"])
+              else [(float(threshold),) * 3] * img.sizes["frame"])
     link = LINK_FRACTION * spacing
+    tolerance = TOLERANCE_FRACTION * spacing
+    reach = max(np.hypot(*np.round(translations).T).max(initial=0.0) + tolerance, link + 1)
 
     # The smoothed value of a pixel needs the raw pixels within the kernel radius; a core peak
-    # needs the candidates within min_distance + 1 and the pixels within link; the centre of
-    # mass may move by a window, and the Gaussian fit reads a wider disk around it.
+    # needs the candidates within min_distance + 1 and the pixels its support test reads; the
+    # centre of mass may move by a window, and the Gaussian fit reads a wider disk around it.
     smooth_reach = int(_detect.GAUSS_TRUNCATE * sigma + 0.5)
-    depth = max(smooth_reach + math.ceil(max(min_distance + 1, link)) + 1,
+    depth = max(smooth_reach + math.ceil(max(min_distance + 1, reach)) + 1,
                 math.ceil((1 + _detect.FIT_WINDOW) * window) + 3)
     arr = img.data
     ny, nx = arr.shape[1:]
     starts_y = np.cumsum((0, *arr.chunks[1]))
     starts_x = np.cumsum((0, *arr.chunks[2]))
     params = {"sigma": sigma, "min_distance": min_distance, "refine": refine, "window": window,
-              "link": link}
+              "link": link, "translations": translations, "tolerance": tolerance}
     tasks = []
     for f in range(arr.shape[0]):
         for y0, y1 in itertools.pairwise(starts_y.tolist()):
@@ -315,7 +337,7 @@ def detect_atoms(
     if found["y"].size == 0:
         raise NoAtomsError(
             f"no atom columns found: no peak of the smoothed image (sigma {sigma:.3g} px) rises "
-            f"above the threshold {min(t for t, _ in levels):.4g} (background + {min_snr} noise "
+            f"above the threshold {min(t for t, _, _ in levels):.4g} (background + {min_snr} noise "
             "sigmas). "
             "The image may hold no columns at this spacing; pass a lower threshold= or min_snr=, "
             "or the right spacing=."
@@ -334,9 +356,12 @@ def detect_atoms(
         "min_distance_px": float(min_distance),
         "sigma_px": float(sigma),
         "window_px": float(window),
-        "threshold": [float(t) for t, _ in levels],
-        "strong_threshold": [float(t) for _, t in levels],
+        "threshold": [float(t) for t, _, _ in levels],
+        "support_threshold": [float(t) for _, t, _ in levels],
+        "strong_threshold": [float(t) for _, _, t in levels],
         "link_px": float(link),
+        "translations_px": np.round(translations, 3).tolist(),
+        "tolerance_px": float(tolerance),
         "refine": refine or "none",
         "pixel_size": float(img.attrs.get("pixel_size", 1.0)),
         "units": units,
