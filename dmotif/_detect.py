@@ -34,7 +34,7 @@ GAUSS_TRUNCATE = 4.0
 # Centre-of-mass iterations; the window re-centres on each estimate, so a pedestal left by the
 # background estimate pulls towards the current centre only and the fixed point is unbiased.
 COM_ITERATIONS = 10
-COM_TOLERANCE = 1e-4
+COM_TOLERANCE = 1e-3
 GAUSS_ITERATIONS = 20
 GAUSS_TOLERANCE = 1e-5
 # The Gaussian fit reads a wider disk than the centre of mass: the tails fix the background
@@ -265,23 +265,31 @@ def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
         for _ in range(n_iter):
             iy = round(cy)
             ix = round(cx)
+            # One pass: the window minimum is subtracted afterwards, through the sums of the
+            # aperture weights, so each pixel is read once.
             lo = np.inf
-            for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
-                for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
-                    v = img[py[k] + dy, px[k] + dx]
-                    if _aperture(dy - cy, dx - cx, window) > 0.0 and v < lo:
-                        lo = v
-            sw = 0.0
-            sy = 0.0
-            sx = 0.0
+            sa = 0.0
+            say = 0.0
+            sax = 0.0
+            sv = 0.0
+            svy = 0.0
+            svx = 0.0
             for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
                 for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
                     a = _aperture(dy - cy, dx - cx, window)
                     if a > 0.0:
-                        w = (img[py[k] + dy, px[k] + dx] - lo) * a
-                        sw += w
-                        sy += w * dy
-                        sx += w * dx
+                        v = img[py[k] + dy, px[k] + dx]
+                        lo = min(lo, v)
+                        sa += a
+                        say += a * dy
+                        sax += a * dx
+                        av = a * v
+                        sv += av
+                        svy += av * dy
+                        svx += av * dx
+            sw = sv - lo * sa
+            sy = svy - lo * say
+            sx = svx - lo * sax
             if sw <= 0.0:
                 break
             ny_ = sy / sw
