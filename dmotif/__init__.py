@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import accessor, synthetic
+from . import synthetic
+from .accessor import MotifAccessor
 from .detect import detect_atoms, estimate_spacing
 from .errors import (
     DataError,
@@ -33,6 +34,7 @@ __all__ = [
     "DataError",
     "DmotifError",
     "ImageFileError",
+    "MotifAccessor",
     "NoAtomsError",
     "NoLatticeError",
     "ParameterError",
@@ -40,7 +42,6 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
-    "accessor",
     "detect_atoms",
     "estimate_spacing",
     "synthetic",

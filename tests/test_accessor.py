@@ -18,7 +18,7 @@ def image() -> xr.DataArray:
 
 
 def test_accessor_is_registered_by_importing_dmotif(image):
-    assert isinstance(image.motif, accessor.MotifAccessor)
+    assert isinstance(image.motif, dmotif.MotifAccessor)
 
 
 @pytest.mark.parametrize("kw", [{}, {"refine": "gaussian", "min_snr": 3.0}, {"refine": None}])
