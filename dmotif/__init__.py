@@ -13,6 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from . import synthetic, synthetic_4d
 from ._plot_hierarchy import plot_hierarchy, plot_map
 from .cluster import cluster, motif_summary
+from . import synthetic
+from .accessor import MotifAccessor
+from .detect import detect_atoms, estimate_spacing
 from .errors import (
     DataError,
     DmotifError,
@@ -50,6 +53,7 @@ __all__ = [
     "DataError",
     "DmotifError",
     "ImageFileError",
+    "MotifAccessor",
     "NoAtomsError",
     "NoLatticeError",
     "ParameterError",
@@ -80,6 +84,8 @@ __all__ = [
     "save_4dstem",
     "save_hierarchy",
     "save_image",
+    "detect_atoms",
+    "estimate_spacing",
     "synthetic",
     "synthetic_4d",
     "virtual_image",
