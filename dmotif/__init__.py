@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import synthetic
+from .edits import active_labels, save_labels
 from .errors import (
     DataError,
     DmotifError,
@@ -22,6 +23,7 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .explorer import explore
 from .io import open_image, save_image
 from .store import Result, open_result, write_result
 
@@ -42,9 +44,12 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "active_labels",
+    "explore",
     "open_image",
     "open_result",
     "save_image",
+    "save_labels",
     "synthetic",
     "write_result",
 ]
