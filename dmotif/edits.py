@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 import xarray as xr
 
-from .errors import DataError, ParameterError, StoreError
+from .errors import DataError, DmotifError, ParameterError, StoreError
 from .store import Result, json_ready, open_result
 
 __all__ = [
@@ -162,7 +162,9 @@ def save_labels(
     """Save an edited labelling to a result store and make it the active one, crash-safely.
 
     The learned ``label`` and earlier edits are kept; the hierarchy is rebuilt from the new
-    labels (:func:`rebuild_hierarchy`). See the module notes for the protocol.
+    labels (:func:`rebuild_hierarchy`). When it cannot be (no hierarchy stage, or the stage
+    fails, e.g. for want of a lattice), the labelling is saved without one and its record's
+    ``hierarchy_note`` says why. See the module notes for the protocol.
 
     Parameters
     ----------
@@ -202,7 +204,11 @@ def save_labels(
     n_atoms = result.dataset.sizes.get("atom", 0)
     values = _check_labels(labels, n_atoms)
     names = label_names(values, motif_names)
-    graph = rebuild_hierarchy(result, values)
+    try:
+        graph = rebuild_hierarchy(result, values)
+        why = None if graph is not None else "this dmotif has no hierarchy stage"
+    except DmotifError as exc:  # e.g. no lattice: the edit is kept all the same
+        graph, why = None, str(exc)
     try:
         group = zarr.open_group(result.path, mode="r+", storage_options=storage_options)
     except (FileNotFoundError, ValueError) as exc:
@@ -223,6 +229,8 @@ def save_labels(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "hierarchy_rebuilt": graph is not None,
     }
+    if why is not None:
+        record["hierarchy_note"] = f"hierarchy not rebuilt: {why}"
     array = group.create_array(
         name, shape=values.shape, dtype="int32", chunks=(min(max(n_atoms, 1), 1 << 20),),
         fill_value=-1, dimension_names=["atom"],

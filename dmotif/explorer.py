@@ -31,8 +31,10 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import xarray as xr
 
 from . import _explore as K
+from ._image import STACK_DIMS
 from .edits import active_labels, label_names, save_labels
 from .errors import DataError, ImageFileError, ParameterError
 from .io import open_image
@@ -106,6 +108,8 @@ class ExplorerData:
         return len(self.x)
 
     def _open_image(self, image: Any) -> Any:
+        if isinstance(image, xr.DataArray) and image.dims == STACK_DIMS and image.chunks:
+            return image  # already a stack: keep its tiling
         if image is not None and not isinstance(image, str | os.PathLike):
             return open_image(image, check=False)
         path = image if image is not None else self.result.config.get("input", {}).get("path")
