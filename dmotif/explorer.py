@@ -207,11 +207,18 @@ class ExplorerData:
                                    min(self.width, math.ceil(max(x_range)))))
         y0, y1 = (int(v) for v in (max(0, math.floor(min(y_range))),
                                    min(self.height, math.ceil(max(y_range)))))
-        step = max(1, math.ceil(max(x1 - x0, y1 - y0, 1) / max_px))
-        if step >= ov_step or x1 <= x0 or y1 <= y0:
+        if x1 <= x0 or y1 <= y0:
             return small, -0.5, -0.5, small.shape[1] * ov_step, small.shape[0] * ov_step
-        region = self.image.data[frame, y0:y1, x0:x1].compute(scheduler="threads")
-        arr = K.block_mean(np.asarray(region), step)
+        step = max(1, math.ceil(max(x1 - x0, y1 - y0) / max_px))
+        if step >= ov_step:  # coarse enough: from the overview in memory
+            factor = step // ov_step
+            step = factor * ov_step
+            x0, y0 = x0 // ov_step * ov_step, y0 // ov_step * ov_step
+            region = small[y0 // ov_step : -(-y1 // ov_step), x0 // ov_step : -(-x1 // ov_step)]
+            arr = K.block_mean(region, factor)
+        else:
+            region = self.image.data[frame, y0:y1, x0:x1].compute(scheduler="threads")
+            arr = K.block_mean(np.asarray(region), step)
         return arr, x0 - 0.5, y0 - 0.5, arr.shape[1] * step, arr.shape[0] * step
 
     def patch(self, atom: int) -> np.ndarray:
