@@ -102,6 +102,16 @@ class ExplorerData:
         self._frame_index: dict[int, np.ndarray] = {}
         self._tree: Any = None
         self.radius = int(radius) if radius is not None else self._default_radius()
+        # Hover needs a k-d tree of the layout (about 0.5 s per million atoms): build it aside
+        # so that it delays neither the first paint nor the first selection.
+        self._tree_thread = threading.Thread(target=self._build_tree, daemon=True,
+                                             name="dmotif-explore-tree")
+        self._tree_thread.start()
+
+    def _build_tree(self) -> None:
+        from scipy.spatial import cKDTree
+
+        self._tree = cKDTree(np.column_stack([self.lx, self.ly]))
 
     @property
     def n_atoms(self) -> int:
@@ -250,11 +260,16 @@ class ExplorerData:
         used = 0
         for k in keys[np.argsort(-counts, kind="stable")]:
             members = atoms[key == k]
-            members = members[: _MEAN_PATCH_ATOMS - used]
             f, rest = divmod(int(k), len(by) * len(bx))
             t_y, t_x = divmod(rest, len(bx))
-            win, oy, ox = self.window(f, int(by[t_y]) - r - 1, int(by[t_y + 1]) + r + 2,
-                                      int(bx[t_x]) - r - 1, int(bx[t_x + 1]) + r + 2)
+            y0, y1, x0, x1 = int(by[t_y]), int(by[t_y + 1]), int(bx[t_x]), int(bx[t_x + 1])
+            # Atoms whose patch lies inside their tile need that tile alone (one read, not up
+            # to nine); the others only when there are no such atoms.
+            inner = ((self.y[members] >= y0 + r + 1) & (self.y[members] <= y1 - r - 2)
+                     & (self.x[members] >= x0 + r + 1) & (self.x[members] <= x1 - r - 2))
+            margin = 0 if inner.any() else r + 2
+            members = (members[inner] if inner.any() else members)[: _MEAN_PATCH_ATOMS - used]
+            win, oy, ox = self.window(f, y0 - margin, y1 + margin, x0 - margin, x1 + margin)
             patch = K.mean_patch(win, self.y[members] - oy, self.x[members] - ox, r)
             total += patch.astype(np.float64) * len(members)
             used += len(members)
@@ -262,12 +277,16 @@ class ExplorerData:
                 break
         return (total / used).astype(np.float32)
 
-    def nearest_in_layout(self, lx: float, ly: float, tolerance: float) -> int | None:
-        """The atom nearest to ``(lx, ly)`` in the layout, if within ``tolerance``."""
-        if self._tree is None:
-            from scipy.spatial import cKDTree
+    def nearest_in_layout(self, lx: float, ly: float, tolerance: float, *,
+                          wait: bool = True) -> int | None:
+        """The atom nearest to ``(lx, ly)`` in the layout, if within ``tolerance``.
 
-            self._tree = cKDTree(np.column_stack([self.lx, self.ly]))
+        Until the layout's k-d tree is built, None at once unless ``wait``.
+        """
+        if self._tree is None:
+            if not wait:
+                return None
+            self._tree_thread.join()
         dist, idx = self._tree.query([lx, ly], distance_upper_bound=tolerance)
         return int(idx) if np.isfinite(dist) else None
 
@@ -287,12 +306,16 @@ class Explorer:
     saved_as: str = field(init=False)
     history: list[tuple[np.ndarray, dict[int, str], str]] = field(init=False, default_factory=list)
     notes: list[str] = field(init=False, default_factory=list)
+    edits: int = field(init=False, default=0)  # changes so far, undo included
+    _base_raster: Any = field(init=False, default=None, repr=False)
+    _saved: tuple[np.ndarray, dict[int, str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = self.data.labels.copy()
         self.names = dict(self.data.names)
         self.selected = np.zeros(self.data.n_atoms, dtype=bool)
         self.saved_as = self.data.labels_name
+        self._saved = (self.data.labels, dict(self.data.names))
 
     # ----------------------------------------------------------------- selection
     @property
@@ -345,6 +368,7 @@ class Explorer:
         self.history.append((self.labels.copy(), dict(self.names), note))
         del self.history[:-20]  # undo depth: 20 copies of the labels
         self.notes.append(note)
+        self.edits += 1
 
     def merge(self, motifs: list[int]) -> int:
         """Merge ``motifs`` into the first of them; return the number of atoms relabelled."""
@@ -392,12 +416,18 @@ class Explorer:
         if not self.history:
             return None
         self.labels, self.names, note = self.history.pop()
-        self.notes.pop()
+        if self.notes:
+            self.notes.pop()
+        else:  # the edit was saved already: undoing it is a change of its own
+            self.notes.append(f"undo {note}")
+        self.edits += 1
         return note
 
     @property
     def dirty(self) -> bool:
-        return bool(self.notes)
+        """Whether the working labels differ from the last saved (or loaded) ones."""
+        saved_labels, saved_names = self._saved
+        return self.names != saved_names or not np.array_equal(self.labels, saved_labels)
 
     def save(self) -> str:
         """Write the working labels to the store as a new active labelling; return its name."""
@@ -405,6 +435,7 @@ class Explorer:
         self.saved_as = save_labels(self.data.result, self.labels, motif_names=self.names,
                                     note=note)
         self.notes.clear()
+        self._saved = (self.labels.copy(), dict(self.names))
         return self.saved_as
 
     # ----------------------------------------------------------------- views
@@ -435,7 +466,13 @@ class Explorer:
         _, rgb = K.palette_rgb(ids)
         codes = self.labels + 1
         d = self.data
-        base = K.shade(K.raster_counts(d.lx, d.ly, codes, len(ids), x_range, y_range, shape), rgb)
+        # A selection changes only the overlay: the base raster is kept until the view or the
+        # labels change.
+        key = (tuple(x_range), tuple(y_range), tuple(shape), self.edits)
+        if self._base_raster is None or self._base_raster[0] != key:
+            counts = K.raster_counts(d.lx, d.ly, codes, len(ids), x_range, y_range, shape)
+            self._base_raster = (key, K.shade(counts, rgb))
+        base = self._base_raster[1]
         sel = self.selected
         if sel.any():
             counts = K.raster_counts(d.lx[sel], d.ly[sel], codes[sel], len(ids), x_range,
@@ -664,7 +701,7 @@ def build_document(doc: Any, data: ExplorerData, *, max_points: int = 50_000,
 
     def on_hover(event: Any) -> None:
         (x0, x1), _ = view["layout"]
-        atom = data.nearest_in_layout(event.x, event.y, 4 * (x1 - x0) / size)
+        atom = data.nearest_in_layout(event.x, event.y, 4 * (x1 - x0) / size, wait=False)
         if atom is None:
             return
         hover_src.data = {"image": [data.patch(atom)]}

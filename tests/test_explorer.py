@@ -104,6 +104,9 @@ def test_save_writes_the_working_labels_to_the_store(tmp_path):
     assert labels.attrs["motif_names"][1] == "chalcogen"
     record = dmotif.open_result(path).attrs["label_edits"][-1]
     assert record["note"] == "merge 1, 2 into 1; rename 1 to 'chalcogen'"
+    # Undoing a saved edit is itself an unsaved change.
+    assert state.undo() == "rename 1 to 'chalcogen'" and state.dirty
+    assert state.notes == ["undo rename 1 to 'chalcogen'"]
     # A new session starts from the saved labelling.
     again = ExplorerData(path)
     assert again.labels_name == name and again.names[1] == "chalcogen"
