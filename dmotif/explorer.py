@@ -550,12 +550,15 @@ def build_document(doc: Any, data: ExplorerData, *, max_points: int = 50_000,
     lay_fig.toolbar.active_drag = lay_fig.select_one(BoxSelectTool)
     lay_fig.toolbar.active_scroll = lay_fig.select_one(WheelZoomTool)
     base0, sel0 = state.layout_rasters((lx0, lx1), (ly0, ly1))
+    # Two sources: a selection resends only its overlay, not the base raster.
     lay_src = ColumnDataSource({
-        "base": [base0], "sel": [sel0], "x": [lx0], "y": [ly0], "dw": [lx1 - lx0],
-        "dh": [ly1 - ly0],
+        "image": [base0], "x": [lx0], "y": [ly0], "dw": [lx1 - lx0], "dh": [ly1 - ly0],
     }, name="layout_raster")
-    base_r = lay_fig.image_rgba(image="base", x="x", y="y", dw="dw", dh="dh", source=lay_src)
-    lay_fig.image_rgba(image="sel", x="x", y="y", dw="dw", dh="dh", source=lay_src)
+    sel_src = ColumnDataSource({
+        "image": [sel0], "x": [lx0], "y": [ly0], "dw": [lx1 - lx0], "dh": [ly1 - ly0],
+    }, name="selection_raster")
+    base_r = lay_fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=lay_src)
+    lay_fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=sel_src)
 
     # ---- image plot
     small, ov_step, (low, high) = data.overview(frame["value"])
@@ -636,20 +639,23 @@ def build_document(doc: Any, data: ExplorerData, *, max_points: int = 50_000,
         (x0, x1), (y0, y1) = view["layout"]
         base, sel = state.layout_rasters((x0, x1), (y0, y1))
         base_r.glyph.global_alpha = 0.35 if state.n_selected else 1.0
-        lay_src.data = {"base": [base], "sel": [sel], "x": [x0], "y": [y0],
-                        "dw": [x1 - x0], "dh": [y1 - y0]}
+        place = {"x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
+        if lay_src.data["image"][0] is not base:
+            lay_src.data = {"image": [base], **place}
+        sel_src.data = {"image": [sel], **place}
 
     def refresh_atoms() -> None:
         xr_, yr_ = view["image"]
         f = frame["value"]
         idx, _ = state.atoms_in_view(f, xr_, yr_, selected_only=True, max_points=max_points)
-        hi_src.data = {"x": data.x[idx], "y": data.y[idx]}
+        hi_src.data = {"x": data.x[idx].astype(np.float32), "y": data.y[idx].astype(np.float32)}
         idx, sampled = state.atoms_in_view(f, xr_, yr_, selected_only=False,
                                            max_points=max_points // 5)
         if sampled:  # too many to tell apart: the image shows them better
             idx = idx[:0]
         hexes = np.array(K.palette_rgb(np.arange(-1, int(state.labels.max(initial=-1)) + 1))[0])
-        atoms_src.data = {"x": data.x[idx], "y": data.y[idx],
+        atoms_src.data = {"x": data.x[idx].astype(np.float32),
+                          "y": data.y[idx].astype(np.float32),
                           "colour": hexes[state.labels[idx] + 1].tolist()}
 
     def refresh_image() -> None:

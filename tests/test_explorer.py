@@ -200,7 +200,7 @@ def test_explore_builds_a_bokeh_document(result):
         assert doc.get_model_by_name(name) is not None, name
     assert doc.get_model_by_name("frame").visible  # two frames
     assert "0</span> atoms selected" in doc.get_model_by_name("status").text
-    raster = doc.get_model_by_name("layout_raster").data["base"][0]
+    raster = doc.get_model_by_name("layout_raster").data["image"][0]
     assert raster.dtype == np.uint32 and raster.any()
 
 

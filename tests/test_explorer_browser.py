@@ -94,8 +94,9 @@ def test_load_select_merge_save_in_chromium(tmp_path):
             page.wait_for_function(
                 "n => Bokeh.documents[0].get_model_by_name('highlight').data.x.length === n",
                 arg=n2, timeout=10_000)
-            assert f">{n2}</span> atoms selected" in page.evaluate(
-                "Bokeh.documents[0].get_model_by_name('status').text")
+            page.wait_for_function(
+                "n => Bokeh.documents[0].get_model_by_name('status').text"
+                ".includes(`>${n}</span> atoms selected`)", arg=n2, timeout=10_000)
 
             # A box on the image selects that region's atoms instead.
             (x0, y0) = _data_to_page(page, "image", 40.0, 40.0)
