@@ -36,7 +36,7 @@ import xarray as xr
 from . import _explore as K
 from ._image import STACK_DIMS
 from .edits import active_labels, label_names, save_labels
-from .errors import DataError, ImageFileError, ParameterError
+from .errors import DataError, DmotifError, ImageFileError, ParameterError
 from .io import open_image
 from .store import Result, open_result
 
@@ -498,6 +498,15 @@ class Explorer:
 # --------------------------------------------------------------------------- bokeh document
 
 
+def _require_bokeh() -> None:
+    try:
+        import bokeh  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise DmotifError(
+            "the explorer needs bokeh, which is not installed: pip install 'dmotif[explore]'."
+        ) from exc
+
+
 def _figure_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[float, float], ...]:
     """Square ranges (equal aspect) around a bounding box, with a 5 % margin."""
     centre = (lo + hi) / 2
@@ -813,6 +822,7 @@ def explore(result: Result | str | os.PathLike, *, image: Any = None,
     >>> output_notebook()  # doctest: +SKIP
     >>> show(dmotif.explore("scan.dmotif.zarr"))  # doctest: +SKIP
     """
+    _require_bokeh()
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
 
@@ -978,6 +988,7 @@ def serve(
     """
     if not 0 <= int(port) <= 65535:
         raise ParameterError(f"port must be in 0..65535 (0 = any free port); got {port}.")
+    _require_bokeh()
     data = ExplorerData(result_path, image=image, radius=radius)
     server = ExplorerServer(data, address, int(port), max_points, allow_websocket_origin)
     if not block:
