@@ -16,6 +16,7 @@ from .cluster import cluster, motif_summary
 from . import synthetic
 from .accessor import MotifAccessor
 from .detect import detect_atoms, estimate_spacing
+from .edits import active_labels, save_labels
 from .errors import (
     DataError,
     DmotifError,
@@ -36,6 +37,7 @@ from .hierarchy import (
     motif_cells,
     save_hierarchy,
 )
+from .explorer import explore
 from .io import open_image, save_image
 from .layout import fr_layout
 from .patches import extract_patches
@@ -73,6 +75,8 @@ __all__ = [
     "motif_cells",
     "motif_summary",
     "open_4dstem",
+    "active_labels",
+    "explore",
     "open_image",
     "open_result",
     "pca",
@@ -86,6 +90,7 @@ __all__ = [
     "save_image",
     "detect_atoms",
     "estimate_spacing",
+    "save_labels",
     "synthetic",
     "synthetic_4d",
     "virtual_image",
