@@ -12,9 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import synthetic, synthetic_4d
 from ._plot_hierarchy import plot_hierarchy, plot_map
-from .cluster import cluster, motif_summary
-from . import synthetic
 from .accessor import MotifAccessor
+from .cluster import cluster, motif_summary
 from .detect import detect_atoms, estimate_spacing
 from .edits import active_labels, save_labels
 from .errors import (
@@ -28,6 +27,7 @@ from .errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from .explorer import explore
 from .fourd import diffraction_features, open_4dstem, save_4dstem, virtual_image
 from .hierarchy import (
     build_hierarchy,
@@ -37,7 +37,6 @@ from .hierarchy import (
     motif_cells,
     save_hierarchy,
 )
-from .explorer import explore
 from .io import open_image, save_image
 from .layout import fr_layout
 from .patches import extract_patches
@@ -64,9 +63,13 @@ __all__ = [
     "StoreExistsError",
     "StoreIncompleteError",
     "__version__",
+    "active_labels",
     "build_hierarchy",
     "cluster",
+    "detect_atoms",
     "diffraction_features",
+    "estimate_spacing",
+    "explore",
     "extract_patches",
     "fr_layout",
     "lattice_vectors",
@@ -75,8 +78,6 @@ __all__ = [
     "motif_cells",
     "motif_summary",
     "open_4dstem",
-    "active_labels",
-    "explore",
     "open_image",
     "open_result",
     "pca",
@@ -88,8 +89,6 @@ __all__ = [
     "save_4dstem",
     "save_hierarchy",
     "save_image",
-    "detect_atoms",
-    "estimate_spacing",
     "save_labels",
     "synthetic",
     "synthetic_4d",

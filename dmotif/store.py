@@ -84,6 +84,14 @@ def _set_attrs(path: str, attrs: dict[str, Any], storage_options: dict[str, Any]
     group.attrs.update(json_ready(attrs))
 
 
+def _portable_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Store text as variable-length strings: zarr v3 has no stable fixed-width unicode type."""
+    text = [name for name, v in ds.variables.items() if v.dtype.kind == "U"]
+    return ds.assign_coords({n: ds[n].astype(object) for n in text if n in ds.coords}).assign(
+        {n: ds[n].astype(object) for n in text if n in ds.data_vars}
+    )
+
+
 class StoreWriter:
     """Write a result store stage by stage and commit it atomically.
 
@@ -150,7 +158,7 @@ class StoreWriter:
         The stage is recorded only after its data are written, so an interruption leaves it
         unrecorded and a resumed run writes it again (variables of the same name are replaced).
         """
-        ds = ds.drop_attrs(deep=False)
+        ds = _portable_strings(ds.drop_attrs(deep=False))
         exists = self.fs.exists(self._partial_root)
         # xarray rewrites the group's attributes when appending: keep the earlier ones.
         previous = self.attrs()
