@@ -40,8 +40,10 @@ from .hierarchy import (
 from .io import open_image, save_image
 from .layout import fr_layout
 from .patches import extract_patches
+from .pipeline import run
 from .plot import plot_layout, plot_motifs
 from .reduce import pca
+from .report import report
 from .store import Result, open_result, write_result
 from .zernike import reconstruct, zernike_basis, zernike_features
 
@@ -86,6 +88,8 @@ __all__ = [
     "plot_map",
     "plot_motifs",
     "reconstruct",
+    "report",
+    "run",
     "save_4dstem",
     "save_hierarchy",
     "save_image",

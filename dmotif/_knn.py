@@ -12,6 +12,7 @@ import warnings
 import numba
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from ._fr_kernels import fuzzy_weights
 
@@ -49,8 +50,17 @@ def exact_knn(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of ``ref`` (default: ``x`` itself, self included) for each row of x.
 
-    Blocked matrix products; row blocks are fixed, so the result does not depend on threads.
+    Blocked matrix products; row blocks are fixed and BLAS runs on one thread (a threaded
+    GEMM sums in an order that depends on the thread count), so the result does not depend
+    on threads.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _exact_knn(x, k, metric, ref)
+
+
+def _exact_knn(
+    x: np.ndarray, k: int, metric: str, ref: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     z = _prepare(x, metric)
     zr = z if ref is None else _prepare(ref, metric)
     sq_ref = np.einsum("ij,ij->i", zr, zr)

@@ -275,3 +275,7 @@ def main() -> None:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "120")
     app()
+
+
+if __name__ == "__main__":  # python -m dmotif.cli
+    main()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import dask
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from . import _knn
 from ._fr_kernels import fr_epochs, place_epochs
@@ -27,11 +28,13 @@ PLACE_CHUNK = 65_536
 def _pca_start(x: np.ndarray) -> np.ndarray:
     """First two principal components, scaled so that max |coordinate| = 10."""
     xc = x - x.mean(axis=0)
-    vals, vecs = np.linalg.eigh(xc.T @ xc)
-    top = vecs[:, np.argsort(vals)[::-1][:2]]
-    # eigh's signs are arbitrary: make each axis' largest loading positive.
-    top *= np.sign(top[np.argmax(np.abs(top), axis=0), [0, 1]])
-    y = xc @ top
+    # One BLAS thread: a threaded GEMM's rounding depends on the thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        top = vecs[:, np.argsort(vals)[::-1][:2]]
+        # eigh's signs are arbitrary: make each axis' largest loading positive.
+        top *= np.sign(top[np.argmax(np.abs(top), axis=0), [0, 1]])
+        y = xc @ top
     scale = np.abs(y).max()
     return np.ascontiguousarray(y * (INIT_SCALE / scale if scale > 0 else 1.0))
 

@@ -6,6 +6,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask_ml.decomposition import PCA
+from threadpoolctl import threadpool_limits
 
 from .errors import DataError, ParameterError
 
@@ -57,6 +58,11 @@ def _canonical_dask(values: np.ndarray | da.Array) -> da.Array:
     if isinstance(values, da.Array):
         return values.rechunk((rows, -1))
     return da.from_array(values, chunks=(rows, -1))
+
+
+def _project(block: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    with threadpool_limits(limits=1, user_api="blas"):
+        return (block - mean) @ components.T
 
 
 def pca(
@@ -117,7 +123,9 @@ def pca(
             f"{n_atoms * n_features} values); drop or fill those atoms first."
         )
     model = PCA(n_components=min(n_atoms, n_features), svd_solver="tsqr")
-    model.fit(x)
+    # One BLAS thread, as on dask workers: a threaded GEMM rounds differently per thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit(x)
     ratio = np.asarray(model.explained_variance_ratio_, dtype=np.float64)
     if n_components is None:
         n_components = int(np.searchsorted(np.cumsum(ratio), VARIANCE_KEPT) + 1)
@@ -127,7 +135,8 @@ def pca(
     signs = np.sign(components[np.arange(n_components), largest])
     components *= signs[:, None]
     mean = np.asarray(model.mean_, dtype=x.dtype)
-    scores = (x - mean) @ components.T
+    scores = x.map_blocks(_project, mean, components, chunks=(x.chunks[0], (n_components,)),
+                          dtype=x.dtype)
     out = xr.DataArray(
         scores,
         dims=("atom", "component"),

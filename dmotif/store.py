@@ -35,6 +35,9 @@ __all__ = [
 
 COMPLETE_ATTR = "dmotif_complete"
 STAGES_ATTR = "dmotif_stages"
+# The partial store's bookkeeping lives in a subgroup: xarray rewrites the root group's
+# attributes on every append, and a kill at that moment must not lose the record of stages.
+_STATE_GROUP = "dmotif_state"
 
 
 def is_remote(path: str) -> bool:
@@ -77,10 +80,12 @@ def open_zarr_group(path: str, storage_options: dict[str, Any] | None = None) ->
     return node if isinstance(node, zarr.Group) else None
 
 
-def _set_attrs(path: str, attrs: dict[str, Any], storage_options: dict[str, Any] | None) -> None:
+def _set_attrs(
+    path: str, attrs: dict[str, Any], storage_options: dict[str, Any] | None, mode: str = "r+"
+) -> None:
     import zarr
 
-    group = zarr.open_group(path, mode="r+", storage_options=storage_options)
+    group = zarr.open_group(path, mode=mode, storage_options=storage_options)
     group.attrs.update(json_ready(attrs))
 
 
@@ -138,16 +143,13 @@ class StoreWriter:
     @property
     def stages(self) -> list[str]:
         """Names of the stages already written to the partial store, in order."""
-        if not self.fs.exists(self._partial_root):
-            return []
-        group = open_zarr_group(self.partial, self.storage_options)
-        return list(group.attrs.get(STAGES_ATTR, [])) if group is not None else []
+        return list(self.attrs().get(STAGES_ATTR, []))
 
     def attrs(self) -> dict[str, Any]:
-        """Root attributes of the partial store (empty before the first stage)."""
-        if not self.fs.exists(self._partial_root):
+        """Attributes recorded with the finished stages (empty before the first stage)."""
+        if not self.fs.exists(f"{self._partial_root}/{_STATE_GROUP}"):
             return {}
-        group = open_zarr_group(self.partial, self.storage_options)
+        group = open_zarr_group(f"{self.partial}/{_STATE_GROUP}", self.storage_options)
         return dict(group.attrs) if group is not None else {}
 
     def write_stage(
@@ -160,7 +162,6 @@ class StoreWriter:
         """
         ds = _portable_strings(ds.drop_attrs(deep=False))
         exists = self.fs.exists(self._partial_root)
-        # xarray rewrites the group's attributes when appending: keep the earlier ones.
         previous = self.attrs()
         ds.to_zarr(
             self.partial, mode="a" if exists else "w-", consolidated=False, zarr_format=3,
@@ -168,9 +169,8 @@ class StoreWriter:
         )
         done = [s for s in previous.get(STAGES_ATTR, []) if s != name] + [name]
         _set_attrs(
-            self.partial,
-            {**previous, **(attrs or {}), STAGES_ATTR: done, COMPLETE_ATTR: False},
-            self.storage_options,
+            f"{self.partial}/{_STATE_GROUP}", {**(attrs or {}), STAGES_ATTR: done},
+            self.storage_options, mode="a",
         )
 
     def dataset(self) -> xr.Dataset:
@@ -186,16 +186,18 @@ class StoreWriter:
             raise StoreExistsError(
                 f"{self.path!r} appeared while writing; pass overwrite=True to replace it."
             )
+        attrs = {**self.attrs(), **(attrs or {})}
+        self.fs.rm(f"{self._partial_root}/{_STATE_GROUP}", recursive=True)
         if is_remote(self.path):
             # Object stores cannot rename: copy, then write the completion mark last.
-            _set_attrs(self.partial, attrs or {}, self.storage_options)
+            _set_attrs(self.partial, {**attrs, COMPLETE_ATTR: False}, self.storage_options)
             if self.fs.exists(self._root):
                 self.fs.rm(self._root, recursive=True)
             self.fs.copy(self._partial_root, self._root, recursive=True)
             _set_attrs(self.path, {COMPLETE_ATTR: True}, self.storage_options)
             self.fs.rm(self._partial_root, recursive=True)
             return self.path
-        _set_attrs(self.partial, {**(attrs or {}), COMPLETE_ATTR: True}, self.storage_options)
+        _set_attrs(self.partial, {**attrs, COMPLETE_ATTR: True}, self.storage_options)
         final = Path(self._root)
         old = final.with_name(f".{final.name}.old")
         if final.exists():

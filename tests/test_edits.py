@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from explore_helpers import make_result
 
 import dmotif
 from dmotif.edits import activate_labels, active_labels, label_names, rebuild_hierarchy, save_labels
 from dmotif.errors import DataError, ParameterError, StoreError
+
+from .explore_helpers import make_result
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from explore_helpers import CENTRES, SIGMA, make_result
 
 import dmotif
 from dmotif import _explore as K
 from dmotif.edits import active_labels
 from dmotif.errors import DataError, ImageFileError, ParameterError
 from dmotif.explorer import Explorer, ExplorerData, serve
+
+from .explore_helpers import CENTRES, SIGMA, make_result
 
 
 @pytest.fixture(scope="module")

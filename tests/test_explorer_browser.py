@@ -8,10 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from explore_helpers import CENTRES, make_result
 
 from dmotif.edits import active_labels
 from dmotif.explorer import serve
+
+from .explore_helpers import CENTRES, make_result
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

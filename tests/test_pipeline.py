@@ -1,0 +1,184 @@
+"""The whole pipeline: accuracy against synthetic truth, resumability, determinism, config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+import dmotif
+from dmotif import ParameterError, StoreError, StoreExistsError, StoreIncompleteError
+from dmotif.cli import app
+from dmotif.pipeline import default_config, dump_config_toml, load_config
+from dmotif.store import StoreWriter
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                     dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tmd_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("in") / "tmd.zarr"
+    dmotif.synthetic.save(dmotif.synthetic.tmd(size=768, frames=1, seed=3, chunks=256), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmd_store: Path, client: object, tmp_path_factory: pytest.TempPathFactory):
+    """One uninterrupted run that the other tests compare with."""
+    out = tmp_path_factory.mktemp("out") / "ref.zarr"
+    return dmotif.run(tmd_store, out, client=client)
+
+
+def truth_ari(sample_path: Path, res: dmotif.Result) -> tuple[float, float]:
+    """ARI of the motif labels against the true labels of the matched atoms, and the
+    unassigned fraction."""
+    truth = dmotif.synthetic.load(sample_path).atoms
+    atoms = res.atoms.compute()
+    d, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
+    ok = d < 2.0
+    labels = atoms["label"].values[ok]
+    return adjusted_rand_score(truth["label"].values[j[ok]], labels), float(np.mean(labels < 0))
+
+
+def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> None:
+    ds = reference.dataset
+    for name in ("frame", "y", "x", "intensity", "zernike", "pca", "layout", "label",
+                 "mean_patch", "count"):
+        assert name in ds, name
+    ari, unassigned = truth_ari(tmd_store, reference)
+    assert ari >= 0.9
+    assert unassigned <= 0.02
+    graph = reference.hierarchy
+    levels = {d["level"] for _, d in graph.nodes(data=True)}
+    assert {1, 2} <= levels
+    assert reference.attrs["dmotif_complete"] is True
+    assert set(reference.attrs["dmotif_timings"]) == set(dmotif.pipeline.STAGES)
+
+
+def test_config_is_complete_and_reloadable(reference: dmotif.Result, tmp_path: Path) -> None:
+    cfg = reference.config
+    assert cfg["input"]["sha256"] and cfg["dmotif_version"] == dmotif.__version__
+    defaults = default_config()
+    for section, values in defaults.items():
+        assert section in cfg
+        if isinstance(values, dict):
+            assert set(cfg[section]) == set(values)
+    toml = tmp_path / "run.toml"
+    toml.write_text(dump_config_toml(cfg))
+    again = load_config(toml)
+    assert again == {k: v for k, v in cfg.items() if k not in ("input", "dmotif_version")}
+    with pytest.raises(ParameterError, match=r"unknown configuration key 'layout\.epoch'"):
+        load_config({"layout": {"epoch": 3}})
+
+
+def test_same_result_for_another_chunking_and_seed_effect(
+    reference: dmotif.Result, tmd_store: Path, client: object, tmp_path: Path
+) -> None:
+    res = dmotif.run(tmd_store, tmp_path / "c.zarr", client=client, config={"chunks": 320})
+    np.testing.assert_array_equal(res.dataset["layout"].values, reference.dataset["layout"].values)
+    np.testing.assert_array_equal(res.dataset["label"].values, reference.dataset["label"].values)
+    other = dmotif.run(tmd_store, tmp_path / "s.zarr", client=client, seed=7)
+    assert not np.array_equal(other.dataset["layout"].values, reference.dataset["layout"].values)
+
+
+def test_interrupted_run_resumes_to_the_same_result(
+    reference: dmotif.Result, tmd_store: Path, client: object, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.zarr"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_layout(stage: str, message: str) -> None:
+        if stage == "layout" and message.startswith("done"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        dmotif.run(tmd_store, out, client=client, progress=stop_after_layout)
+    with pytest.raises(StoreIncompleteError):
+        dmotif.open_result(out)
+    assert StoreWriter(out, resume=True).stages == ["detect", "features", "pca", "layout"]
+    seen: list[str] = []
+    res = dmotif.run(tmd_store, out, client=client,
+                     progress=lambda stage, msg: seen.append(f"{stage}:{msg}"))
+    assert "detect:start" not in seen and "cluster:start" in seen
+    np.testing.assert_array_equal(res.dataset["label"].values, reference.dataset["label"].values)
+    with pytest.raises(StoreExistsError):
+        dmotif.run(tmd_store, out, client=client)
+
+
+def test_resume_with_another_config_is_refused(tmd_store: Path, client: object,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "r.zarr"
+
+    def stop(stage: str, message: str) -> None:
+        if stage == "detect" and message.startswith("done"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dmotif.run(tmd_store, out, client=client, progress=stop)
+    with pytest.raises(StoreError, match="another configuration"):
+        dmotif.run(tmd_store, out, client=client, seed=5)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stage_then_rerun(reference: dmotif.Result, tmd_store: Path,
+                                      tmp_path: Path) -> None:
+    """A real ``dmotif run`` process killed with SIGKILL during a stage; the rerun completes
+    with identical labels and the partial store is never accepted."""
+    out = tmp_path / "k.zarr"
+    cmd = [sys.executable, "-m", "dmotif.cli", "run", str(tmd_store), "-o", str(out),
+           "--workers", "1"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended before it could be killed: {proc.stderr.read()}")
+            if "features" in StoreWriter(out, resume=True).stages:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never reached the features stage")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    with pytest.raises(StoreIncompleteError):
+        dmotif.open_result(out)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "resuming after detect, features" in done.stdout
+    res = dmotif.open_result(out)
+    np.testing.assert_array_equal(res.dataset["label"].values, reference.dataset["label"].values)
+
+
+def test_cli_refuses_an_existing_output(reference: dmotif.Result, tmd_store: Path) -> None:
+    out = CliRunner().invoke(app, ["run", str(tmd_store), "-o", reference.path])
+    assert out.exit_code == 2
+    assert "exists" in out.output and "--overwrite" in out.output
