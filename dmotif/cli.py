@@ -247,6 +247,52 @@ def demo(
     console.print(f"report: [bold]{path}[/]")
 
 
+@app.command()
+@_one_line_errors
+def detect(
+    input: Annotated[str, typer.Argument(help="Image file, stack (.zarr) or URL.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Atom table store (.zarr).")],
+    refine: Annotated[str, typer.Option(help="Sub-pixel refinement: com, gaussian or none.")] = (
+        "com"
+    ),
+    min_distance: Annotated[
+        float | None, typer.Option(help="Minimum column distance, px (default: from spacing).")
+    ] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="nm per pixel, if not in file.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Find the atom columns of an image (sub-pixel) and write their table."""
+    from .detect import detect_atoms
+    from .io import open_image, source_identity
+    from .store import write_result
+
+    image = open_image(input, pixel_size=pixel_size)
+    with console.status("detecting atom columns …"):
+        atoms = detect_atoms(image, refine=None if refine == "none" else refine,
+                             min_distance=min_distance)
+    config = {"detect": {"refine": refine, "min_distance": min_distance},
+              "input": source_identity(input)}
+    write_result(atoms, output, config=config, overwrite=overwrite)
+    console.print(f"wrote [bold]{output}[/]: {atoms.sizes['atom']:,} atoms, spacing "
+                  f"{atoms.attrs['spacing_px']:.2f} px")
+
+
+@app.command()
+@_one_line_errors
+def explore(
+    result: Annotated[str, typer.Argument(help="A result store written by dmotif run.")],
+    address: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to share.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 0,
+    browser: Annotated[bool, typer.Option(help="Open a web browser.")] = False,
+) -> None:
+    """Serve the linked layout ↔ image explorer, with motif editing, until Ctrl-C."""
+    from .explorer import serve
+
+    serve(result, address=address, port=port, open_browser=browser)
+
+
 def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
     """Run ``job`` with a rich status line that follows the pipeline's stages."""
     with console.status("starting …") as status:

@@ -12,6 +12,9 @@ from .errors import DataError
 __all__ = ["plot_layout", "plot_motifs"]
 
 
+#: One colour per motif label, shared by every dmotif figure (label k -> colour k).
+MOTIF_COLORS = mpl.colormaps["tab10"]
+
 def plot_layout(
     layout: xr.DataArray | np.ndarray,
     labels: xr.DataArray | np.ndarray | None = None,
@@ -56,10 +59,10 @@ def plot_layout(
     y, lab = y[keep], lab[keep]
     unassigned = lab < 0
     ax.scatter(*y[unassigned].T, s=point_size, c="0.7", linewidths=0, label="unassigned")
-    cmap = mpl.colormaps["tab20"]
+    cmap = MOTIF_COLORS
     for motif in np.unique(lab[~unassigned]):
         pts = y[lab == motif]
-        ax.scatter(*pts.T, s=point_size, color=cmap(motif % 20), linewidths=0, label=str(motif))
+        ax.scatter(*pts.T, s=point_size, color=cmap(motif % cmap.N), linewidths=0, label=str(motif))
     if labels is not None:
         ax.legend(title="motif", markerscale=4 / max(point_size, 0.1), fontsize="small")
     ax.set_xlabel("l0")

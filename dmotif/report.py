@@ -51,16 +51,17 @@ def plot_atoms_on_image(image: Any, atoms: Any, labels: np.ndarray, *, frame: in
     inside = fy & (ay >= y0) & (ay < y1) & (ax_ >= x0) & (ax_ < x1)
     fig, ax = plt.subplots(figsize=(6.4, 6.4 * (y1 - y0) / max(x1 - x0, 1)))
     ax.imshow(pixels, cmap="gray", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+    from .plot import MOTIF_COLORS as cmap
+
     lab = labels[inside]
-    cmap = plt.get_cmap("tab10")
     for k in np.unique(lab):
         sel = lab == k
         if k < 0:
             ax.scatter(ax_[inside][sel], ay[inside][sel], s=8, marker="x", c="k",
                        label="unassigned")
         else:
-            ax.scatter(ax_[inside][sel], ay[inside][sel], s=10, color=cmap(int(k) % 10),
-                       label=f"motif {int(k)}")
+            ax.scatter(ax_[inside][sel], ay[inside][sel], s=3, color=cmap(int(k) % cmap.N),
+                       linewidths=0, label=f"motif {int(k)}")
     ax.set_title(f"frame {frame}, pixels y {y0}–{y1}, x {x0}–{x1}")
     ax.set_axis_off()
     ax.legend(loc="upper right", fontsize=7, markerscale=1.5, framealpha=0.8)
@@ -76,13 +77,15 @@ def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray) -> Figure:
         [[np.mean(labels[frames == f] == m) for f in ids] for m in motifs]
     )
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    from .plot import MOTIF_COLORS as cmap
+
     bottom = np.zeros(ids.size)
-    cmap = plt.get_cmap("tab10")
     for m, frac in zip(motifs, fractions, strict=True):
-        color = "0.6" if m < 0 else cmap(int(m) % 10)
+        color = "0.6" if m < 0 else cmap(int(m) % cmap.N)
         ax.bar(ids, frac, bottom=bottom, color=color,
                label="unassigned" if m < 0 else f"motif {int(m)}")
         bottom += frac
+    ax.set_xticks(ids)
     ax.set_xlabel("frame")
     ax.set_ylabel("fraction of atoms")
     ax.set_ylim(0, 1)
@@ -120,7 +123,7 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
                           _png(plot_motifs(ds)))
     graph = res.hierarchy
     if graph is not None and graph.number_of_nodes():
-        from .hierarchy import plot_hierarchy
+        from ._plot_hierarchy import plot_hierarchy
 
         figs["hierarchy"] = ("Motif hierarchy: an arrow B → A reads 'B is made of A'",
                              _png(plot_hierarchy(graph)))

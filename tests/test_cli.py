@@ -59,3 +59,18 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no such file" in missing.output
     bad = runner.invoke(app, ["synth", "graphene", "-o", str(tmp_path / "g.zarr")])
     assert bad.exit_code == 2 and "unknown synthetic kind" in bad.output
+
+
+def test_detect_writes_an_atom_table(tmp_path: Path) -> None:
+    sample = dmotif.synthetic.tmd(size=256, seed=2)
+    dmotif.synthetic.save(sample, tmp_path / "t.zarr")
+    out = runner.invoke(app, ["detect", str(tmp_path / "t.zarr"), "-o", str(tmp_path / "a.zarr")])
+    assert out.exit_code == 0, out.output
+    atoms = dmotif.open_result(tmp_path / "a.zarr").atoms
+    # Every true column well inside the image is found.
+    truth = sample.atoms
+    inner = ((truth.y > 8) & (truth.y < 247) & (truth.x > 8) & (truth.x < 247)).values
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(np.c_[atoms.y, atoms.x]).query(np.c_[truth.y, truth.x][inner])
+    assert np.mean(d < 2) > 0.99

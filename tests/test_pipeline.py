@@ -182,3 +182,34 @@ def test_cli_refuses_an_existing_output(reference: dmotif.Result, tmd_store: Pat
     out = CliRunner().invoke(app, ["run", str(tmd_store), "-o", reference.path])
     assert out.exit_code == 2
     assert "exists" in out.output and "--overwrite" in out.output
+
+
+def test_report_renders_in_a_real_browser(reference: dmotif.Result, tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    html = dmotif.report(reference, tmp_path / "report.html")
+    page = html.read_text()
+    n_motifs = len(np.unique(reference.dataset["label"].values[
+        reference.dataset["label"].values >= 0]))
+    assert re.search(rf"<th>motifs</th><td>{n_motifs}</td>", page)
+    for fig in ("atoms", "layout", "motifs", "hierarchy", "fractions"):
+        assert f'<figure id="{fig}">' in page
+        assert (tmp_path / "report_files" / f"{fig}.png").stat().st_size > 5000
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless check needs Debian's chromium (apt-get install chromium)")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--window-size=1200,1800", f"--screenshot={shot}", html.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    # A blank page is one flat colour; the report has text, images and plots.
+    assert pixels.std() > 20
+    assert np.mean(pixels < 128) > 0.02
