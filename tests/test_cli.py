@@ -74,3 +74,13 @@ def test_detect_writes_an_atom_table(tmp_path: Path) -> None:
 
     d, _ = cKDTree(np.c_[atoms.y, atoms.x]).query(np.c_[truth.y, truth.x][inner])
     assert np.mean(d < 2) > 0.99
+
+
+def test_demo_synthesises_runs_and_reports(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "--size", "512",
+                              "--frames", "1"])
+    assert out.exit_code == 0, out.output
+    res = dmotif.open_result(tmp_path / "demo" / "tmd.dmotif.zarr")
+    assert res.atoms.sizes["atom"] > 1000
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert '<figure id="layout">' in page and "report.html" in out.output
