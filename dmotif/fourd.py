@@ -358,19 +358,9 @@ def _read_hdf5_4d(path: str) -> tuple[Any, dict[str, Any]] | None:
 
 
 def _read_rsciio_4d(path: str, plugin: str) -> tuple[Any, dict[str, Any]]:
-    import importlib
+    from .io import read_rsciio_signals
 
-    try:
-        reader = importlib.import_module(f"rsciio.{plugin}").file_reader
-    except ImportError as exc:
-        raise ImageFileError(
-            f"reading {Path(path).suffix} files needs rosettasciio: pip install 'dmotif[io]' "
-            f"({exc})."
-        ) from exc
-    try:
-        signals = reader(path, lazy=True)
-    except Exception as exc:  # rosettasciio raises many types for a corrupt file
-        raise ImageFileError(f"cannot read {path!r} with rosettasciio ({plugin}): {exc}") from exc
+    signals = read_rsciio_signals(path, plugin)
     for sig in signals:
         if np.ndim(sig["data"]) in (3, 4, 5):
             return sig["data"], _calibration(list(sig.get("axes", [])))

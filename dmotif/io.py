@@ -193,7 +193,8 @@ def _read_tiff(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     return data, calib
 
 
-def _read_rsciio(path: str, plugin: str) -> tuple[Any, dict[str, Any]]:
+def read_rsciio_signals(path: str, plugin: str) -> list[dict[str, Any]]:
+    """The signals (dicts with ``data``, ``axes``…) of a file, lazily, via rosettasciio."""
     import importlib
 
     try:
@@ -204,9 +205,13 @@ def _read_rsciio(path: str, plugin: str) -> tuple[Any, dict[str, Any]]:
             f"({exc})."
         ) from exc
     try:
-        signals = reader(path, lazy=True)
+        return reader(path, lazy=True)
     except Exception as exc:  # rosettasciio raises many types for a corrupt file
         raise ImageFileError(f"cannot read {path!r} with rosettasciio ({plugin}): {exc}") from exc
+
+
+def _read_rsciio(path: str, plugin: str) -> tuple[Any, dict[str, Any]]:
+    signals = read_rsciio_signals(path, plugin)
     images = [s for s in signals if np.ndim(s["data"]) in (2, 3)]
     if not images:
         shapes = [tuple(np.shape(s["data"])) for s in signals]
