@@ -22,7 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)  # never break a path across lines
 F = TypeVar("F", bound=Callable[..., Any])
 
 
