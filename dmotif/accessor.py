@@ -10,7 +10,9 @@ from typing import Any
 
 import xarray as xr
 
-from .detect import detect_atoms
+from .detect import detect_atoms, estimate_spacing
+from .patches import extract_patches
+from .zernike import zernike_features
 
 __all__ = ["MotifAccessor"]
 
@@ -34,3 +36,21 @@ class MotifAccessor:
     def detect(self, **kwargs: Any) -> xr.Dataset:
         """Detect atom columns; see :func:`dmotif.detect_atoms` for the parameters."""
         return detect_atoms(self._obj, **kwargs)
+
+    def spacing(self, **kwargs: Any) -> float:
+        """Nearest-neighbour column spacing, px; see :func:`dmotif.estimate_spacing`."""
+        return estimate_spacing(self._obj, **kwargs)
+
+    def patches(self, atoms: xr.Dataset, **kwargs: Any) -> xr.DataArray:
+        """Atom-centred patches; see :func:`dmotif.extract_patches`."""
+        return extract_patches(self._obj, atoms, **kwargs)
+
+    def zernike(self, atoms: xr.Dataset, **kwargs: Any) -> xr.DataArray:
+        """Zernike features of the atoms' patches; see :func:`dmotif.zernike_features`."""
+        return zernike_features(self._obj, atoms, **kwargs)
+
+    def run(self, out: str, **kwargs: Any) -> Any:
+        """The whole pipeline on this image into the store ``out``; see :func:`dmotif.run`."""
+        from .pipeline import run
+
+        return run(self._obj, out, **kwargs)

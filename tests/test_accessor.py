@@ -43,3 +43,20 @@ def test_errors_pass_through(image):
 def test_docstring_example_runs():
     failures, _ = doctest.testmod(accessor)
     assert failures == 0
+
+
+def test_accessor_methods_delegate_to_the_functions(tmp_path) -> None:
+    import numpy as np
+
+    import dmotif
+
+    img = dmotif.synthetic.tmd(size=256, seed=1).image
+    atoms = img.motif.detect()
+    assert img.motif.spacing() == dmotif.estimate_spacing(img)
+    np.testing.assert_array_equal(img.motif.patches(atoms, radius=6).values,
+                                  dmotif.extract_patches(img, atoms, radius=6).values)
+    np.testing.assert_array_equal(img.motif.zernike(atoms).values,
+                                  dmotif.zernike_features(img, atoms).values)
+    res = img.motif.run(str(tmp_path / "r.zarr"), workers=1)
+    assert res.atoms.sizes["atom"] == atoms.sizes["atom"]
+    assert res.config["input"]["kind"] == "array"
