@@ -44,6 +44,8 @@ _LATTICE_SUPPORT = 0.7
 _MIN_SUPPORT = 0.25
 
 
+_MAX_VECTORS = 20_000
+
 def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
     """Median nearest-neighbour distance of atoms within the same frame (nan if none)."""
     dists = []
@@ -139,6 +141,12 @@ def lattice_basis(
             "no neighbour vectors between atoms of the same label: too few atoms or every "
             "label is unique; give more atoms or labels that repeat."
         )
+    # The vectors sit in a few tight groups, so counting neighbours within a group is
+    # quadratic in their number: an even-strided subset keeps it bounded, and the support is
+    # scaled back to all vectors.
+    stride = max(1, len(vectors) // _MAX_VECTORS)
+    scale = len(vectors) / len(vectors[::stride])
+    vectors = vectors[::stride]
     tree = cKDTree(vectors)
     counts = tree.query_ball_point(vectors, tol, return_length=True)
     order = np.lexsort((np.linalg.norm(vectors, axis=1), -counts))
@@ -150,7 +158,7 @@ def lattice_basis(
         members = tree.query_ball_point(vectors[i], tol)
         taken[members] = True
         centres.append(vectors[members].mean(axis=0))
-        support.append(len(members))
+        support.append(len(members) * scale)
     if not centres:
         raise NoLatticeError(
             f"no repeated neighbour vector among {n_atoms} atoms: the arrangement is not "

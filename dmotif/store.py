@@ -242,9 +242,10 @@ class Result:
     """
 
     path: str
-    dataset: xr.Dataset
-    config: dict[str, Any] = field(default_factory=dict)
-    attrs: dict[str, Any] = field(default_factory=dict)
+    # The attrs hold mean patches and the whole graph: keep them out of the repr.
+    dataset: xr.Dataset = field(repr=False)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def atoms(self) -> xr.Dataset:
