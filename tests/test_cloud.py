@@ -70,3 +70,32 @@ def test_interrupted_write_on_s3_is_refused_then_resumed(s3: dict[str, Any]) -> 
     assert again.stages == ["detect"]
     again.commit()
     assert dmotif.open_result(url, storage_options=s3).atoms.sizes["atom"] == 4
+
+
+@pytest.mark.slow
+def test_dmotif_run_from_and_to_s3_with_credentials_from_the_environment(
+    s3: dict[str, Any],
+) -> None:
+    """The CLI reads the stack from the bucket and commits the result there; the endpoint and
+    credentials come from the usual AWS_* variables, as on a cluster."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = dmotif.synthetic.tmd(size=384, seed=1)
+    dmotif.save_image(sample.image, "s3://dmotif/scan.zarr", storage_options=s3)
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"],
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "dmotif.cli", "run", "s3://dmotif/scan.zarr", "-o",
+           "s3://dmotif/scan.dmotif.zarr", "--workers", "1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    res = dmotif.open_result("s3://dmotif/scan.dmotif.zarr", storage_options=s3)
+    assert res.config["input"]["path"] == "s3://dmotif/scan.zarr"
+    assert res.atoms.sizes["atom"] > 500 and "label" in res.atoms
+    assert ".scan.dmotif.zarr.partial" not in _ls(s3)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "exists" in again.stderr
