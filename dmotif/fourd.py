@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -28,8 +27,8 @@ import xarray as xr
 from . import _fourd
 from ._image import DEFAULT_TILE, as_image_stack, check_pixel_size
 from .errors import DataError, ImageFileError, ParameterError
-from .io import _unit_to_nm
-from .store import is_remote, open_zarr_group, write_dataset
+from .io import _unit_to_nm, source_path
+from .store import open_zarr_group, write_dataset
 
 __all__ = [
     "DETECTORS",
@@ -253,19 +252,7 @@ def open_4dstem(
     if isinstance(source, np.ndarray | da.Array | xr.DataArray):
         return _public(_as_4dstem(source, center=center, scan_shape=scan_shape, chunks=chunks,
                                   **over))
-    if not isinstance(source, str | os.PathLike):
-        raise ImageFileError(
-            f"cannot open 4D-STEM data from a {type(source).__name__}; pass a path or an array."
-        )
-    text = os.fspath(source)
-    suffix = Path(text.rstrip("/")).suffix.lower()
-    if suffix not in SUFFIXES_4D:
-        raise ImageFileError(
-            f"unsupported 4D-STEM format {suffix or '(no suffix)'!r} for {text!r}; dmotif reads "
-            f"{', '.join(SUFFIXES_4D)}. Convert the file, or load it and pass the array."
-        )
-    if not is_remote(text) and not Path(text).exists():
-        raise ImageFileError(f"no such file: {text!r}. Check the path.")
+    text, suffix = source_path(source, SUFFIXES_4D, kind="4D-STEM", array="a 4-D array")
     if suffix == ".npy":
         data, calib = np.load(text, mmap_mode="r"), {}
     elif suffix == ".zarr":

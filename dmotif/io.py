@@ -25,7 +25,7 @@ from ._image import (
 from .errors import DataError, ImageFileError
 from .store import is_remote, open_zarr_group, write_dataset
 
-__all__ = ["SUFFIXES", "open_image", "save_image", "source_identity"]
+__all__ = ["SUFFIXES", "open_image", "save_image", "source_identity", "source_path"]
 
 # Unit names rosettasciio and TIFF metadata use, to nm.
 _TO_NM = {
@@ -110,27 +110,39 @@ def open_image(
     return stack
 
 
-def _open_path(
-    source: Any, pixel_size: float | None, chunks: Any, storage_options: dict[str, Any] | None
-) -> xr.DataArray:
+def source_path(
+    source: Any, suffixes: tuple[str, ...], *, kind: str, array: str
+) -> tuple[str, str]:
+    """Check that ``source`` names an existing file (or a URL) of a supported format.
+
+    Returns the path as text and its lower-case suffix; ``kind`` ("image", "4D-STEM") and
+    ``array`` (what else could be passed) word the errors.
+    """
     if not isinstance(source, str | os.PathLike):
         raise ImageFileError(
-            f"cannot open an image from a {type(source).__name__}; pass a path, a URL or a "
-            "2-D/3-D array."
+            f"cannot open {kind} data from a {type(source).__name__}; pass a path, a URL or "
+            f"{array}."
         )
     text = os.fspath(source)
     suffix = Path(text.rstrip("/")).suffix.lower()
-    if suffix not in SUFFIXES:
+    if suffix not in suffixes:
         raise ImageFileError(
-            f"unsupported image format {suffix or '(no suffix)'!r} for {text!r}; dmotif reads "
-            f"{', '.join(SUFFIXES)}. Convert the file, or load it yourself and pass the array."
+            f"unsupported {kind} format {suffix or '(no suffix)'!r} for {text!r}; dmotif reads "
+            f"{', '.join(suffixes)}. Convert the file, or load it yourself and pass the array."
         )
+    if not is_remote(text) and not Path(text).exists():
+        raise ImageFileError(f"no such file: {text!r}. Check the path.")
+    return text, suffix
+
+
+def _open_path(
+    source: Any, pixel_size: float | None, chunks: Any, storage_options: dict[str, Any] | None
+) -> xr.DataArray:
+    text, suffix = source_path(source, SUFFIXES, kind="image", array="a 2-D/3-D array")
     if is_remote(text) and suffix != ".zarr":
         raise ImageFileError(
             f"only .zarr stores can be read from a URL; got {text!r}. Copy the file locally."
         )
-    if not is_remote(text) and not Path(text).exists():
-        raise ImageFileError(f"no such file: {text!r}. Check the path.")
     if suffix == ".zarr":
         data, calib = _read_zarr(text, storage_options)
     elif suffix == ".npy":

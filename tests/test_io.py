@@ -140,7 +140,7 @@ def test_missing_file_and_unsupported_suffix(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"xx")
     with pytest.raises(ImageFileError, match=r"unsupported image format '\.jpg'"):
         dmotif.open_image(tmp_path / "a.jpg")
-    with pytest.raises(ImageFileError, match="cannot open an image from a dict"):
+    with pytest.raises(ImageFileError, match="cannot open image data from a dict"):
         dmotif.open_image({})
 
 
