@@ -240,10 +240,9 @@ def run(
             # Lazy stages compute while they are written: time both.
             writer.write_stage(stage, data, attrs={**base_attrs, **attrs})
             timings[stage] = time.perf_counter() - t0
-            writer.write_stage(stage, xr.Dataset(), attrs={"dmotif_timings": timings})
+            writer.record({"dmotif_timings": timings})
             report(stage, f"done in {timings[stage]:.1f} s")
     final_attrs = {
-        **writer.attrs(),
         "dmotif_version": __version__,
         "config": {**cfg, "dmotif_version": __version__, "input": source_identity(source)},
         "dmotif_timings": timings,

@@ -168,10 +168,11 @@ class StoreWriter:
             storage_options=self.storage_options, compute=True,
         )
         done = [s for s in previous.get(STAGES_ATTR, []) if s != name] + [name]
-        _set_attrs(
-            f"{self.partial}/{_STATE_GROUP}", {**(attrs or {}), STAGES_ATTR: done},
-            self.storage_options, mode="a",
-        )
+        self.record({**(attrs or {}), STAGES_ATTR: done})
+
+    def record(self, attrs: dict[str, Any]) -> None:
+        """Add ``attrs`` to what the finished stages recorded (kept through a resume)."""
+        _set_attrs(f"{self.partial}/{_STATE_GROUP}", attrs, self.storage_options, mode="a")
 
     def dataset(self) -> xr.Dataset:
         """The partial store's data, opened lazily."""
