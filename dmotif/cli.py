@@ -307,10 +307,10 @@ def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
 
 
 def _print_run_summary(res: Any) -> None:
-    from .report import _summary_rows
+    from .report import summary_rows
 
     table = Table(title=f"dmotif run → {res.path}", show_header=False)
-    for key, value in _summary_rows(res):
+    for key, value in summary_rows(res):
         table.add_row(key, value)
     console.print(table)
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from .store import Result, open_result
 
-__all__ = ["plot_atoms_on_image", "plot_frame_fractions", "report"]
+__all__ = ["plot_atoms_on_image", "plot_frame_fractions", "report", "summary_rows"]
 
 _CROP = 640
 
@@ -133,7 +133,8 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
     return figs
 
 
-def _summary_rows(res: Result) -> list[tuple[str, str]]:
+def summary_rows(res: Result) -> list[tuple[str, str]]:
+    """(name, value) rows that summarise a result: atoms, motifs, levels, time per stage."""
     ds = res.dataset
     rows = [("atoms", f"{ds.sizes.get('atom', 0):,}")]
     if "label" in ds:
@@ -185,7 +186,7 @@ def report(
         )
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in _summary_rows(res)
+        for k, v in summary_rows(res)
     )
     config = html.escape(json.dumps(res.config, indent=2, default=str))
     page = _PAGE.format(
