@@ -16,6 +16,8 @@ __all__ = ["as_atom_matrix", "pca"]
 VARIANCE_KEPT = 0.95
 #: Upper bound on the default number of components.
 MAX_DEFAULT_COMPONENTS = 20
+#: Lower bound on the default number of components (fewer when there are fewer features).
+MIN_DEFAULT_COMPONENTS = 10
 #: Rows per chunk of the canonical chunking that makes the result independent of the input's.
 _CANONICAL_ROWS = 65536
 
@@ -79,7 +81,8 @@ def pca(
         or dask-backed; a plain 2-D array is read as one row per atom.
     n_components : int, optional
         Number of components kept. By default the fewest that explain 95 % of the variance,
-        at most 20. Must be smaller than the number of features.
+        at least 10 (or all but one feature, when there are fewer) and at most 20. Must be
+        smaller than the number of features.
 
     Returns
     -------
@@ -129,7 +132,11 @@ def pca(
     ratio = np.asarray(model.explained_variance_ratio_, dtype=np.float64)
     if n_components is None:
         n_components = int(np.searchsorted(np.cumsum(ratio), VARIANCE_KEPT) + 1)
-        n_components = min(n_components, MAX_DEFAULT_COMPONENTS, n_features)
+        # The floor keeps the weak, noise-like components: with only the two or three that
+        # hold most of the variance, each motif's kNN graph is a low-dimensional mesh that
+        # the FR layout folds into many small beads (one class becomes tens of clusters).
+        floor = min(MIN_DEFAULT_COMPONENTS, n_features - 1)
+        n_components = min(max(n_components, floor), MAX_DEFAULT_COMPONENTS, n_features)
     components = np.asarray(model.components_[:n_components], dtype=x.dtype)
     largest = np.argmax(np.abs(components), axis=1)
     signs = np.sign(components[np.arange(n_components), largest])

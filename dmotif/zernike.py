@@ -29,13 +29,16 @@ from .patches import (
 
 __all__ = ["reconstruct", "zernike_basis", "zernike_features"]
 
+#: Highest radial order of the default features (66 coefficients, 36 rotation-invariant).
+DEFAULT_N_MAX = 10
+
 
 def zernike_features(
     image: Any,
     atoms: xr.Dataset,
     *,
     radius: float | None = None,
-    n_max: int = 10,
+    n_max: int | None = None,
     rotinv: bool = True,
     subpixel: bool = True,
 ) -> xr.DataArray:
@@ -53,10 +56,11 @@ def zernike_features(
         The atom table: ``frame``, ``y``, ``x`` (pixels); see :func:`dmotif.extract_patches`.
     radius : float, optional
         Disk radius in pixels, 2 ≤ radius ≤ a quarter of the image and ≥ ``n_max``. Default:
-        half the nearest-neighbour distance (as :func:`dmotif.extract_patches`), raised to
-        ``n_max`` when smaller so that the highest order is still resolved.
-    n_max : int
-        Highest radial order, 0 ≤ n_max ≤ radius.
+        half the nearest-neighbour distance (as :func:`dmotif.extract_patches`), so that a
+        patch holds one column and not parts of its neighbours.
+    n_max : int, optional
+        Highest radial order, 0 ≤ n_max ≤ radius. Default: 10, or ``floor(radius)`` for a
+        smaller radius (a disk of radius r resolves orders up to about r).
     rotinv : bool
         True: rotation-invariant features, one per ``(n, m ≥ 0)`` (36 at ``n_max = 10``): the
         signed ``m = 0`` coefficient and, for ``m > 0``, the magnitude of the (cos, sin) pair
@@ -101,9 +105,11 @@ def zernike_features(
     """
     img = as_tiled_stack(image)
     table = atom_table(atoms, img)
-    n_max = _check_n_max(n_max)
     if radius is None:
-        radius = max(default_radius(atoms, table), float(n_max), 2.0)
+        radius = max(default_radius(atoms, table), 2.0)
+    if n_max is None:
+        n_max = min(DEFAULT_N_MAX, int(radius))
+    n_max = _check_n_max(n_max)
     r = _check_radius_order(check_radius(radius, img.shape), n_max)
     basis = _zernike.zernike_basis(r, n_max)
     n, m, part = _labels(basis, rotinv)

@@ -66,13 +66,32 @@ def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> 
                  "mean_patch", "count"):
         assert name in ds, name
     ari, unassigned = truth_ari(tmd_store, reference)
-    assert ari >= 0.9
+    assert ari >= 0.95
     assert unassigned <= 0.02
+    # metal, chalcogen pair, single chalcogen, antisite
+    assert reference.attrs["cluster_attrs"]["n_motifs"] == 4
     graph = reference.hierarchy
     levels = {d["level"] for _, d in graph.nodes(data=True)}
     assert {1, 2} <= levels
     assert reference.attrs["dmotif_complete"] is True
     assert set(reference.attrs["dmotif_timings"]) == set(dmotif.pipeline.STAGES)
+
+
+def test_4dstem_run_learns_the_motifs_of_its_virtual_adf(client: object, tmp_path: Path) -> None:
+    from dmotif.synthetic_4d import fourd
+
+    sample = fourd("tmd", size=192, k_size=16, dose=1e4, seed=1)
+    dmotif.save_4dstem(sample.data, tmp_path / "scan.zarr")
+    res = dmotif.run(tmp_path / "scan.zarr", tmp_path / "out.zarr", client=client,
+                     detector="adf", config={"cluster": {"on": "pca"}})
+    truth, atoms = sample.atoms, res.atoms.compute()
+    d, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
+    assert (d < 2.0).all()
+    labels = atoms["label"].values
+    assert adjusted_rand_score(truth["label"].values[j], labels) >= 0.95
+    assert res.attrs["cluster_attrs"]["on"] == "pca"
+    with pytest.raises(ParameterError, match=r"cluster\.on must be one of"):
+        load_config({"cluster": {"on": "zernike"}})
 
 
 def test_config_is_complete_and_reloadable(reference: dmotif.Result, tmp_path: Path) -> None:

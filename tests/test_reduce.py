@@ -32,12 +32,24 @@ def test_matches_sklearn_up_to_sign(features):
     )
 
 
-def test_default_keeps_95_percent(features):
+def test_default_keeps_95_percent_and_at_least_ten(features):
     scores = dmotif.pca(features)
     ratio = PCA().fit(features.values).explained_variance_ratio_
-    expected = int(np.searchsorted(np.cumsum(ratio), 0.95) + 1)
-    assert scores.attrs["n_components"] == expected == scores.sizes["component"]
+    needed = int(np.searchsorted(np.cumsum(ratio), 0.95) + 1)
+    assert needed < 10
+    assert scores.attrs["n_components"] == 10 == scores.sizes["component"]
     assert sum(scores.attrs["explained_variance_ratio"]) >= 0.95
+    few = features.isel(zernike=slice(0, 6))
+    assert dmotif.pca(few).sizes["component"] == 5  # all but one feature
+
+
+def test_default_follows_the_variance_between_ten_and_twenty():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(600, 30)) * np.r_[np.full(14, 10.0), np.full(16, 0.1)]
+    ratio = PCA().fit(x).explained_variance_ratio_
+    expected = int(np.searchsorted(np.cumsum(ratio), 0.95) + 1)
+    assert 10 < expected < 20
+    assert dmotif.pca(x).sizes["component"] == expected
 
 
 def test_default_capped_at_20():

@@ -214,8 +214,9 @@ def test_features_are_the_same_on_a_process_cluster():
 def test_defaults_and_coords():
     s = dmotif.synthetic.tmd(size=192, seed=8)
     f = dmotif.zernike_features(s.image, s.atoms)
-    assert f.dims == ("atom", "zernike") and f.sizes["zernike"] == 36
-    assert f.attrs["radius"] == 10.0  # half the spacing (~6 px) is raised to n_max
+    # half the NN spacing (~12.2 px); n_max follows a radius below 10
+    assert 5.9 < f.attrs["radius"] < 6.3 and f.attrs["n_max"] == 6
+    assert f.dims == ("atom", "zernike") and f.sizes["zernike"] == 16
     assert set(f.part.values[f.m.values > 0]) == {"abs"}
     assert f.edge.dtype == bool and f.edge.values.any() and not f.edge.values.all()
     g = dmotif.zernike_features(s.image, s.atoms.assign_attrs(spacing_px=30.0), rotinv=False)
