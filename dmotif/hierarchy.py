@@ -166,11 +166,14 @@ def _frame_offsets(yx, lab, u, v, anchor):
 def _frame_lattice_cells(yx, lab, u, v, slots, anchor, tol):
     out = _cells.lattice_cells(yx, lab, u, v, slots, anchor, tol)
     keys = {tuple(ij): k for k, ij in enumerate(out["ij"].tolist())}
+    # each pair once: the neighbour offsets come in (d, -d) halves
+    steps = _cells.lattice_neighbours(u, v)
+    steps = steps[: len(steps) // 2]
     pairs = [(k, keys[(i + a, j + b)]) for (i, j), k in keys.items()
-             for a, b in ((1, 0), (0, 1)) if (i + a, j + b) in keys]
+             for a, b in steps.tolist() if (i + a, j + b) in keys]
     types = [(int(s[0]), *_cells.canonical_roll(s[1:])) for s in out["slot_labels"]]
     return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
-            "types": types, "adjacent": np.array(pairs, np.int64).reshape(-1, 2)}
+            "types": types, "adjacent": np.array(sorted(pairs), np.int64).reshape(-1, 2)}
 
 
 def _frame_rings(yx, lab, radius, max_ring):
@@ -276,7 +279,7 @@ def motif_cells(
     kind = "rings"
     if method in ("auto", "lattice"):
         try:
-            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frame, lattice, tol)
+            parts, lattice_attrs = _lattice_parts(atoms, yx, lab, frame, lattice, tol)
             kind = "lattice"
             attrs |= lattice_attrs
         except NoLatticeError:
@@ -286,14 +289,21 @@ def motif_cells(
         r = 1.3 * spacing if radius is None else float(radius)
         if r <= 0:
             raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
-        tasks = [dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring) for _, i in frames]
+        parts = dask.compute(*[dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring)
+                               for _, i in frames])
         attrs["radius_px"] = r
-    parts = dask.compute(*tasks)
     return _assemble_cells(parts, frames, kind, attrs)
 
 
-def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
-    """Per-frame lattice-cell tasks (raises NoLatticeError when no lattice or anchor)."""
+def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
+    """Per-frame lattice cells on the basis the atoms single out (NoLatticeError if none).
+
+    Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
+    are learned on each, the bases whose slots sit closest to the anchor (the most compact
+    cell) are kept, and among those the cells of the one with the smallest
+    :func:`_cells.convention_key` are returned. Both steps use only distances, angles and
+    counts, so the cells of a turned image are the turned cells.
+    """
     if lattice is None:
         lattice = lattice_vectors(atoms, labels=lab)
     uv = np.asarray(lattice, dtype=float)
@@ -301,22 +311,33 @@ def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
         raise ParameterError(
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
         )
-    u, v = uv
-    anchor = _cells.anchor_label(yx, lab, u, frame)
+    anchor = _cells.anchor_label(yx, lab, uv[0], frame)
     frames = _frames(frame)
     if anchor < 0:
         raise NoLatticeError(
-            f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
-            f"v={v.round(2).tolist()} px; check the labels or use method='rings'."
+            f"no label occupies a single sublattice of the lattice u={uv[0].round(2).tolist()},"
+            f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
         )
-    m = np.column_stack([u, v])
+    bases = _cells.equivalent_bases(*uv)
     offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
-                          for _, i in frames])
-    slots = _cells.slot_positions(np.concatenate(offs), m=m, tol=tol,
+                          for u, v in bases for _, i in frames])
+    n_f = len(frames)
+    slots, spread = [], []
+    for b, (u, v) in enumerate(bases):
+        m = np.column_stack([u, v])
+        s = _cells.slot_positions(np.concatenate(offs[b * n_f:(b + 1) * n_f]), m=m, tol=tol,
                                   n_cells=int((lab == anchor).sum()))
-    tasks = [dask.delayed(_frame_lattice_cells)(yx[i], lab[i], u, v, slots, anchor, tol)
-             for _, i in frames]
-    return tasks, {"lattice": uv.tolist(), "anchor_label": anchor, "slots": slots.tolist()}
+        slots.append(s)
+        spread.append(float(np.linalg.norm(s @ m.T, axis=1).sum()))
+    best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
+    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(yx[i], lab[i], *bases[b],
+                                                               slots[b], anchor, tol)
+                           for b in best for _, i in frames])
+    per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
+    k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
+    u, v = bases[best[k]]
+    return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
+                          "slots": slots[best[k]].tolist()}
 
 
 def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
