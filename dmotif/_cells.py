@@ -30,6 +30,7 @@ __all__ = [
     "anchor_label",
     "canonical_roll",
     "cell_members",
+    "connected_subsets",
     "convention_key",
     "equivalent_bases",
     "fractional_offsets",
@@ -38,6 +39,7 @@ __all__ = [
     "lattice_neighbours",
     "lattice_rotations",
     "neighbour_spacing",
+    "pattern_key",
     "planar_rings",
     "same_label_vectors",
     "slot_positions",
@@ -430,6 +432,54 @@ def convention_key(parts: list[dict[str, object]]) -> tuple:
             hoods[hood] = hoods.get(hood, 0) + 1
     return (-placed, sorted((-c, t) for t, c in counts.items()),
             sorted((-c, h) for h, c in hoods.items()))
+
+
+def pattern_key(
+    ij: np.ndarray, types: list[str], rotations: np.ndarray
+) -> tuple[tuple[int, int, str], ...]:
+    """Canonical form of a pattern of typed lattice cells, up to translation and rotation.
+
+    ``ij`` are the cells' lattice indices ``(k, 2)``, ``types`` their type names and
+    ``rotations`` the lattice's rotations (:func:`lattice_rotations`). Each rotated copy is
+    shifted to start at ``(0, 0)`` and written as sorted ``(i, j, type)`` triples; the smallest
+    is the key, so two patterns are the same motif exactly when their keys are equal.
+    """
+    best = None
+    for r in rotations:
+        p = np.asarray(ij, np.int64) @ r.T
+        p = p - p.min(axis=0)
+        key = tuple(sorted(zip(p[:, 0].tolist(), p[:, 1].tolist(), types, strict=True)))
+        if best is None or key < best:
+            best = key
+    assert best is not None  # rotations always hold the identity
+    return best
+
+
+def connected_subsets(n: int, edges: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """Every connected proper subset of at least two vertices of a small graph on ``range(n)``.
+
+    Enumerates the ``2**n`` vertex subsets, so ``n`` must stay small (a pattern of a few cells).
+    """
+    nbr = [0] * n
+    for a, b in edges:
+        nbr[a] |= 1 << b
+        nbr[b] |= 1 << a
+    out = []
+    for mask in range(1, (1 << n) - 1):
+        if mask & (mask - 1) == 0:
+            continue
+        seen = mask & -mask
+        frontier = seen
+        while frontier:
+            grow = 0
+            for v in range(n):
+                if frontier >> v & 1:
+                    grow |= nbr[v]
+            frontier = grow & mask & ~seen
+            seen |= frontier
+        if seen == mask:
+            out.append(tuple(v for v in range(n) if mask >> v & 1))
+    return out
 
 
 def _signed_area(p: np.ndarray) -> float:

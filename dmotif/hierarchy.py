@@ -16,6 +16,7 @@ the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -415,9 +416,41 @@ def _pattern_graph(types: list[str], edges: list[tuple[int, int]]) -> nx.Graph:
     return g
 
 
+def _pattern_key(types: list[str], edges: list, ij: np.ndarray, rotations: np.ndarray | None):
+    """Lattice patterns: the exact key up to the lattice's rotations; rings: a graph hash."""
+    if rotations is not None:
+        return _cells.pattern_key(ij, types, rotations)
+    return nx.weisfeiler_lehman_graph_hash(_pattern_graph(types, edges), node_attr="t")
+
+
+def _find_pattern(table: dict, key: Any, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry of ``table`` that is the same motif as ``entry`` (None if there is none).
+
+    A lattice key is exact; a ring pattern's hash can collide, so its bucket is checked by
+    graph isomorphism with equal cell types.
+    """
+    for other in table.get(key, []):
+        if other["ij"] is not None or nx.is_isomorphic(
+            _pattern_graph(other["types"], other["edges"]),
+            _pattern_graph(entry["types"], entry["edges"]),
+            node_match=lambda a, b: a["t"] == b["t"],
+        ):
+            return other
+    return None
+
+
+def _add_pattern(table: dict, key: Any, entry: dict[str, Any]) -> None:
+    same = _find_pattern(table, key, entry)
+    if same is None:
+        table.setdefault(key, []).append(dict(entry))
+    else:
+        same["count"] += entry["count"]
+
+
 def _frame_summary(
     cell_idx: np.ndarray,
     cell_type: np.ndarray,
+    cell_ij: np.ndarray,
     centres: np.ndarray,
     adjacent: np.ndarray,
     atom_idx: np.ndarray,
@@ -426,10 +459,15 @@ def _frame_summary(
     img: np.ndarray | None,
     r1: int,
     r2: int,
-    dominant: int,
     type_names: list[str],
+    rotations: np.ndarray | None,
+    max_cells: int,
 ) -> dict[str, Any]:
-    """Counts, patch sums, regions and defect patterns of one frame's cells."""
+    """Counts, patch sums, regions and defect patterns of one frame's cells.
+
+    The defect cells are those not of the dominant type (type 0); each connected group of
+    ``2..max_cells`` of them is a pattern occurrence, larger groups are counted as regions.
+    """
     g = nx.Graph()
     g.add_nodes_from(range(len(cell_idx)))
     g.add_edges_from(map(tuple, adjacent.tolist()))
@@ -437,23 +475,29 @@ def _frame_summary(
     for t in np.unique(cell_type):
         same = g.subgraph(np.flatnonzero(cell_type == t).tolist())
         regions[int(t)] = nx.number_connected_components(same)
-    odd = g.subgraph(np.flatnonzero(cell_type != dominant).tolist())
-    patterns: dict[str, dict[str, Any]] = {}
+    odd = g.subgraph(np.flatnonzero(cell_type != 0).tolist())
+    patterns: dict[Any, list[dict[str, Any]]] = {}
+    large: list[dict[str, Any]] = []
     for comp in sorted((sorted(c) for c in nx.connected_components(odd)), key=lambda c: c[0]):
+        types = [type_names[cell_type[c]] for c in comp]
         if len(comp) < 2:
             continue
+        if len(comp) > max_cells:
+            large.append({"n_cells": len(comp), "types": Counter(types)})
+            continue
         pos = {c: k for k, c in enumerate(comp)}
-        types = [type_names[cell_type[c]] for c in comp]
         edges = sorted((pos[a], pos[b]) for a, b in odd.subgraph(comp).edges)
-        key = nx.weisfeiler_lehman_graph_hash(_pattern_graph(types, edges), node_attr="t")
-        entry = patterns.setdefault(key, {"count": 0, "types": types, "edges": edges,
-                                          "example": cell_idx[comp].tolist()})
-        entry["count"] += 1
+        ij = None if rotations is None else cell_ij[comp]
+        _add_pattern(patterns, _pattern_key(types, edges, ij, rotations),
+                     {"count": 1, "types": types, "edges": edges,
+                      "ij": None if ij is None else (ij - ij.min(axis=0)).tolist(),
+                      "example": cell_idx[comp].tolist()})
     return {
         "label_counts": Counter(atom_lab[atom_lab >= 0].tolist()),
         "type_counts": Counter(cell_type.tolist()),
         "regions": regions,
         "patterns": patterns,
+        "large": large,
         "label_patch": _patch_sums(img, atom_yx, atom_lab, r1),
         "type_patch": _patch_sums(img, centres, cell_type, r2),
         "label_example": {int(k): atom_idx[atom_lab == k][:10].tolist()
@@ -470,14 +514,6 @@ def _merge_patch(total: dict[int, list], part: dict[int, list]) -> None:
             total[k] = [s, n]
 
 
-def _embeddings(big: nx.Graph, small: nx.Graph) -> int:
-    """Number of distinct cell sets of ``big`` that form ``small`` (induced, types equal)."""
-    matcher = nx.algorithms.isomorphism.GraphMatcher(
-        big, small, node_match=lambda a, b: a["t"] == b["t"]
-    )
-    return len({frozenset(m) for m in matcher.subgraph_isomorphisms_iter()})
-
-
 def build_hierarchy(
     atoms: xr.Dataset,
     labels: Any,
@@ -487,6 +523,7 @@ def build_hierarchy(
     lattice: xr.DataArray | np.ndarray | None = None,
     method: str = "auto",
     patch_radius: int | None = None,
+    max_pattern_cells: int = 6,
     learned: Any = None,
 ) -> nx.DiGraph:
     """The cross-scale hierarchy of motifs as a directed graph.
@@ -546,6 +583,11 @@ def build_hierarchy(
     >>> max((n for n, d in g.nodes(data=True) if d["level"] == 2), key=g.nodes[n]["count"].__int__)
     ...                                                     # doctest: +SKIP
     """
+    if not 2 <= max_pattern_cells <= 12:
+        raise ParameterError(
+            f"max_pattern_cells must be in [2, 12] (patterns are enumerated cell subset by "
+            f"cell subset); got {max_pattern_cells!r}."
+        )
     frame, yx = _atom_arrays(atoms)
     lab = _label_array(labels, len(yx))
     if cells is None:
@@ -568,7 +610,9 @@ def build_hierarchy(
         r2 = int(np.ceil(ext)) + r1
     else:
         r2 = 0
-    dominant = 0  # types are numbered by decreasing count
+    rotations = (_cells.lattice_rotations(*np.asarray(cells.attrs["lattice"], float))
+                 if kind == "lattice" else None)
+    cij = np.column_stack([cells["i"].values, cells["j"].values])
     tasks = []
     frame_ids = np.unique(np.concatenate([frame, cframe]))
     for f in frame_ids:
@@ -582,21 +626,23 @@ def build_hierarchy(
             if image is not None and "frame" in image.coords else (
                 image.data[int(f)] if image is not None else None)
         tasks.append(dask.delayed(_frame_summary)(
-            cidx, ctype[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img, r1, r2,
-            dominant, names,
+            cidx, ctype[cidx], cij[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img,
+            r1, r2, names, rotations, max_pattern_cells,
         ))
     parts = dask.compute(*tasks)
-    return _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
-                         len(frame_ids))
+    g = _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing, len(frame_ids))
+    _pattern_nodes(g, parts, rotations, max_pattern_cells)
+    if learned is not None:
+        _compare_learned(g, names, ctype, learned)
+    return g
 
 
-def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
+def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
                   n_frames) -> nx.DiGraph:
     label_counts, type_counts, regions = Counter(), Counter(), Counter()
     label_patch: dict[int, list] = {}
     type_patch: dict[int, list] = {}
     label_example: dict[int, list] = {}
-    patterns: dict[str, dict[str, Any]] = {}
     for p in parts:
         label_counts.update(p["label_counts"])
         type_counts.update(p["type_counts"])
@@ -605,11 +651,6 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, s
         _merge_patch(type_patch, p["type_patch"])
         for k, ex in p["label_example"].items():
             label_example.setdefault(k, ex)
-        for key, entry in p["patterns"].items():
-            if key in patterns:
-                patterns[key]["count"] += entry["count"]
-            else:
-                patterns[key] = dict(entry)
     motif_names = list(atoms.attrs.get("motif_names", []))
     g = nx.DiGraph(method=kind, n_frames=int(n_frames), spacing_px=float(spacing))
     for k in sorted(label_counts):
@@ -632,28 +673,58 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, s
         for k, mult in sorted(Counter(x for x in cell_labels[t] if x >= 0).items()):
             if f"L1:{k}" in g:
                 g.add_edge(f"L2:{name}", f"L1:{k}", multiplicity=int(mult))
-    pgraphs = {}
-    for key in sorted(patterns, key=lambda k: (len(patterns[k]["types"]), -patterns[k]["count"],
-                                               k)):
-        entry = patterns[key]
-        node = f"L3:{key[:12]}"
-        pgraphs[node] = _pattern_graph(entry["types"], [tuple(e) for e in entry["edges"]])
-        comp = Counter(entry["types"])
-        g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
-                   name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
-                   types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
-                   example=list(entry["example"]))
+    return g
+
+
+def _pattern_nodes(g: nx.DiGraph, parts: list[dict[str, Any]], rotations: np.ndarray | None,
+                   max_cells: int) -> None:
+    """Add the level-3 nodes: defect patterns, their containment, and the large regions."""
+    patterns: dict[Any, list[dict[str, Any]]] = {}
+    large: list[dict[str, Any]] = []
+    for p in parts:  # frame order, so node ids do not depend on the scheduler
+        for key, bucket in p["patterns"].items():
+            for entry in bucket:
+                _add_pattern(patterns, key, entry)
+        large.extend(p["large"])
+    node_of: dict[int, str] = {}
+    for key, bucket in patterns.items():
+        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
+        for k, entry in enumerate(bucket):
+            node = f"L3:{digest}" + (f".{k}" if k else "")
+            node_of[id(entry)] = node
+            comp = Counter(entry["types"])
+            g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
+                       name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
+                       types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
+                       cells=entry["ij"] or [], example=list(entry["example"]))
+            for t, mult in sorted(comp.items()):
+                g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
+    # Pattern B contains pattern A where a connected part of B's cells is A (same types, same
+    # arrangement up to rotation); the multiplicity counts distinct cell sets.
+    for bucket in patterns.values():
+        for entry in bucket:
+            inside: Counter = Counter()
+            for sub in _cells.connected_subsets(len(entry["types"]), entry["edges"]):
+                pos = {v: k for k, v in enumerate(sub)}
+                part = {"types": [entry["types"][v] for v in sub],
+                        "edges": [(pos[a], pos[b]) for a, b in entry["edges"]
+                                  if a in pos and b in pos],
+                        "ij": None if entry["ij"] is None
+                        else np.asarray(entry["ij"])[list(sub)]}
+                key = _pattern_key(part["types"], part["edges"], part["ij"], rotations)
+                match = _find_pattern(patterns, key, part)
+                if match is not None:
+                    inside[node_of[id(match)]] += 1
+            for small, mult in sorted(inside.items()):
+                g.add_edge(node_of[id(entry)], small, multiplicity=int(mult))
+    if large:
+        node = "L3:large"
+        comp = sum((r["types"] for r in large), Counter())
+        g.add_node(node, level=3, count=len(large), n_cells=sum(r["n_cells"] for r in large),
+                   name=f"regions of more than {max_cells} cells",
+                   sizes=sorted(r["n_cells"] for r in large), example=[])
         for t, mult in sorted(comp.items()):
             g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
-    for big, gb in pgraphs.items():
-        for small, gs in pgraphs.items():
-            if gs.number_of_nodes() < gb.number_of_nodes():
-                mult = _embeddings(gb, gs)
-                if mult:
-                    g.add_edge(big, small, multiplicity=int(mult))
-    if learned is not None:
-        _compare_learned(g, names, ctype, learned)
-    return g
 
 
 def _compare_learned(g: nx.DiGraph, names: list[str], ctype: np.ndarray, learned: Any) -> None:

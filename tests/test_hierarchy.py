@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import networkx as nx
 import numpy as np
 import pytest
 import xarray as xr
+from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
@@ -21,33 +23,151 @@ def tmd():
     return synthetic.tmd(size=512, metal_vacancy=0.01)
 
 
-def _interior_counts_truth(s, margin):
-    """Per-Bravais-cell truth label pairs of cells whose anchor (metal site) is inside by margin."""
-    c = s.cells
-    ny, nx = s.params["size"]
-    inside = ((c["y"] >= margin) & (c["y"] <= ny - 1 - margin) & (c["x"] >= margin)
-              & (c["x"] <= nx - 1 - margin)).values
-    return Counter(map(tuple, c["labels"].values[inside].tolist()))
+def _tmd_truth_per_cell(s, cells):
+    """Generator sites ``(i, j)`` of each found cell's metal and the true labels of its slots.
 
-
-def _interior_counts(s, cells, margin):
-    ny, nx = s.params["size"]
+    The cells pair each metal with one of its three nearest chalcogens, a convention the
+    generator fixes its own way: the truth is read with the cells' pairing, which must be one
+    lattice translation of the generator's for every cell.
+    """
+    a, v = s.atoms, s.vacancies
+    site = {}
+    for ds, labs in ((a, a["label"].values), (v, np.full(v.sizes["vacancy"], -1))):
+        for key, lab in zip(zip(ds["site_i"].values.tolist(), ds["site_j"].values.tolist(),
+                                ds["basis"].values.tolist(), strict=True), labs.tolist(),
+                            strict=True):
+            site[key] = lab
+    members = cells["members"].values
+    si, sj = a["site_i"].values, a["site_j"].values
+    both = (members[:, :2] >= 0).all(axis=1) & (a["basis"].values[members[:, 0]] == 0)
+    m0, m1 = members[both, 0], members[both, 1]
+    pairing = set(zip((si[m1] - si[m0]).tolist(), (sj[m1] - sj[m0]).tolist(), strict=True))
+    assert len(pairing) == 1 and pairing <= {(0, 0), (-1, 0), (0, -1)}, pairing
+    (di, dj), = pairing
+    metal = [(ds["y"].values[sel], ds["x"].values[sel], ds["site_i"].values[sel],
+              ds["site_j"].values[sel]) for ds in (a, v) for sel in [ds["basis"].values == 0]]
+    yx = np.concatenate([np.column_stack(m[:2]) for m in metal])
+    ij = np.concatenate([np.column_stack(m[2:]) for m in metal])
     uv = np.asarray(cells.attrs["lattice"])
     anchor = np.column_stack([cells["y"], cells["x"]]) - 0.5 * (uv[0] + uv[1])
-    inside = ((anchor[:, 0] >= margin) & (anchor[:, 0] <= ny - 1 - margin)
-              & (anchor[:, 1] >= margin) & (anchor[:, 1] <= nx - 1 - margin))
-    labels = [tuple(t) for t in __import__("json").loads(cells.attrs["type_labels"])]
-    return Counter(labels[t] for t in cells["type"].values[inside])
+    d, k = cKDTree(yx).query(anchor)
+    assert d.max() < 1.0
+    sites = ij[k]
+    truth = np.array([[site[(i, j, 0)], site.get((i + di, j + dj, 1), -2)]
+                      for i, j in sites.tolist()])
+    return sites, truth
 
 
 def test_tmd_cell_types_equal_the_truth_per_bravais_cell(tmd):
     cells = dmotif.motif_cells(tmd.atoms, tmd.atoms["label"])
     assert cells.attrs["method"] == "lattice" and cells.attrs["anchor_label"] == 0
+    sites, truth = _tmd_truth_per_cell(tmd, cells)
+    labels = [tuple(t) for t in json.loads(cells.attrs["type_labels"])]
+    found = np.array([labels[t] for t in cells["type"].values])
+    np.testing.assert_array_equal(found, truth)
+    # no cell is missed away from the border: every metal site 2 cells inside has one
+    ny, nx = tmd.params["size"]
     margin = 2 * 0.316 / 0.015
-    truth = _interior_counts_truth(tmd, margin)
-    assert _interior_counts(tmd, cells, margin) == truth
+    c = tmd.cells
+    inside = ((c["y"] >= margin) & (c["y"] <= ny - 1 - margin) & (c["x"] >= margin)
+              & (c["x"] <= nx - 1 - margin)).values
+    have = set(map(tuple, sites.tolist()))
+    assert all((i, j) in have for i, j in zip(c["site_i"].values[inside],
+                                              c["site_j"].values[inside], strict=True))
     # pristine plus one type per defect environment
-    assert set(truth) >= {(0, 1), (0, 2), (0, 3), (-1, 1), (0, -1)}
+    assert set(labels) >= {(0, 1), (0, 2), (0, 3), (-1, 1), (0, -1)}
+
+
+def _truth_patterns(sites, truth, max_cells):
+    """Connected groups of defect cells from the generator's indices (hexagonal neighbours).
+
+    Returns the counts of (cells, composition) per shape class, shapes compared up to the
+    lattice's 60° turns, and the sizes of the larger groups.
+    """
+    names = [f"cell[{a}|{b}]" for a, b in truth.tolist()]
+    defect = [k for k in range(len(sites)) if tuple(truth[k]) != (0, 1)]
+    where = {tuple(sites[k]): k for k in defect}
+    g = nx.Graph()
+    g.add_nodes_from(defect)
+    for (i, j), k in where.items():
+        for a, b in ((1, 0), (0, 1), (1, -1)):
+            if (i + a, j + b) in where:
+                g.add_edge(k, where[(i + a, j + b)])
+    shapes, large = Counter(), []
+    for comp in nx.connected_components(g):
+        comp = sorted(comp)
+        if len(comp) > max_cells:
+            large.append(len(comp))
+            continue
+        if len(comp) < 2:
+            continue
+        pts = [(int(sites[k][0]), int(sites[k][1]), names[k]) for k in comp]
+        forms = []
+        for _ in range(6):
+            pts = [(-j, i + j, t) for i, j, t in pts]  # a 60° turn in the generator's basis
+            i0, j0 = min(p[0] for p in pts), min(p[1] for p in pts)
+            forms.append(tuple(sorted((i - i0, j - j0, t) for i, j, t in pts)))
+        shapes[min(forms)] += 1
+    return Counter((len(k), tuple(sorted(t for *_, t in k)), n) for k, n in shapes.items()), \
+        sorted(large)
+
+
+def test_tmd_defect_patterns_equal_the_truth():
+    s = synthetic.tmd(size=512, chalcogen_vacancy=0.1, antisite=0.03, metal_vacancy=0.01)
+    cells = dmotif.motif_cells(s.atoms, s.atoms["label"])
+    g = dmotif.build_hierarchy(s.atoms, s.atoms["label"], cells=cells, max_pattern_cells=5)
+    sites, truth = _tmd_truth_per_cell(s, cells)
+    want, want_large = _truth_patterns(sites, truth, 5)
+    lv3 = {n: d for n, d in g.nodes(data=True) if d["level"] == 3}
+    got = Counter((d["n_cells"], tuple(sorted(d["types"])), d["count"])
+                  for n, d in lv3.items() if n != "L3:large")
+    assert got == want
+    assert sum(k[2] for k in want) >= 15 and max(k[0] for k in want) >= 3
+    assert lv3["L3:large"]["sizes"] == want_large and len(want_large) >= 1
+    # a pattern is made of its cells: multiplicities to level 2 add up to its size
+    for n, d in lv3.items():
+        cells_of = sum(g.edges[n, m]["multiplicity"] for m in g.successors(n)
+                       if g.nodes[m]["level"] == 2)
+        assert cells_of == d["n_cells"]
+
+
+def _square_with_defects(defects, *, n=14, a=10.0, degrees=30.0):
+    """A square lattice (label 0) with one atom per cell at its centre: label 2 in ``defects``
+    cells, else 1; the whole turned by ``degrees``."""
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    centre = np.isin(i * n + j, [p * n + q for p, q in defects])
+    pts = np.concatenate([np.column_stack([i, j]), np.column_stack([i, j])[:-n] + 0.5])
+    lab = np.concatenate([np.zeros(n * n, np.int32), np.where(centre, 2, 1)[:-n]])
+    keep = np.concatenate([np.ones(n * n, bool), (j < n - 1)[:-n]])
+    t = np.radians(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    yx = 100 + a * pts[keep] @ rot.T
+    atoms = xr.Dataset({"frame": ("atom", np.zeros(len(yx), np.int32)),
+                        "y": ("atom", yx[:, 0]), "x": ("atom", yx[:, 1])})
+    return atoms, lab[keep]
+
+
+def test_level_3_patterns_are_compared_up_to_rotation_and_contain_smaller_ones():
+    ell = [(2, 2), (3, 2), (2, 3)]
+    ell_turned = [(8, 9), (9, 9), (9, 8)]
+    line = [(2, 7), (3, 7), (4, 7)]
+    domino = [(8, 2), (8, 3)]
+    single = [(5, 11)]
+    atoms, lab = _square_with_defects(ell + ell_turned + line + domino + single)
+    g = dmotif.build_hierarchy(atoms, lab)
+    lv3 = {n: d for n, d in g.nodes(data=True) if d["level"] == 3}
+    by_shape = {(d["n_cells"], d["count"]): n for n, d in lv3.items()}
+    assert sorted(by_shape) == [(2, 1), (3, 1), (3, 2)]
+    two, bent, straight = by_shape[(2, 1)], by_shape[(3, 2)], by_shape[(3, 1)]
+    assert sorted(map(tuple, lv3[bent]["cells"])) in ([(0, 0), (0, 1), (1, 0)],
+                                                     [(0, 0), (0, 1), (1, 1)],
+                                                     [(0, 0), (1, 0), (1, 1)],
+                                                     [(0, 1), (1, 0), (1, 1)])
+    assert g.edges[bent, two]["multiplicity"] == 2
+    assert g.edges[straight, two]["multiplicity"] == 2
+    assert not g.has_edge(bent, straight) and not g.has_edge(straight, bent)
+    assert g.nodes[f"L2:{lv3[two]['types'][0]}"]["count"] == 12
 
 
 def test_tmd_hierarchy_levels_and_edges(tmd):
