@@ -5,9 +5,12 @@ each Bravais cell ``[p, p+u, p+u+v, p+v]`` anchored at a lattice point ``p`` of 
 sublattice, with the labels of its basis slots (so every atom belongs to exactly one cell and a
 cell's type can be compared with a per-cell ground truth); where they do not (amorphous
 regions, ring networks), the rings of the bond graph built from Delaunay edges no longer than a
-radius. Level 3 is the connected patterns of cells that differ from the dominant cell type
-(defect clusters, Stone–Wales-like ring groups), identified up to rotation and mirror by graph
-isomorphism of the cell-adjacency pattern.
+radius. The basis ``(u, v)`` is chosen among the lattice's equivalent bases by the atoms alone,
+so the cells of a turned image are the turned cells. Level 2 can also be learned like level 1
+(Zernike + FR layout on patches centred on the cells) and compared with the enumerated types.
+Level 3 is the connected patterns of a few cells that differ from the dominant cell type
+(defect clusters, Stone–Wales-like ring groups), identified up to translation and the
+lattice's rotations; a pattern contains another when a connected part of it is that pattern.
 
 The work is split over frames with dask (one task per frame, run by whatever scheduler or
 ``distributed.Client`` is active) and reduced in frame order, so the result does not depend on
@@ -129,7 +132,8 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
     -------
     xarray.DataArray
         ``(vector, axis)`` = ``[[u_y, u_x], [v_y, v_x]]`` in pixels, reduced, ``det > 0`` and
-        ``u`` closest to the +x axis among equivalent choices; attrs ``spacing_px`` and
+        ``u`` closest to the +x axis among equivalent choices (a display convention:
+        :func:`motif_cells` picks among them by the atoms); attrs ``spacing_px`` and
         ``support`` (fraction of atoms the vectors map onto an atom of the same label).
 
     Raises
@@ -217,7 +221,12 @@ def motif_cells(
     the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
     slot's label followed by the other slots' labels (-1 = empty) in angular order about the
     anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
-    type; a mirrored cell does not (chirality is kept).
+    type; a mirrored cell does not (chirality is kept). Which of the lattice's equivalent bases
+    (related by its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides
+    which atoms share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms,
+    not by the pixel axes: the bases whose slots sit closest to the anchor, then the one that
+    places the most atoms in cells, then by the table of type counts and of each type's
+    neighbour types. So the cells of an image turned by any angle are the turned cells.
 
     ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
     long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
@@ -248,9 +257,10 @@ def motif_cells(
         Over ``cell``: ``frame``, ``y``, ``x`` (centre, pixels), ``type`` (int32 index into
         attrs ``type_names``, ordered by decreasing count), ``members(cell, slot)`` (atom
         indices, -1 = empty slot), ``i``, ``j`` (lattice indices; -1 for rings) and over
-        ``pair``: ``adjacent(pair, end)`` (cells sharing an edge). Attrs: ``method``,
+        ``pair``: ``adjacent(pair, end)`` (lattice cells whose anchors are nearest lattice
+        neighbours, 6 on a hexagonal lattice; rings sharing a bond). Attrs: ``method``,
         ``type_names``, ``type_labels`` (JSON), ``spacing_px`` and, for lattice cells,
-        ``lattice``, ``anchor_label``, ``slots``.
+        ``lattice`` (the basis the cells are built on), ``anchor_label``, ``slots``.
 
     Raises
     ------
@@ -625,16 +635,29 @@ def build_hierarchy(
 ) -> nx.DiGraph:
     """The cross-scale hierarchy of motifs as a directed graph.
 
-    Nodes (attribute ``level``): ``"L1:<label>"`` atom motifs; ``"L2:<type>"`` cell types from
-    :func:`motif_cells`; ``"L3:<hash>"`` connected patterns of at least two adjacent cells whose
-    type is not the dominant one (defect clusters, ring groups), identified up to rotation and
-    mirror by the Weisfeiler–Lehman hash of their cell-adjacency graph with cell types. Every
-    node has ``count`` (atoms, cells or pattern occurrences), ``name``, ``example`` (atom or
-    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). Level-2 nodes
-    also carry ``labels`` (slot labels), ``regions`` (connected regions of that type); level-3
-    nodes ``n_cells`` and ``types``. An edge B → A means "B is made of A" with attribute
-    ``multiplicity``: atoms of motif A per cell of type B, cells of type A per pattern B, or
-    occurrences of pattern A inside pattern B.
+    Nodes (attribute ``level``):
+
+    * ``"L1:<label>"`` atom motifs;
+    * ``"L2:<type>"`` cell types from :func:`motif_cells`, with ``labels`` (slot labels) and
+      ``regions`` (connected regions of cells of that type);
+    * ``"L2learned:<k>"`` (``view="learned"``, only with ``learned``) level-2 motifs learned
+      from patches centred on the cells;
+    * ``"L3:<hash>"`` level-k motifs: connected patterns of ``k`` = 2 … ``max_pattern_cells``
+      cells not of the dominant type (defect clusters, ring groups). Lattice patterns are the
+      same motif when their cells, with their types, coincide after a translation and one of
+      the lattice's rotations (not a mirror); ring patterns when their ring-adjacency graphs
+      with ring types are isomorphic. Attributes ``n_cells`` (k), ``types``, ``edges``
+      (adjacent cells within the pattern) and ``cells`` (lattice indices of one occurrence);
+    * ``"L3:large"`` all connected groups of more than ``max_pattern_cells`` such cells,
+      summarised: ``count`` groups of ``sizes`` cells (``n_cells`` in total).
+
+    Every node has ``count`` (atoms, cells or occurrences), ``name``, ``example`` (atom or
+    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). An edge B → A
+    means "B is made of A", with attribute ``multiplicity``: atoms of motif A per cell of type
+    B, cells of type A per pattern B (for ``L3:large``, in all its groups together), or
+    distinct cell sets of pattern B that form pattern A (A contained in B). An edge from a cell
+    type to a learned motif has instead ``overlap``: the cells of that type learned as that
+    motif.
 
     Per-frame work (counts, patches, patterns) is one dask task per frame; the graph is reduced
     from per-frame results in frame order.
@@ -654,11 +677,19 @@ def build_hierarchy(
     patch_radius : int, optional
         Radius of level-1 patches, pixels (default half the spacing); level-2 patches cover a
         cell plus that margin.
-    learned : array_like of int, optional
-        Level-2 labels learned from larger patches (e.g. Zernike + FR layout on patches centred
-        on the cells), one per cell of ``cells``. The two views are compared: each level-2 node
-        gets ``learned`` (the most frequent learned label) and ``learned_purity``, and the graph
-        ``level2_ari`` (adjusted Rand index between types and learned labels).
+    max_pattern_cells : int
+        Largest level-3 pattern enumerated, in cells (2 … 12); larger groups are summarised.
+        The containment of patterns enumerates subsets of each, so the cost grows as
+        ``2**max_pattern_cells`` per distinct pattern.
+    learned : bool or array_like of int
+        The learned view of level 2. True: learn it with :func:`learn_cell_motifs` (needs
+        ``image``; costs a Zernike + layout run on the cells, hence off by default). An array:
+        one learned label per cell of ``cells``. The two views are compared: learned nodes
+        joined to types by ``overlap`` edges, each type's ``learned`` (its most frequent
+        learned label) and ``learned_purity``, and the graph's ``level2_ari`` (adjusted Rand
+        index between types and learned labels).
+    seed : int, numpy.random.Generator or None
+        Seed of the learned view.
 
     Returns
     -------
@@ -668,17 +699,21 @@ def build_hierarchy(
     Raises
     ------
     DataError
-        All atoms unassigned, malformed inputs, or ``learned`` of the wrong length.
+        All atoms unassigned, malformed inputs, ``learned`` of the wrong length, or
+        ``learned=True`` without ``image``.
     NoLatticeError
         No cells can be formed.
+    ParameterError
+        ``max_pattern_cells`` outside 2 … 12.
 
     Examples
     --------
     >>> import dmotif
     >>> s = dmotif.synthetic.perovskite(size=256)
     >>> g = dmotif.build_hierarchy(s.atoms, s.atoms["label"])
-    >>> max((n for n, d in g.nodes(data=True) if d["level"] == 2), key=g.nodes[n]["count"].__int__)
-    ...                                                     # doctest: +SKIP
+    >>> top = max((d for _, d in g.nodes(data=True) if d["level"] == 2), key=lambda d: d["count"])
+    >>> sorted(top["labels"])
+    [0, 1, 2, 2]
     """
     if not 2 <= max_pattern_cells <= 12:
         raise ParameterError(
