@@ -41,6 +41,7 @@ __all__ = [
     "neighbour_spacing",
     "pattern_key",
     "planar_rings",
+    "rebase_slots",
     "same_label_vectors",
     "slot_positions",
 ]
@@ -302,14 +303,27 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     if not slots:
         return np.zeros((1, 2))
     s = np.array(slots)
+    s[int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))] = 0.0
+    return _order_slots(s, m)
+
+
+def _order_slots(s: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The anchor slot (at 0) first, the others by angle about the anchor from ``u``, then by
+    distance."""
     s0 = int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))
-    s[s0] = 0.0
     rest = np.delete(s, s0, axis=0)
     p = rest @ m.T
     rel = np.arctan2(p[:, 0], p[:, 1]) - np.arctan2(m[0, 0], m[1, 0])
     ang = np.mod(np.round(rel, 6), 2 * np.pi)
     rest = rest[np.lexsort((np.linalg.norm(p, axis=1), np.round(ang, 3)))]
     return np.vstack([np.zeros((1, 2)), rest])
+
+
+def rebase_slots(slots: np.ndarray, m_from: np.ndarray, m_to: np.ndarray) -> np.ndarray:
+    """The slots learned on basis ``m_from`` as :func:`slot_positions` would give them on the
+    equivalent basis ``m_to`` (same atoms, offsets wrapped to ``[-0.25, 0.75)`` and ordered)."""
+    frac = slots @ m_from.T @ np.linalg.inv(m_to).T
+    return _order_slots(frac - np.floor(frac + 0.25), m_to)
 
 
 def canonical_roll(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:

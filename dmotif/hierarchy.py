@@ -332,16 +332,18 @@ def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
             f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
         )
     bases = _cells.equivalent_bases(*uv)
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
-                          for u, v in bases for _, i in frames])
-    n_f = len(frames)
+    m0 = np.column_stack(bases[0])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], *bases[0], anchor)
+                          for _, i in frames])
+    # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
+    learned = _cells.slot_positions(np.concatenate(offs), m=m0, tol=tol,
+                                    n_cells=int((lab == anchor).sum()))
     slots, spread = [], []
-    for b, (u, v) in enumerate(bases):
+    for u, v in bases:
         m = np.column_stack([u, v])
-        s = _cells.slot_positions(np.concatenate(offs[b * n_f:(b + 1) * n_f]), m=m, tol=tol,
-                                  n_cells=int((lab == anchor).sum()))
-        slots.append(s)
-        spread.append(float(np.linalg.norm(s @ m.T, axis=1).sum()))
+        slots.append(_cells.rebase_slots(learned, m0, m))
+        spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
+    n_f = len(frames)
     best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
     parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(yx[i], lab[i], *bases[b],
                                                                slots[b], anchor, tol)

@@ -75,6 +75,13 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     slots = _cells.slot_positions(_cells.fractional_offsets(yx, lab, u, v, 0), m=m,
                                   tol=0.2 * sp, n_cells=int((lab == 0).sum()))
     np.testing.assert_allclose(slots, [[0, 0], [1 / 3, 1 / 3]], atol=1e-3)
+    # the chalcogen re-expressed on the 6 equivalent bases: a third of the way along u + v on
+    # the 3 bases it lies between, two thirds on the 3 others
+    bases = _cells.equivalent_bases(u, v)
+    re = [_cells.rebase_slots(slots, m, np.column_stack(b))[1] for b in bases]
+    np.testing.assert_allclose(sorted(r.sum() for r in re), [2 / 3] * 3 + [4 / 3] * 3,
+                               atol=1e-3)
+    assert all(abs(r[0] - r[1]) < 1e-3 for r in re)
     out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
     types, counts = np.unique(out["slot_labels"], axis=0, return_counts=True)
     assert dict(zip(map(tuple, types.tolist()), counts.tolist(), strict=True))[(-1, 1)] == 1
