@@ -32,6 +32,7 @@ from .fourd import diffraction_features, open_4dstem, save_4dstem, virtual_image
 from .hierarchy import (
     build_hierarchy,
     lattice_vectors,
+    learn_cell_motifs,
     load_hierarchy,
     manifold_coordinate,
     motif_cells,
@@ -75,6 +76,7 @@ __all__ = [
     "extract_patches",
     "fr_layout",
     "lattice_vectors",
+    "learn_cell_motifs",
     "load_hierarchy",
     "manifold_coordinate",
     "motif_cells",

@@ -8,8 +8,10 @@ Conventions
 -----------
 * A lattice is a pair of Bravais vectors ``(u, v)``, each ``(dy, dx)`` in pixels, reduced
   (``|u| <= |v|``, ``|u·v| <= |u|²/2``), with ``det[u, v] > 0`` in ``(x, y)`` and, when the
-  lattice allows it, an acute angle; among the choices related by the lattice's own rotations
-  the one with ``u`` closest to the +x axis is taken, so the choice is reproducible.
+  lattice allows it, an acute angle. The choices related by the lattice's own rotations are
+  :func:`equivalent_bases`; for display :func:`lattice_basis` returns the one with ``u``
+  closest to the +x axis, but cells are built on the one the atoms themselves single out
+  (:func:`convention_key`), so cell types do not depend on how the image is turned.
 * A cell type is a tuple of labels: the anchor's label first, then the labels of the other
   basis slots (-1 = empty slot) in angular order about the anchor, cyclically rolled to the
   lexicographically smallest sequence. Mirror images are *not* merged: chirality is kept.
@@ -28,11 +30,18 @@ __all__ = [
     "anchor_label",
     "canonical_roll",
     "cell_members",
+    "connected_subsets",
+    "convention_key",
+    "equivalent_bases",
     "fractional_offsets",
     "lattice_basis",
     "lattice_cells",
+    "lattice_neighbours",
+    "lattice_rotations",
     "neighbour_spacing",
+    "pattern_key",
     "planar_rings",
+    "rebase_slots",
     "same_label_vectors",
     "slot_positions",
 ]
@@ -99,8 +108,15 @@ def _reduce(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u, v
 
 
-def _canonical_basis(u: np.ndarray, v: np.ndarray, rtol: float = 0.05) -> tuple[np.ndarray, ...]:
-    """Pick, among the bases equivalent to the reduced ``(u, v)``, the canonical one."""
+def equivalent_bases(
+    u: np.ndarray, v: np.ndarray, rtol: float = 0.05
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every basis of the lattice of ``(u, v)`` with the shape of its reduced, acute basis.
+
+    The bases are related by the lattice's own rotations (6 for a hexagonal lattice, 4 for a
+    square one, 2 otherwise), all with ``det > 0`` so mirror images are not included. They are
+    listed in an order that depends only on the input's orientation, not on the atoms.
+    """
     u, v = _reduce(u, v)
     if _det(u, v) < 0:
         v = -v
@@ -108,7 +124,7 @@ def _canonical_basis(u: np.ndarray, v: np.ndarray, rtol: float = 0.05) -> tuple[
         # The same cell has an acute basis, e.g. a hexagonal lattice reduced to 120°.
         v = u + v
     short = [s * w for w in (u, v, u + v, u - v) for s in (1, -1)]
-    best = None
+    out = []
     for cu in short:
         if abs(np.linalg.norm(cu) - np.linalg.norm(u)) > rtol * np.linalg.norm(u):
             continue
@@ -116,12 +132,47 @@ def _canonical_basis(u: np.ndarray, v: np.ndarray, rtol: float = 0.05) -> tuple[
             same_shape = abs(cu @ cv - u @ v) <= rtol * (u @ u)
             same_len = abs(np.linalg.norm(cv) - np.linalg.norm(v)) <= rtol * np.linalg.norm(v)
             if same_shape and same_len and _det(cu, cv) > 0:
-                ang = float(np.arctan2(cu[0], cu[1]))
-                key = (round(abs(ang), 6), -ang)
-                if best is None or key < best[0]:
-                    best = (key, cu, cv)
-    assert best is not None  # (u, v) itself always qualifies
-    return best[1], best[2]
+                out.append((cu, cv))
+    return out
+
+
+def _canonical_basis(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among the equivalent bases, the one with ``u`` closest to the +x axis (for display)."""
+    def key(b: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+        ang = float(np.arctan2(b[0][0], b[0][1]))
+        return round(abs(ang), 6), -ang
+
+    return min(equivalent_bases(u, v), key=key)
+
+
+def lattice_neighbours(u: np.ndarray, v: np.ndarray, rtol: float = 0.05) -> np.ndarray:
+    """Integer offsets ``(di, dj)`` of the nearest lattice points (4 square, 6 hexagonal).
+
+    A lattice point is a neighbour when it is no farther than ``|v|`` (the longer basis
+    vector of a reduced basis), so the set depends on the lattice, not on the choice of basis
+    among its equivalents; ``(di, dj)`` and ``(-di, -dj)`` are both listed.
+    """
+    lim = (1 + rtol) * max(np.linalg.norm(u), np.linalg.norm(v))
+    m = np.column_stack([u, v])
+    cand = np.array([(1, 0), (0, 1), (1, 1), (1, -1)])
+    cand = cand[np.linalg.norm(cand @ m.T, axis=1) <= lim]
+    return np.concatenate([cand, -cand])
+
+
+def lattice_rotations(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The lattice's rotations as integer matrices acting on cell indices ``(i, j)``.
+
+    Returns ``(r, 2, 2)``: ``R @ (i, j)`` are the indices of the point ``i u + j v`` turned by
+    one of the lattice's proper rotations (the identity included).
+    """
+    m = np.column_stack([u, v])
+    rots = []
+    for cu, cv in equivalent_bases(u, v):
+        # the rotation maps u -> cu, v -> cv; in cell indices its columns are cu, cv in (u, v)
+        r = np.rint(np.linalg.solve(m, np.column_stack([cu, cv]))).astype(np.int64)
+        if not any((r == q).all() for q in rots):
+            rots.append(r)
+    return np.array(rots)
 
 
 def lattice_basis(
@@ -252,14 +303,27 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     if not slots:
         return np.zeros((1, 2))
     s = np.array(slots)
+    s[int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))] = 0.0
+    return _order_slots(s, m)
+
+
+def _order_slots(s: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The anchor slot (at 0) first, the others by angle about the anchor from ``u``, then by
+    distance."""
     s0 = int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))
-    s[s0] = 0.0
     rest = np.delete(s, s0, axis=0)
     p = rest @ m.T
     rel = np.arctan2(p[:, 0], p[:, 1]) - np.arctan2(m[0, 0], m[1, 0])
     ang = np.mod(np.round(rel, 6), 2 * np.pi)
     rest = rest[np.lexsort((np.linalg.norm(p, axis=1), np.round(ang, 3)))]
     return np.vstack([np.zeros((1, 2)), rest])
+
+
+def rebase_slots(slots: np.ndarray, m_from: np.ndarray, m_to: np.ndarray) -> np.ndarray:
+    """The slots learned on basis ``m_from`` as :func:`slot_positions` would give them on the
+    equivalent basis ``m_to`` (same atoms, offsets wrapped to ``[-0.25, 0.75)`` and ordered)."""
+    frac = slots @ m_from.T @ np.linalg.inv(m_to).T
+    return _order_slots(frac - np.floor(frac + 0.25), m_to)
 
 
 def canonical_roll(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -356,6 +420,80 @@ def lattice_cells(
     m = np.column_stack([u, v])
     centre = origin + (ij_arr + 0.5) @ m.T
     return {"ij": ij_arr, "centre": centre, "members": members, "slot_labels": slot_labels}
+
+
+def convention_key(parts: list[dict[str, object]]) -> tuple:
+    """Score of one choice of cells among equivalent bases; the smallest key wins.
+
+    ``parts`` are the per-frame cells built on one basis (``members``, ``types``,
+    ``adjacent``). The key uses only what a rotation of the image leaves unchanged: the number
+    of atoms placed in cells (most first), then the table of type counts, then the counts of
+    each type's neighbourhood (its own type with the sorted types of its adjacent cells). Two
+    bases that tie on all of these give the same level-2 view of the image.
+    """
+    placed = sum(int((np.asarray(p["members"]) >= 0).sum()) for p in parts)
+    counts: dict[tuple, int] = {}
+    hoods: dict[tuple, int] = {}
+    for p in parts:
+        types = [tuple(t) for t in p["types"]]
+        nbr: list[list[tuple]] = [[] for _ in types]
+        for a, b in np.asarray(p["adjacent"]).reshape(-1, 2).tolist():
+            nbr[a].append(types[b])
+            nbr[b].append(types[a])
+        for t, ns in zip(types, nbr, strict=True):
+            counts[t] = counts.get(t, 0) + 1
+            hood = (t, tuple(sorted(ns)))
+            hoods[hood] = hoods.get(hood, 0) + 1
+    return (-placed, sorted((-c, t) for t, c in counts.items()),
+            sorted((-c, h) for h, c in hoods.items()))
+
+
+def pattern_key(
+    ij: np.ndarray, types: list[str], rotations: np.ndarray
+) -> tuple[tuple[int, int, str], ...]:
+    """Canonical form of a pattern of typed lattice cells, up to translation and rotation.
+
+    ``ij`` are the cells' lattice indices ``(k, 2)``, ``types`` their type names and
+    ``rotations`` the lattice's rotations (:func:`lattice_rotations`). Each rotated copy is
+    shifted to start at ``(0, 0)`` and written as sorted ``(i, j, type)`` triples; the smallest
+    is the key, so two patterns are the same motif exactly when their keys are equal.
+    """
+    best = None
+    for r in rotations:
+        p = np.asarray(ij, np.int64) @ r.T
+        p = p - p.min(axis=0)
+        key = tuple(sorted(zip(p[:, 0].tolist(), p[:, 1].tolist(), types, strict=True)))
+        if best is None or key < best:
+            best = key
+    assert best is not None  # rotations always hold the identity
+    return best
+
+
+def connected_subsets(n: int, edges: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """Every connected proper subset of at least two vertices of a small graph on ``range(n)``.
+
+    Enumerates the ``2**n`` vertex subsets, so ``n`` must stay small (a pattern of a few cells).
+    """
+    nbr = [0] * n
+    for a, b in edges:
+        nbr[a] |= 1 << b
+        nbr[b] |= 1 << a
+    out = []
+    for mask in range(1, (1 << n) - 1):
+        if mask & (mask - 1) == 0:
+            continue
+        seen = mask & -mask
+        frontier = seen
+        while frontier:
+            grow = 0
+            for v in range(n):
+                if frontier >> v & 1:
+                    grow |= nbr[v]
+            frontier = grow & mask & ~seen
+            seen |= frontier
+        if seen == mask:
+            out.append(tuple(v for v in range(n) if mask >> v & 1))
+    return out
 
 
 def _signed_area(p: np.ndarray) -> float:

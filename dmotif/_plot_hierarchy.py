@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import networkx as nx
@@ -14,12 +15,17 @@ from .errors import DataError
 __all__ = ["plot_hierarchy", "plot_map"]
 
 
+def _row(d: dict[str, Any]) -> tuple[int, int]:
+    # a learned view of a level sits in its own row just above the enumerated one
+    return d["level"], int("view" in d)
+
+
 def _positions(graph: nx.DiGraph) -> dict[Any, tuple[float, float]]:
     """Levels top to bottom (level 1 at the bottom row), nodes spread evenly in each row."""
-    levels = sorted({d["level"] for _, d in graph.nodes(data=True)}, reverse=True)
+    levels = sorted({_row(d) for _, d in graph.nodes(data=True)}, reverse=True)
     pos = {}
     for row, level in enumerate(levels):
-        nodes = [n for n, d in graph.nodes(data=True) if d["level"] == level]
+        nodes = [n for n, d in graph.nodes(data=True) if _row(d) == level]
         nodes.sort(key=lambda n: -graph.nodes[n].get("count", 0))
         for k, n in enumerate(nodes):
             pos[n] = ((k + 1) / (len(nodes) + 1), 1.0 - (row + 0.5) / len(levels))
@@ -40,7 +46,8 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
     -------
     matplotlib.figure.Figure
         One inset axes per node that has a ``mean_patch`` (its image) and a marker for the
-        others; node texts give the name and count, edge texts the multiplicity.
+        others; node texts give the name and count, edge texts the multiplicity ("is made
+        of" edges, arrows) or the overlap (a cell type and a learned motif, dashed lines).
 
     Raises
     ------
@@ -52,19 +59,21 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
     if any("level" not in d for _, d in graph.nodes(data=True)):
         raise DataError("every node needs a 'level' attribute, as build_hierarchy sets.")
     pos = _positions(graph)
-    width = max(6.0, 1.6 * max(sum(1 for n in graph if graph.nodes[n]["level"] == lv)
-                               for lv in {d["level"] for _, d in graph.nodes(data=True)}))
-    fig = Figure(figsize=(width, 2.4 * len({d["level"] for _, d in graph.nodes(data=True)})))
+    rows = Counter(_row(d) for _, d in graph.nodes(data=True))
+    fig = Figure(figsize=(max(6.0, 1.6 * max(rows.values())), 2.4 * len(rows)))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
     for a, b, d in graph.edges(data=True):
         (x0, y0), (x1, y1) = pos[a], pos[b]
+        overlap = "overlap" in d
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"×{d.get('multiplicity', 1)}", fontsize=7,
-                ha="center", va="center", color="C3", gid="multiplicity")
+                    arrowprops={"arrowstyle": "-" if overlap else "->", "color": "0.5",
+                                "lw": 0.8, "ls": "--" if overlap else "-"})
+        text = f"{d['overlap']}" if overlap else f"×{d.get('multiplicity', 1)}"
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, fontsize=7, ha="center", va="center",
+                color="C0" if overlap else "C3", gid="overlap" if overlap else "multiplicity")
     for n, d in graph.nodes(data=True):
         x, y = pos[n]
         patch = d.get("mean_patch")

@@ -5,9 +5,12 @@ each Bravais cell ``[p, p+u, p+u+v, p+v]`` anchored at a lattice point ``p`` of 
 sublattice, with the labels of its basis slots (so every atom belongs to exactly one cell and a
 cell's type can be compared with a per-cell ground truth); where they do not (amorphous
 regions, ring networks), the rings of the bond graph built from Delaunay edges no longer than a
-radius. Level 3 is the connected patterns of cells that differ from the dominant cell type
-(defect clusters, Stone–Wales-like ring groups), identified up to rotation and mirror by graph
-isomorphism of the cell-adjacency pattern.
+radius. The basis ``(u, v)`` is chosen among the lattice's equivalent bases by the atoms alone,
+so the cells of a turned image are the turned cells. Level 2 can also be learned like level 1
+(Zernike + FR layout on patches centred on the cells) and compared with the enumerated types.
+Level 3 is the connected patterns of a few cells that differ from the dominant cell type
+(defect clusters, Stone–Wales-like ring groups), identified up to translation and the
+lattice's rotations; a pattern contains another when a connected part of it is that pattern.
 
 The work is split over frames with dask (one task per frame, run by whatever scheduler or
 ``distributed.Client`` is active) and reduced in frame order, so the result does not depend on
@@ -16,6 +19,7 @@ the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -27,11 +31,13 @@ import numpy as np
 import xarray as xr
 
 from . import _cells
+from ._random import Seed
 from .errors import DataError, NoLatticeError, ParameterError, StoreError
 
 __all__ = [
     "build_hierarchy",
     "lattice_vectors",
+    "learn_cell_motifs",
     "load_hierarchy",
     "manifold_coordinate",
     "motif_cells",
@@ -126,7 +132,8 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
     -------
     xarray.DataArray
         ``(vector, axis)`` = ``[[u_y, u_x], [v_y, v_x]]`` in pixels, reduced, ``det > 0`` and
-        ``u`` closest to the +x axis among equivalent choices; attrs ``spacing_px`` and
+        ``u`` closest to the +x axis among equivalent choices (a display convention:
+        :func:`motif_cells` picks among them by the atoms); attrs ``spacing_px`` and
         ``support`` (fraction of atoms the vectors map onto an atom of the same label).
 
     Raises
@@ -166,11 +173,14 @@ def _frame_offsets(yx, lab, u, v, anchor):
 def _frame_lattice_cells(yx, lab, u, v, slots, anchor, tol):
     out = _cells.lattice_cells(yx, lab, u, v, slots, anchor, tol)
     keys = {tuple(ij): k for k, ij in enumerate(out["ij"].tolist())}
+    # each pair once: the neighbour offsets come in (d, -d) halves
+    steps = _cells.lattice_neighbours(u, v)
+    steps = steps[: len(steps) // 2]
     pairs = [(k, keys[(i + a, j + b)]) for (i, j), k in keys.items()
-             for a, b in ((1, 0), (0, 1)) if (i + a, j + b) in keys]
+             for a, b in steps.tolist() if (i + a, j + b) in keys]
     types = [(int(s[0]), *_cells.canonical_roll(s[1:])) for s in out["slot_labels"]]
     return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
-            "types": types, "adjacent": np.array(pairs, np.int64).reshape(-1, 2)}
+            "types": types, "adjacent": np.array(sorted(pairs), np.int64).reshape(-1, 2)}
 
 
 def _frame_rings(yx, lab, radius, max_ring):
@@ -211,7 +221,12 @@ def motif_cells(
     the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
     slot's label followed by the other slots' labels (-1 = empty) in angular order about the
     anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
-    type; a mirrored cell does not (chirality is kept).
+    type; a mirrored cell does not (chirality is kept). Which of the lattice's equivalent bases
+    (related by its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides
+    which atoms share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms,
+    not by the pixel axes: the bases whose slots sit closest to the anchor, then the one that
+    places the most atoms in cells, then by the table of type counts and of each type's
+    neighbour types. So the cells of an image turned by any angle are the turned cells.
 
     ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
     long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
@@ -242,9 +257,10 @@ def motif_cells(
         Over ``cell``: ``frame``, ``y``, ``x`` (centre, pixels), ``type`` (int32 index into
         attrs ``type_names``, ordered by decreasing count), ``members(cell, slot)`` (atom
         indices, -1 = empty slot), ``i``, ``j`` (lattice indices; -1 for rings) and over
-        ``pair``: ``adjacent(pair, end)`` (cells sharing an edge). Attrs: ``method``,
+        ``pair``: ``adjacent(pair, end)`` (lattice cells whose anchors are nearest lattice
+        neighbours, 6 on a hexagonal lattice; rings sharing a bond). Attrs: ``method``,
         ``type_names``, ``type_labels`` (JSON), ``spacing_px`` and, for lattice cells,
-        ``lattice``, ``anchor_label``, ``slots``.
+        ``lattice`` (the basis the cells are built on), ``anchor_label``, ``slots``.
 
     Raises
     ------
@@ -276,7 +292,7 @@ def motif_cells(
     kind = "rings"
     if method in ("auto", "lattice"):
         try:
-            tasks, lattice_attrs = _lattice_tasks(atoms, yx, lab, frame, lattice, tol)
+            parts, lattice_attrs = _lattice_parts(atoms, yx, lab, frame, lattice, tol)
             kind = "lattice"
             attrs |= lattice_attrs
         except NoLatticeError:
@@ -286,14 +302,21 @@ def motif_cells(
         r = 1.3 * spacing if radius is None else float(radius)
         if r <= 0:
             raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
-        tasks = [dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring) for _, i in frames]
+        parts = dask.compute(*[dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring)
+                               for _, i in frames])
         attrs["radius_px"] = r
-    parts = dask.compute(*tasks)
     return _assemble_cells(parts, frames, kind, attrs)
 
 
-def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
-    """Per-frame lattice-cell tasks (raises NoLatticeError when no lattice or anchor)."""
+def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
+    """Per-frame lattice cells on the basis the atoms single out (NoLatticeError if none).
+
+    Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
+    are learned on each, the bases whose slots sit closest to the anchor (the most compact
+    cell) are kept, and among those the cells of the one with the smallest
+    :func:`_cells.convention_key` are returned. Both steps use only distances, angles and
+    counts, so the cells of a turned image are the turned cells.
+    """
     if lattice is None:
         lattice = lattice_vectors(atoms, labels=lab)
     uv = np.asarray(lattice, dtype=float)
@@ -301,22 +324,35 @@ def _lattice_tasks(atoms, yx, lab, frame, lattice, tol):
         raise ParameterError(
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
         )
-    u, v = uv
-    anchor = _cells.anchor_label(yx, lab, u, frame)
+    anchor = _cells.anchor_label(yx, lab, uv[0], frame)
     frames = _frames(frame)
     if anchor < 0:
         raise NoLatticeError(
-            f"no label occupies a single sublattice of the lattice u={u.round(2).tolist()}, "
-            f"v={v.round(2).tolist()} px; check the labels or use method='rings'."
+            f"no label occupies a single sublattice of the lattice u={uv[0].round(2).tolist()},"
+            f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
         )
-    m = np.column_stack([u, v])
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], u, v, anchor)
+    bases = _cells.equivalent_bases(*uv)
+    m0 = np.column_stack(bases[0])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], *bases[0], anchor)
                           for _, i in frames])
-    slots = _cells.slot_positions(np.concatenate(offs), m=m, tol=tol,
-                                  n_cells=int((lab == anchor).sum()))
-    tasks = [dask.delayed(_frame_lattice_cells)(yx[i], lab[i], u, v, slots, anchor, tol)
-             for _, i in frames]
-    return tasks, {"lattice": uv.tolist(), "anchor_label": anchor, "slots": slots.tolist()}
+    # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
+    learned = _cells.slot_positions(np.concatenate(offs), m=m0, tol=tol,
+                                    n_cells=int((lab == anchor).sum()))
+    slots, spread = [], []
+    for u, v in bases:
+        m = np.column_stack([u, v])
+        slots.append(_cells.rebase_slots(learned, m0, m))
+        spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
+    n_f = len(frames)
+    best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
+    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(yx[i], lab[i], *bases[b],
+                                                               slots[b], anchor, tol)
+                           for b in best for _, i in frames])
+    per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
+    k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
+    u, v = bases[best[k]]
+    return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
+                          "slots": slots[best[k]].tolist()}
 
 
 def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
@@ -365,6 +401,96 @@ def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
     return ds
 
 
+# --------------------------------------------------------------------------- learned level 2
+
+
+def _cell_motif_centres(cells: xr.Dataset, atoms_yx: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where each cell's own atoms are centred, and the radius that holds them (pixels).
+
+    A lattice cell's patch is centred on the mean of its basis slots (not on the middle of the
+    parallelogram, where other cells' corner atoms sit nearer than its own); a ring's on its
+    centre. The radius reaches the farthest own atom of a typical cell plus half a spacing.
+    """
+    centre = np.column_stack([cells["y"].values, cells["x"].values])
+    if cells.attrs["method"] == "lattice":
+        uv = np.asarray(cells.attrs["lattice"], float)
+        slots = np.asarray(cells.attrs["slots"], float)
+        centre = centre + (slots.mean(axis=0) - 0.5) @ uv
+    members = cells["members"].values
+    pos = np.where(members[..., None] >= 0, atoms_yx[np.maximum(members, 0)], np.nan)
+    reach = np.nanmax(np.linalg.norm(pos - centre[:, None, :], axis=-1), axis=1)
+    return centre, float(np.nanmedian(reach)) + 0.5 * float(cells.attrs["spacing_px"])
+
+
+def learn_cell_motifs(
+    image: xr.DataArray,
+    atoms: xr.Dataset,
+    cells: xr.Dataset,
+    *,
+    radius: float | None = None,
+    n_max: int = 10,
+    metric: str = "euclidean",
+    seed: Seed = 0,
+) -> xr.DataArray:
+    """Level-2 motifs learned like level 1: Zernike + PCA + FR layout + clusters on cells.
+
+    Each cell's patch is centred on its own atoms (a lattice cell's basis slots, a ring's
+    vertices) with a radius of about one cell; the patches go through
+    :func:`dmotif.zernike_features`, :func:`dmotif.pca`, :func:`dmotif.fr_layout` and
+    :func:`dmotif.cluster`, the same chain as the atoms. The labels can then be compared with
+    the enumerated cell types (``build_hierarchy(..., learned=...)``).
+
+    Parameters
+    ----------
+    image : xarray.DataArray
+        The image stack ``(frame, y, x)`` the atoms were found in.
+    atoms : xarray.Dataset
+        The atom table the cells were built from.
+    cells : xarray.Dataset
+        From :func:`motif_cells`.
+    radius : float, optional
+        Patch radius, pixels; default the distance from a cell's centre to its farthest own
+        atom (median over cells) plus half a spacing, at least ``n_max``.
+    n_max : int
+        Highest Zernike order.
+    metric : str
+        Metric of the layout's neighbour graph; euclidean keeps the intensity scale that tells
+        a single chalcogen from a pair.
+    seed : int, numpy.random.Generator or None
+        Seed of the layout and the clustering.
+
+    Returns
+    -------
+    xarray.DataArray
+        int32 over ``cell``, -1 = unassigned; attrs ``radius`` and ``n_motifs``.
+
+    Raises
+    ------
+    DataError
+        When ``image`` is missing or the cells are too few to lay out.
+    """
+    from .cluster import cluster
+    from .layout import fr_layout
+    from .reduce import pca
+    from .zernike import zernike_features
+
+    if image is None:
+        raise DataError(
+            "learning level-2 motifs needs the image the atoms came from; pass image=."
+        )
+    _, yx = _atom_arrays(atoms)
+    centre, reach = _cell_motif_centres(cells, yx)
+    r = max(float(np.ceil(reach)), float(n_max)) if radius is None else float(radius)
+    sites = xr.Dataset({"frame": ("atom", cells["frame"].values.astype(np.int32)),
+                        "y": ("atom", centre[:, 0]), "x": ("atom", centre[:, 1])})
+    feats = zernike_features(image, sites, radius=r, n_max=n_max)
+    layout = fr_layout(pca(feats).compute(), metric=metric, seed=seed)
+    labels = cluster(layout, seed=seed)
+    out = xr.DataArray(labels.values.astype(np.int32), dims=("cell",), name="learned")
+    out.attrs = {"radius": r, "n_motifs": int(labels.attrs.get("n_motifs", labels.max() + 1))}
+    return out
+
+
 # --------------------------------------------------------------------------- the hierarchy
 
 
@@ -394,9 +520,41 @@ def _pattern_graph(types: list[str], edges: list[tuple[int, int]]) -> nx.Graph:
     return g
 
 
+def _pattern_key(types: list[str], edges: list, ij: np.ndarray, rotations: np.ndarray | None):
+    """Lattice patterns: the exact key up to the lattice's rotations; rings: a graph hash."""
+    if rotations is not None:
+        return _cells.pattern_key(ij, types, rotations)
+    return nx.weisfeiler_lehman_graph_hash(_pattern_graph(types, edges), node_attr="t")
+
+
+def _find_pattern(table: dict, key: Any, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry of ``table`` that is the same motif as ``entry`` (None if there is none).
+
+    A lattice key is exact; a ring pattern's hash can collide, so its bucket is checked by
+    graph isomorphism with equal cell types.
+    """
+    for other in table.get(key, []):
+        if other["ij"] is not None or nx.is_isomorphic(
+            _pattern_graph(other["types"], other["edges"]),
+            _pattern_graph(entry["types"], entry["edges"]),
+            node_match=lambda a, b: a["t"] == b["t"],
+        ):
+            return other
+    return None
+
+
+def _add_pattern(table: dict, key: Any, entry: dict[str, Any]) -> None:
+    same = _find_pattern(table, key, entry)
+    if same is None:
+        table.setdefault(key, []).append(dict(entry))
+    else:
+        same["count"] += entry["count"]
+
+
 def _frame_summary(
     cell_idx: np.ndarray,
     cell_type: np.ndarray,
+    cell_ij: np.ndarray,
     centres: np.ndarray,
     adjacent: np.ndarray,
     atom_idx: np.ndarray,
@@ -405,10 +563,16 @@ def _frame_summary(
     img: np.ndarray | None,
     r1: int,
     r2: int,
-    dominant: int,
     type_names: list[str],
+    rotations: np.ndarray | None,
+    max_cells: int,
+    cell_learned: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Counts, patch sums, regions and defect patterns of one frame's cells."""
+    """Counts, patch sums, regions and defect patterns of one frame's cells.
+
+    The defect cells are those not of the dominant type (type 0); each connected group of
+    ``2..max_cells`` of them is a pattern occurrence, larger groups are counted as regions.
+    """
     g = nx.Graph()
     g.add_nodes_from(range(len(cell_idx)))
     g.add_edges_from(map(tuple, adjacent.tolist()))
@@ -416,25 +580,34 @@ def _frame_summary(
     for t in np.unique(cell_type):
         same = g.subgraph(np.flatnonzero(cell_type == t).tolist())
         regions[int(t)] = nx.number_connected_components(same)
-    odd = g.subgraph(np.flatnonzero(cell_type != dominant).tolist())
-    patterns: dict[str, dict[str, Any]] = {}
+    odd = g.subgraph(np.flatnonzero(cell_type != 0).tolist())
+    patterns: dict[Any, list[dict[str, Any]]] = {}
+    large: list[dict[str, Any]] = []
     for comp in sorted((sorted(c) for c in nx.connected_components(odd)), key=lambda c: c[0]):
+        types = [type_names[cell_type[c]] for c in comp]
         if len(comp) < 2:
             continue
+        if len(comp) > max_cells:
+            large.append({"n_cells": len(comp), "types": Counter(types)})
+            continue
         pos = {c: k for k, c in enumerate(comp)}
-        types = [type_names[cell_type[c]] for c in comp]
         edges = sorted((pos[a], pos[b]) for a, b in odd.subgraph(comp).edges)
-        key = nx.weisfeiler_lehman_graph_hash(_pattern_graph(types, edges), node_attr="t")
-        entry = patterns.setdefault(key, {"count": 0, "types": types, "edges": edges,
-                                          "example": cell_idx[comp].tolist()})
-        entry["count"] += 1
+        ij = None if rotations is None else cell_ij[comp]
+        _add_pattern(patterns, _pattern_key(types, edges, ij, rotations),
+                     {"count": 1, "types": types, "edges": edges,
+                      "ij": None if ij is None else (ij - ij.min(axis=0)).tolist(),
+                      "example": cell_idx[comp].tolist()})
     return {
         "label_counts": Counter(atom_lab[atom_lab >= 0].tolist()),
         "type_counts": Counter(cell_type.tolist()),
         "regions": regions,
         "patterns": patterns,
+        "large": large,
         "label_patch": _patch_sums(img, atom_yx, atom_lab, r1),
         "type_patch": _patch_sums(img, centres, cell_type, r2),
+        "learned_patch": ({} if cell_learned is None
+                          else _patch_sums(img, centres[cell_learned >= 0],
+                                           cell_learned[cell_learned >= 0], r2)),
         "label_example": {int(k): atom_idx[atom_lab == k][:10].tolist()
                           for k in np.unique(atom_lab[atom_lab >= 0])},
     }
@@ -449,14 +622,6 @@ def _merge_patch(total: dict[int, list], part: dict[int, list]) -> None:
             total[k] = [s, n]
 
 
-def _embeddings(big: nx.Graph, small: nx.Graph) -> int:
-    """Number of distinct cell sets of ``big`` that form ``small`` (induced, types equal)."""
-    matcher = nx.algorithms.isomorphism.GraphMatcher(
-        big, small, node_match=lambda a, b: a["t"] == b["t"]
-    )
-    return len({frozenset(m) for m in matcher.subgraph_isomorphisms_iter()})
-
-
 def build_hierarchy(
     atoms: xr.Dataset,
     labels: Any,
@@ -466,20 +631,35 @@ def build_hierarchy(
     lattice: xr.DataArray | np.ndarray | None = None,
     method: str = "auto",
     patch_radius: int | None = None,
-    learned: Any = None,
+    max_pattern_cells: int = 6,
+    learned: Any = False,
+    seed: Seed = 0,
 ) -> nx.DiGraph:
     """The cross-scale hierarchy of motifs as a directed graph.
 
-    Nodes (attribute ``level``): ``"L1:<label>"`` atom motifs; ``"L2:<type>"`` cell types from
-    :func:`motif_cells`; ``"L3:<hash>"`` connected patterns of at least two adjacent cells whose
-    type is not the dominant one (defect clusters, ring groups), identified up to rotation and
-    mirror by the Weisfeiler–Lehman hash of their cell-adjacency graph with cell types. Every
-    node has ``count`` (atoms, cells or pattern occurrences), ``name``, ``example`` (atom or
-    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). Level-2 nodes
-    also carry ``labels`` (slot labels), ``regions`` (connected regions of that type); level-3
-    nodes ``n_cells`` and ``types``. An edge B → A means "B is made of A" with attribute
-    ``multiplicity``: atoms of motif A per cell of type B, cells of type A per pattern B, or
-    occurrences of pattern A inside pattern B.
+    Nodes (attribute ``level``):
+
+    * ``"L1:<label>"`` atom motifs;
+    * ``"L2:<type>"`` cell types from :func:`motif_cells`, with ``labels`` (slot labels) and
+      ``regions`` (connected regions of cells of that type);
+    * ``"L2learned:<k>"`` (``view="learned"``, only with ``learned``) level-2 motifs learned
+      from patches centred on the cells;
+    * ``"L3:<hash>"`` level-k motifs: connected patterns of ``k`` = 2 … ``max_pattern_cells``
+      cells not of the dominant type (defect clusters, ring groups). Lattice patterns are the
+      same motif when their cells, with their types, coincide after a translation and one of
+      the lattice's rotations (not a mirror); ring patterns when their ring-adjacency graphs
+      with ring types are isomorphic. Attributes ``n_cells`` (k), ``types``, ``edges``
+      (adjacent cells within the pattern) and ``cells`` (lattice indices of one occurrence);
+    * ``"L3:large"`` all connected groups of more than ``max_pattern_cells`` such cells,
+      summarised: ``count`` groups of ``sizes`` cells (``n_cells`` in total).
+
+    Every node has ``count`` (atoms, cells or occurrences), ``name``, ``example`` (atom or
+    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). An edge B → A
+    means "B is made of A", with attribute ``multiplicity``: atoms of motif A per cell of type
+    B, cells of type A per pattern B (for ``L3:large``, in all its groups together), or
+    distinct cell sets of pattern B that form pattern A (A contained in B). An edge from a cell
+    type to a learned motif has instead ``overlap``: the cells of that type learned as that
+    motif.
 
     Per-frame work (counts, patches, patterns) is one dask task per frame; the graph is reduced
     from per-frame results in frame order.
@@ -499,11 +679,19 @@ def build_hierarchy(
     patch_radius : int, optional
         Radius of level-1 patches, pixels (default half the spacing); level-2 patches cover a
         cell plus that margin.
-    learned : array_like of int, optional
-        Level-2 labels learned from larger patches (e.g. Zernike + FR layout on patches centred
-        on the cells), one per cell of ``cells``. The two views are compared: each level-2 node
-        gets ``learned`` (the most frequent learned label) and ``learned_purity``, and the graph
-        ``level2_ari`` (adjusted Rand index between types and learned labels).
+    max_pattern_cells : int
+        Largest level-3 pattern enumerated, in cells (2 … 12); larger groups are summarised.
+        The containment of patterns enumerates subsets of each, so the cost grows as
+        ``2**max_pattern_cells`` per distinct pattern.
+    learned : bool or array_like of int
+        The learned view of level 2. True: learn it with :func:`learn_cell_motifs` (needs
+        ``image``; costs a Zernike + layout run on the cells, hence off by default). An array:
+        one learned label per cell of ``cells``. The two views are compared: learned nodes
+        joined to types by ``overlap`` edges, each type's ``learned`` (its most frequent
+        learned label) and ``learned_purity``, and the graph's ``level2_ari`` (adjusted Rand
+        index between types and learned labels).
+    seed : int, numpy.random.Generator or None
+        Seed of the learned view.
 
     Returns
     -------
@@ -513,18 +701,27 @@ def build_hierarchy(
     Raises
     ------
     DataError
-        All atoms unassigned, malformed inputs, or ``learned`` of the wrong length.
+        All atoms unassigned, malformed inputs, ``learned`` of the wrong length, or
+        ``learned=True`` without ``image``.
     NoLatticeError
         No cells can be formed.
+    ParameterError
+        ``max_pattern_cells`` outside 2 … 12.
 
     Examples
     --------
     >>> import dmotif
     >>> s = dmotif.synthetic.perovskite(size=256)
     >>> g = dmotif.build_hierarchy(s.atoms, s.atoms["label"])
-    >>> max((n for n, d in g.nodes(data=True) if d["level"] == 2), key=g.nodes[n]["count"].__int__)
-    ...                                                     # doctest: +SKIP
+    >>> top = max((d for _, d in g.nodes(data=True) if d["level"] == 2), key=lambda d: d["count"])
+    >>> sorted(top["labels"])
+    [0, 1, 2, 2]
     """
+    if not 2 <= max_pattern_cells <= 12:
+        raise ParameterError(
+            f"max_pattern_cells must be in [2, 12] (patterns are enumerated cell subset by "
+            f"cell subset); got {max_pattern_cells!r}."
+        )
     frame, yx = _atom_arrays(atoms)
     lab = _label_array(labels, len(yx))
     if cells is None:
@@ -547,7 +744,10 @@ def build_hierarchy(
         r2 = int(np.ceil(ext)) + r1
     else:
         r2 = 0
-    dominant = 0  # types are numbered by decreasing count
+    ll = _learned_labels(learned, image, atoms, cells, seed)
+    rotations = (_cells.lattice_rotations(*np.asarray(cells.attrs["lattice"], float))
+                 if kind == "lattice" else None)
+    cij = np.column_stack([cells["i"].values, cells["j"].values])
     tasks = []
     frame_ids = np.unique(np.concatenate([frame, cframe]))
     for f in frame_ids:
@@ -561,21 +761,41 @@ def build_hierarchy(
             if image is not None and "frame" in image.coords else (
                 image.data[int(f)] if image is not None else None)
         tasks.append(dask.delayed(_frame_summary)(
-            cidx, ctype[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img, r1, r2,
-            dominant, names,
+            cidx, ctype[cidx], cij[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img,
+            r1, r2, names, rotations, max_pattern_cells, None if ll is None else ll[cidx],
         ))
     parts = dask.compute(*tasks)
-    return _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
-                         len(frame_ids))
+    g = _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing, len(frame_ids))
+    _pattern_nodes(g, parts, rotations, max_pattern_cells)
+    if ll is not None:
+        learned_patch: dict[int, list] = {}
+        for p in parts:
+            _merge_patch(learned_patch, p["learned_patch"])
+        _learned_nodes(g, names, ctype, ll, learned_patch)
+    return g
 
 
-def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, spacing,
+def _learned_labels(learned: Any, image, atoms, cells, seed) -> np.ndarray | None:
+    """The learned level-2 labels: none, given per cell, or learned now from the image."""
+    if learned is None or learned is False:  # the learned view is optional: it costs a layout
+        return None
+    if learned is True:
+        return learn_cell_motifs(image, atoms, cells, seed=seed).values.astype(np.int64)
+    ll = np.asarray(learned.values if isinstance(learned, xr.DataArray) else learned)
+    if ll.shape != (cells.sizes["cell"],) or not np.issubdtype(ll.dtype, np.integer):
+        raise DataError(
+            f"learned must be True or hold one integer label per cell ({cells.sizes['cell']});"
+            f" got shape {ll.shape}, dtype {ll.dtype}."
+        )
+    return ll.astype(np.int64)
+
+
+def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
                   n_frames) -> nx.DiGraph:
     label_counts, type_counts, regions = Counter(), Counter(), Counter()
     label_patch: dict[int, list] = {}
     type_patch: dict[int, list] = {}
     label_example: dict[int, list] = {}
-    patterns: dict[str, dict[str, Any]] = {}
     for p in parts:
         label_counts.update(p["label_counts"])
         type_counts.update(p["type_counts"])
@@ -584,11 +804,6 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, s
         _merge_patch(type_patch, p["type_patch"])
         for k, ex in p["label_example"].items():
             label_example.setdefault(k, ex)
-        for key, entry in p["patterns"].items():
-            if key in patterns:
-                patterns[key]["count"] += entry["count"]
-            else:
-                patterns[key] = dict(entry)
     motif_names = list(atoms.attrs.get("motif_names", []))
     g = nx.DiGraph(method=kind, n_frames=int(n_frames), spacing_px=float(spacing))
     for k in sorted(label_counts):
@@ -611,44 +826,88 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, lab, learned, s
         for k, mult in sorted(Counter(x for x in cell_labels[t] if x >= 0).items()):
             if f"L1:{k}" in g:
                 g.add_edge(f"L2:{name}", f"L1:{k}", multiplicity=int(mult))
-    pgraphs = {}
-    for key in sorted(patterns, key=lambda k: (len(patterns[k]["types"]), -patterns[k]["count"],
-                                               k)):
-        entry = patterns[key]
-        node = f"L3:{key[:12]}"
-        pgraphs[node] = _pattern_graph(entry["types"], [tuple(e) for e in entry["edges"]])
-        comp = Counter(entry["types"])
-        g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
-                   name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
-                   types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
-                   example=list(entry["example"]))
-        for t, mult in sorted(comp.items()):
-            g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
-    for big, gb in pgraphs.items():
-        for small, gs in pgraphs.items():
-            if gs.number_of_nodes() < gb.number_of_nodes():
-                mult = _embeddings(gb, gs)
-                if mult:
-                    g.add_edge(big, small, multiplicity=int(mult))
-    if learned is not None:
-        _compare_learned(g, names, ctype, learned)
     return g
 
 
-def _compare_learned(g: nx.DiGraph, names: list[str], ctype: np.ndarray, learned: Any) -> None:
+def _pattern_nodes(g: nx.DiGraph, parts: list[dict[str, Any]], rotations: np.ndarray | None,
+                   max_cells: int) -> None:
+    """Add the level-3 nodes: defect patterns, their containment, and the large regions."""
+    patterns: dict[Any, list[dict[str, Any]]] = {}
+    large: list[dict[str, Any]] = []
+    for p in parts:  # frame order, so node ids do not depend on the scheduler
+        for key, bucket in p["patterns"].items():
+            for entry in bucket:
+                _add_pattern(patterns, key, entry)
+        large.extend(p["large"])
+    node_of: dict[int, str] = {}
+    for key, bucket in patterns.items():
+        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
+        for k, entry in enumerate(bucket):
+            node = f"L3:{digest}" + (f".{k}" if k else "")
+            node_of[id(entry)] = node
+            comp = Counter(entry["types"])
+            g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
+                       name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
+                       types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
+                       cells=entry["ij"] or [], example=list(entry["example"]))
+            for t, mult in sorted(comp.items()):
+                g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
+    # Pattern B contains pattern A where a connected part of B's cells is A (same types, same
+    # arrangement up to rotation); the multiplicity counts distinct cell sets.
+    for bucket in patterns.values():
+        for entry in bucket:
+            inside: Counter = Counter()
+            for sub in _cells.connected_subsets(len(entry["types"]), entry["edges"]):
+                pos = {v: k for k, v in enumerate(sub)}
+                part = {"types": [entry["types"][v] for v in sub],
+                        "edges": [(pos[a], pos[b]) for a, b in entry["edges"]
+                                  if a in pos and b in pos],
+                        "ij": None if entry["ij"] is None
+                        else np.asarray(entry["ij"])[list(sub)]}
+                key = _pattern_key(part["types"], part["edges"], part["ij"], rotations)
+                match = _find_pattern(patterns, key, part)
+                if match is not None:
+                    inside[node_of[id(match)]] += 1
+            for small, mult in sorted(inside.items()):
+                g.add_edge(node_of[id(entry)], small, multiplicity=int(mult))
+    if large:
+        node = "L3:large"
+        comp = sum((r["types"] for r in large), Counter())
+        g.add_node(node, level=3, count=len(large), n_cells=sum(r["n_cells"] for r in large),
+                   name=f"regions of more than {max_cells} cells",
+                   sizes=sorted(r["n_cells"] for r in large), example=[])
+        for t, mult in sorted(comp.items()):
+            g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
+
+
+def _learned_nodes(g: nx.DiGraph, names: list[str], ctype: np.ndarray, ll: np.ndarray,
+                   patch: dict[int, list]) -> None:
+    """Learned level-2 nodes beside the enumerated ones, joined by their overlap.
+
+    An edge from cell type A to learned motif L has ``overlap``: the cells of type A that were
+    learned as L (one entry of the contingency table). Each type also gets ``learned`` (its
+    most frequent learned motif) and ``learned_purity``; the graph gets ``level2_ari``.
+    """
     from sklearn.metrics import adjusted_rand_score
 
-    ll = np.asarray(learned.values if isinstance(learned, xr.DataArray) else learned)
-    if ll.shape != ctype.shape:
-        raise DataError(
-            f"learned must hold one label per cell ({ctype.size}); got shape {ll.shape}."
-        )
+    for k in np.unique(ll[ll >= 0]).tolist():
+        node = f"L2learned:{k}"
+        attrs = {"level": 2, "view": "learned", "count": int((ll == k).sum()),
+                 "name": f"learned {k}", "label": int(k),
+                 "example": np.flatnonzero(ll == k)[:10].tolist()}
+        if k in patch:
+            attrs["mean_patch"] = (patch[k][0] / patch[k][1]).astype(np.float32)
+        g.add_node(node, **attrs)
     for code, name in enumerate(names):
         sel = ll[ctype == code]
-        if sel.size:
-            vals, cnt = np.unique(sel, return_counts=True)
-            g.nodes[f"L2:{name}"]["learned"] = int(vals[np.argmax(cnt)])
-            g.nodes[f"L2:{name}"]["learned_purity"] = float(cnt.max() / sel.size)
+        if not sel.size:
+            continue
+        vals, cnt = np.unique(sel, return_counts=True)
+        g.nodes[f"L2:{name}"]["learned"] = int(vals[np.argmax(cnt)])
+        g.nodes[f"L2:{name}"]["learned_purity"] = float(cnt.max() / sel.size)
+        for k, n in zip(vals.tolist(), cnt.tolist(), strict=True):
+            if k >= 0:
+                g.add_edge(f"L2:{name}", f"L2learned:{k}", overlap=int(n))
     g.graph["level2_ari"] = float(adjusted_rand_score(ctype, ll))
 
 

@@ -54,7 +54,7 @@ def _stage_functions() -> dict[str, Callable[..., Any]]:
 
 
 # Keyword arguments that carry data or run-wide settings, not a stage's own knobs.
-_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice", "learned"})
+_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice"})
 
 
 def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:

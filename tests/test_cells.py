@@ -75,6 +75,13 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     slots = _cells.slot_positions(_cells.fractional_offsets(yx, lab, u, v, 0), m=m,
                                   tol=0.2 * sp, n_cells=int((lab == 0).sum()))
     np.testing.assert_allclose(slots, [[0, 0], [1 / 3, 1 / 3]], atol=1e-3)
+    # the chalcogen re-expressed on the 6 equivalent bases: a third of the way along u + v on
+    # the 3 bases it lies between, two thirds on the 3 others
+    bases = _cells.equivalent_bases(u, v)
+    re = [_cells.rebase_slots(slots, m, np.column_stack(b))[1] for b in bases]
+    np.testing.assert_allclose(sorted(r.sum() for r in re), [2 / 3] * 3 + [4 / 3] * 3,
+                               atol=1e-3)
+    assert all(abs(r[0] - r[1]) < 1e-3 for r in re)
     out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
     types, counts = np.unique(out["slot_labels"], axis=0, return_counts=True)
     assert dict(zip(map(tuple, types.tolist()), counts.tolist(), strict=True))[(-1, 1)] == 1
@@ -109,3 +116,30 @@ def test_planar_rings_of_a_honeycomb_count_hexagons():
     out = _cells.planar_rings(yx, np.zeros(len(yx), int), radius=1.3 * 0.36 / 0.015 / math.sqrt(3))
     assert len(out["rings"]) == s.cells.sizes["cell"]
     assert {t[0] for t in out["types"]} == {6}
+
+
+@pytest.mark.parametrize(("angle", "ratio", "n_bases", "n_neighbours"),
+                         [(60.0, 1.0, 6, 6), (90.0, 1.0, 4, 4), (90.0, 1.4, 2, 4),
+                          (75.0, 1.2, 2, 4)])
+def test_equivalent_bases_rotations_and_neighbours(angle, ratio, n_bases, n_neighbours):
+    u, v = _generator_vectors(10.0, 23.0, angle)
+    v = v * ratio
+    bases = _cells.equivalent_bases(u, v)
+    assert len(bases) == n_bases
+    gram = np.array([[u @ u, u @ v], [u @ v, v @ v]])
+    cu, cv = _cells._reduce(u, v)
+    for a, b in bases:  # same cell shape, same handedness
+        assert np.linalg.det(np.column_stack([a, b])) * np.linalg.det(np.column_stack([u, v])) > 0
+        np.testing.assert_allclose(sorted([a @ a, b @ b]), sorted(np.diag(gram)), rtol=1e-9)
+        np.testing.assert_allclose(abs(a @ b), abs(cu @ cv), rtol=1e-9, atol=1e-9)
+    rots = _cells.lattice_rotations(*bases[0])
+    assert len(rots) == n_bases
+    m = np.column_stack(bases[0])
+    for r in rots:  # a rotation: lengths kept, det 1, and the set closed under products
+        assert round(np.linalg.det(r)) == 1
+        w = m @ r @ np.array([2, -1])
+        np.testing.assert_allclose(np.linalg.norm(w), np.linalg.norm(m @ [2, -1]), rtol=1e-9)
+        assert all(any((r @ q == p).all() for p in rots) for q in rots)
+    nb = _cells.lattice_neighbours(*bases[0])
+    assert len(nb) == n_neighbours
+    assert len({tuple(d) for d in nb.tolist()}) == n_neighbours
