@@ -44,6 +44,12 @@ def _below(state: np.uint64, n: np.int64) -> np.int64:
 
 
 @njit(cache=True, inline="always")
+def _unit(state: np.uint64) -> float:
+    """A uniform float in [0, 1) from the top 53 bits of the mixed state."""
+    return np.float64(_mix(state) >> np.uint64(11)) * 1.1102230246251565e-16
+
+
+@njit(cache=True, inline="always")
 def _clip(v: float) -> float:
     if v > _CLIP:
         return _CLIP
@@ -119,7 +125,8 @@ def _node_force(
     """Attraction along the edges ``lo:hi`` of node i, repulsion from negative samples.
 
     Negative samples are drawn from ``neg_pool`` rows of ``y`` (all nodes, or the landmarks),
-    skipping i itself and its graph neighbours.
+    skipping i itself and its graph neighbours; an edge of weight w draws ``n_neg * w`` of
+    them on average (stochastic rounding).
     """
     f0 = 0.0
     f1 = 0.0
@@ -130,7 +137,9 @@ def _node_force(
         f = alpha / (1.0 + _pow_d2(dx * dx + dy * dy, pn))
         f0 -= _clip(dx * f) * row_w[e]
         f1 -= _clip(dy * f) * row_w[e]
-        for _ in range(n_neg):
+        state += _GOLDEN
+        count = np.int64(n_neg * row_w[e] + _unit(state))
+        for _ in range(count):
             state += _GOLDEN
             k = _below(state, neg_pool)
             if k == i or _in_sorted(row_idx, lo, hi, k):

@@ -165,7 +165,8 @@ def fr_layout(
     epochs : int or sequence of int, default 100
         Total epochs split evenly over the stages, or the epochs of each stage.
     negative_samples : int, default 10
-        Negative samples per edge and epoch.
+        Negative samples per unit of edge weight and epoch: an edge of weight w draws
+        ``negative_samples * w`` of them (stochastically rounded).
     learning_rate : float, default 1.0
         Step size at the start of each stage; it decays linearly to 0 within a stage.
     landmarks : int, default 200000
@@ -187,7 +188,11 @@ def fr_layout(
     Graph: kNN (exact up to 12 000 atoms, pynndescent above) with UMAP-style fuzzy weights,
     symmetrised as ``P + Pᵀ − P∘Pᵀ``. Start: the first two principal components scaled to
     max |coordinate| = 10. Each force component is clipped to ±4; negative samples are drawn
-    uniformly, skipping the atom's graph neighbours.
+    uniformly, skipping the atom's graph neighbours. The reference draws 10 for every edge
+    whatever its weight; here the count follows the weight, as in UMAP's edge sampling,
+    which leaves the strong edges' balance as it was, draws 2.5× fewer samples on a typical
+    graph (Σw ≈ 6 over ≈ 15 edges per atom) and lays out the synthetic lattices as well or
+    better (ARI on TMD/perovskite/shape lattices equal or higher).
 
     Unlike the reference (sequential, in-place updates), each epoch sums the forces on every
     atom at the previous epoch's positions, in parallel over atoms, and then moves all atoms.
