@@ -5,12 +5,15 @@ uncompressed zarr) chunk by chunk, then in separate subprocesses (so that peak R
 method's own, ``getrusage(RUSAGE_SELF).ru_maxrss`` of the child):
 
 - ``numpy``: the baseline — read the whole array into memory, then the explicit masked sum;
-- ``adf``, ``com``, ``icom``, ``features``: dmotif's chunked reductions of the same store.
+- ``adf``, ``com``, ``icom``: dmotif's chunked virtual detectors of the same store;
+- ``radial``, ``zernike``: dmotif's diffraction features of every pattern (ring/angular
+  descriptors; Zernike moments, n_max 10, rotation-invariant, patterns binned to 64²).
 
 It prints a table (time, throughput, ratio to numpy, peak RSS), checks that dmotif's ADF equals
 the numpy masked sum, and measures accuracy against the truth: Pearson of the virtual ADF /
 iCoM with the projected potential, and, as a stand-in for the pipeline's motif ARI, the ARI of
-k-means on the ADF intensity and on the diffraction features at the true atom positions.
+k-means on the ADF intensity and on each kind of diffraction features at the true atom
+positions.
 The store is deleted at the end unless ``--keep``.
 
 Usage: ``python benchmarks/bench_fourd.py [--scan 256] [--k 128] [--dir /tmp]``
@@ -75,8 +78,8 @@ def run(method: str, path: str, out: str) -> None:
         import dmotif
 
         data = dmotif.open_4dstem(path, scan_pixel_size=0.015, k_pixel_size=kps, center=center)
-        if method == "features":
-            result = dmotif.diffraction_features(data).values
+        if method in ("radial", "zernike"):
+            result = dmotif.diffraction_features(data, kind=method).values
         else:
             kw = {"inner": inner, "outer": outer} if method == "adf" else {}
             result = dmotif.virtual_image(data, detector=method, **kw).values
@@ -97,7 +100,8 @@ def child(method: str, path: str, out: str) -> tuple[float, float, float]:
     return report["seconds"], seconds, report["rss"] / 2**20
 
 
-def accuracy(scan: int, k: int, adf: np.ndarray, icom: np.ndarray, feats: np.ndarray) -> dict:
+def accuracy(scan: int, k: int, adf: np.ndarray, icom: np.ndarray,
+             feats: dict[str, np.ndarray]) -> dict:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
@@ -108,18 +112,18 @@ def accuracy(scan: int, k: int, adf: np.ndarray, icom: np.ndarray, feats: np.nda
     ix = np.clip(np.rint(atoms.x.values).astype(int), 0, scan - 1)
     labels = atoms.label.values
     n = len(np.unique(labels))
-    at_adf = adf[0][iy, ix][:, None]
-    at_feat = feats.reshape(scan, scan, -1)[iy, ix]
-    at_feat = (at_feat - at_feat.mean(0)) / (at_feat.std(0) + 1e-12)
-    km = {name: KMeans(n, n_init=10, random_state=0).fit_predict(x)
-          for name, x in (("adf", at_adf), ("features", at_feat))}
-    return {
+    at = {"adf": adf[0][iy, ix][:, None]}
+    for name, f in feats.items():
+        x = f.reshape(scan, scan, -1)[iy, ix]
+        at[name] = (x - x.mean(0)) / (x.std(0) + 1e-12)
+    out = {
         "pearson_adf_potential": float(np.corrcoef(adf[0].ravel(), pot.ravel())[0, 1]),
         "pearson_icom_potential": float(np.corrcoef(icom[0].ravel(), pot.ravel())[0, 1]),
-        "ari_kmeans_adf_at_truth": float(adjusted_rand_score(labels, km["adf"])),
-        "ari_kmeans_features_at_truth": float(adjusted_rand_score(labels, km["features"])),
-        "n_atoms": int(labels.size), "labels": np.bincount(labels).tolist(),
     }
+    for name, x in at.items():
+        pred = KMeans(n, n_init=10, random_state=0).fit_predict(x)
+        out[f"ari_kmeans_{name}_at_truth"] = float(adjusted_rand_score(labels, pred))
+    return {**out, "n_atoms": int(labels.size), "labels": np.bincount(labels).tolist()}
 
 
 def main() -> None:
@@ -145,7 +149,7 @@ def main() -> None:
         print(f"wrote {args.scan}² × {args.k}² float32 ({gib:.2f} GiB, {on_disk:.2f} GiB on "
               f"disk) in {time.perf_counter() - t:.0f} s")
         rows = {}
-        for method in ("adf", "com", "icom", "features", "numpy"):
+        for method in ("adf", "com", "icom", "radial", "zernike", "numpy"):
             rows[method] = child(method, path, str(work / f"{method}.npy"))
         res = {m: np.load(work / f"{m}.npy") for m in rows}
         same = np.allclose(res["adf"][0], res["numpy"], rtol=1e-4)
@@ -158,7 +162,8 @@ def main() -> None:
             print(f"{m:<10}{sec:8.1f}{total:11.1f}{n / sec:12.0f}{gib / sec:8.2f}"
                   f"{base / sec:16.2f}{rss:14.2f}")
         print(f"\ndmotif ADF == numpy masked sum (rtol 1e-4): {same}")
-        acc = accuracy(args.scan, args.k, res["adf"], res["icom"], res["features"])
+        acc = accuracy(args.scan, args.k, res["adf"], res["icom"],
+                       {m: res[m] for m in ("radial", "zernike")})
         print(json.dumps(acc, indent=1))
     finally:
         if not args.keep:

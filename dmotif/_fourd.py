@@ -1,10 +1,11 @@
 """Kernels of 4D-STEM: detector weights, weighted pattern sums, CoM integration (numpy/numba).
 
 Every per-pattern reduction of dmotif — a virtual BF/ABF/ADF/HAADF detector, the centre of mass,
-ring and angular descriptors — is one sparse product ``patterns @ W`` with a detector-weight
-matrix ``W`` of shape ``(ky * kx, n_outputs)`` stored by pixel (CSR). :func:`weighted_sums`
-runs it in parallel over patterns, each pattern summed in float64 in a fixed pixel order, so a
-pattern's result does not depend on how the scan is chunked or how many threads run.
+ring and angular descriptors, Zernike moments — is one sparse product ``patterns @ W`` with a
+detector-weight matrix ``W`` of shape ``(ky * kx, n_outputs)`` stored by pixel (CSR).
+:func:`weighted_sums` runs it in parallel over patterns, each pattern summed in float64 in a
+fixed pixel order, so a pattern's result does not depend on how the scan is chunked or how many
+threads run.
 
 No dask or xarray here: the wrappers live in :mod:`dmotif.fourd`.
 """
@@ -17,9 +18,13 @@ import math
 import numba
 import numpy as np
 
+from . import _zernike
+
 __all__ = [
     "DetectorWeights",
     "annulus_weights",
+    "bin_patterns",
+    "binned_geometry",
     "com_weights",
     "estimate_disk",
     "integrate_gradient",
@@ -27,6 +32,7 @@ __all__ = [
     "radial_grid",
     "ring_weights",
     "weighted_sums",
+    "zernike_weights",
 ]
 
 
@@ -114,6 +120,63 @@ def ring_weights(
             out.append(ring * np.cos(m * theta))
             out.append(ring * np.sin(m * theta))
     return np.stack(out)
+
+
+def zernike_weights(
+    shape: tuple[int, int], center: tuple[float, float], radius: float, n_max: int,
+    inner: float = 0.0,
+) -> np.ndarray:
+    """Weights ``(n_coefficients, ky, kx)``: the real Zernike coefficients of a pattern.
+
+    The disk of ``radius`` pixels about ``center`` is the unit disk. The pattern is sampled as
+    :func:`dmotif._zernike.sample_patches` samples an image around a sub-pixel atom — bilinear
+    interpolation at ``center + (dy, dx)`` over the disk offsets of
+    :func:`dmotif._zernike.zernike_basis`, mirrored at the pattern edge — and multiplied by the
+    cached basis. Both steps are linear, so they fold into one weight per pattern pixel, and a
+    pattern's coefficients are those of :func:`dmotif._zernike.patch_features` on the pattern
+    taken as an image with an atom at ``center``. Samples closer than ``inner`` pixels to the
+    centre are left out (e.g. to mask the bright-field disk).
+    """
+    basis = _zernike.zernike_basis(radius, n_max)
+    ky, kx = shape
+    y0, x0 = math.floor(center[0]), math.floor(center[1])
+    fy, fx = center[0] - y0, center[1] - x0
+    rows = basis.matrix * (np.hypot(basis.dy, basis.dx) >= inner)
+    out = np.zeros((ky * kx, rows.shape[0]))
+    y0s, x0s = y0 + basis.dy, x0 + basis.dx
+    for oy, ox, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                      (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        if w:
+            flat = _mirror(y0s + oy, ky) * kx + _mirror(x0s + ox, kx)
+            np.add.at(out, flat, w * rows.T)
+    return out.T.reshape(rows.shape[0], ky, kx)
+
+
+def _mirror(i: np.ndarray, n: int) -> np.ndarray:
+    """Indices reflected once at both ends (``d c b a | a b c d``), as the patch sampler does."""
+    return np.where(i < 0, -i - 1, np.where(i >= n, 2 * n - 1 - i, i))
+
+
+def binned_geometry(
+    shape: tuple[int, int], center: tuple[float, float], factor: int
+) -> tuple[tuple[int, int], tuple[float, float]]:
+    """Shape and centre (pixels) of patterns binned ``factor × factor`` (a ragged edge dropped)."""
+    binned = (shape[0] // factor, shape[1] // factor)
+    return binned, ((center[0] + 0.5) / factor - 0.5, (center[1] + 0.5) / factor - 0.5)
+
+
+def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor × factor`` blocks of pixels of ``patterns (..., ky, kx)`` (float64).
+
+    Rows and columns beyond the last whole block are dropped. The blocks are summed in a fixed
+    order pixel by pixel, so a pattern's bins do not depend on the batch it arrives in.
+    """
+    (by, bx), _ = binned_geometry(patterns.shape[-2:], (0.0, 0.0), factor)
+    out = np.zeros((*patterns.shape[:-2], by, bx))
+    for i in range(factor):
+        for j in range(factor):
+            out += patterns[..., i : by * factor : factor, j : bx * factor : factor]
+    return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

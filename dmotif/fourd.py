@@ -24,7 +24,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from . import _fourd
+from . import _fourd, _zernike
 from ._image import DEFAULT_TILE, as_image_stack, check_pixel_size
 from .errors import DataError, ImageFileError, ParameterError
 from .io import _unit_to_nm, source_path
@@ -32,6 +32,7 @@ from .store import open_zarr_group, write_dataset
 
 __all__ = [
     "DETECTORS",
+    "FEATURE_KINDS",
     "FOURD_DIMS",
     "SUFFIXES_4D",
     "diffraction_features",
@@ -379,16 +380,22 @@ def save_4dstem(data: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
 # --------------------------------------------------------------------------- reductions
 
 
-def _apply(block: np.ndarray, weights: _fourd.DetectorWeights) -> np.ndarray:
+def _apply(block: np.ndarray, weights: _fourd.DetectorWeights, binning: int) -> np.ndarray:
+    if binning > 1:
+        block = _fourd.bin_patterns(block, binning)
     return _fourd.weighted_sums(block, weights)
 
 
-def _reduce(full: xr.DataArray, dense: np.ndarray) -> da.Array:
-    """``(frame, sy, sx, n)`` float64: the weights ``dense (n, ky, kx)`` applied per pattern."""
+def _reduce(full: xr.DataArray, dense: np.ndarray, binning: int = 1) -> da.Array:
+    """``(frame, sy, sx, n)`` float64: the weights ``dense (n, ky, kx)`` applied per pattern.
+
+    With ``binning > 1`` each chunk's patterns are first binned (:func:`_fourd.bin_patterns`)
+    and ``dense`` holds weights of the binned pattern.
+    """
     weights = _fourd.DetectorWeights(dense)
     arr = full.data
     return arr.map_blocks(
-        _apply, weights, dtype=np.float64, drop_axis=4,
+        _apply, weights, binning, dtype=np.float64, drop_axis=4,
         chunks=(*arr.chunks[:3], (weights.n_out,)),
     )
 
@@ -537,21 +544,102 @@ def _stack(arr: da.Array, full: xr.DataArray, chunks: Any) -> xr.DataArray:
 
 # --------------------------------------------------------------------------- descriptors
 
+#: Diffraction descriptors of :func:`diffraction_features`.
+FEATURE_KINDS = ("radial", "zernike")
+#: Patterns larger than this (pixels along the longer side) are binned before Zernike moments.
+ZERNIKE_PATTERN_SIZE = 64
 
-def _radial_features(
-    block: np.ndarray, n_rings: int, m_max: int, rotinv: bool, normalize: bool
-) -> np.ndarray:
-    """Ring sums ``(..., n_rings * (2 m_max + 1) + 1)`` → features (last entry: pattern mean)."""
+
+def _radial_features(block: np.ndarray, n_rings: int, m_max: int, rotinv: bool) -> np.ndarray:
+    """Ring sums ``(..., n_rings * (2 m_max + 1))`` → ring means and harmonics (or magnitudes)."""
     per = 2 * m_max + 1
-    rings = block[..., :-1].reshape(*block.shape[:-1], n_rings, per)
+    rings = block.reshape(*block.shape[:-1], n_rings, per)
     if rotinv:
         mag = np.hypot(rings[..., 1::2], rings[..., 2::2])
         rings = np.concatenate([rings[..., :1], mag], axis=-1)
-    out = rings.reshape(*block.shape[:-1], -1)
+    return rings.reshape(*block.shape[:-1], -1)
+
+
+def _zernike_features(block: np.ndarray, radius: float, n_max: int, rotinv: bool) -> np.ndarray:
+    """Real Zernike coefficients ``(..., n_coefficients)`` → features (magnitudes if rotinv)."""
+    if not rotinv:
+        return block
+    flat = block.reshape(-1, block.shape[-1])
+    out = _zernike.rotation_invariant(flat, _zernike.zernike_basis(radius, n_max))
+    return out.reshape(*block.shape[:-1], out.shape[-1])
+
+
+def _finish(block: np.ndarray, describe: Any, args: tuple, normalize: bool) -> np.ndarray:
+    """Weighted sums ``(..., n + 1)`` (last: the pattern mean) → float32 features."""
+    out = describe(block[..., :-1], *args)
     if normalize:
         mean = block[..., -1:]
         out = np.divide(out, mean, out=np.zeros_like(out), where=mean > 0)
     return out.astype(np.float32)
+
+
+def _zernike_setup(
+    full: xr.DataArray, lo: float, hi: float, n_max: Any, binning: Any, rotinv: bool
+) -> tuple[np.ndarray, int, tuple, dict[str, Any], dict[str, Any]]:
+    """Weights on the binned pattern, binning, kernel args, feature coords and attrs."""
+    from .zernike import _check_n_max, _labels
+
+    n_max = _check_n_max(n_max)
+    pattern, kps, units = full.shape[3:], full.attrs["k_pixel_size"], full.attrs["k_units"]
+    if binning is None:
+        binning = -(-max(pattern) // ZERNIKE_PATTERN_SIZE)
+    if isinstance(binning, bool) or not isinstance(binning, int | np.integer) or not (
+        1 <= binning <= min(pattern) // 4
+    ):
+        raise ParameterError(
+            f"binning must be an integer from 1 to {min(pattern) // 4} for {pattern[0]} × "
+            f"{pattern[1]} patterns; got {binning!r}. None bins to at most "
+            f"{ZERNIKE_PATTERN_SIZE} px."
+        )
+    binning = int(binning)
+    shape, center = _fourd.binned_geometry(pattern, tuple(full.attrs["center"]), binning)
+    radius = min(hi / binning, _fourd.max_radius(shape, center))
+    if radius < 2 or n_max > radius:
+        raise ParameterError(
+            f"the Zernike disk (outer={hi * kps:.4g} {units}) spans {radius:.3g} px of the "
+            f"patterns binned {binning} × {binning}, too few for n_max={n_max} (a disk of radius "
+            f"R px resolves n_max <= R, and R must be >= 2). Use n_max <= "
+            f"{max(0, math.floor(radius))}, a smaller binning or a larger outer."
+        )
+    dense = np.concatenate([
+        _fourd.zernike_weights(shape, center, radius, n_max, lo / binning),
+        np.full((1, *shape), 1.0 / (shape[0] * shape[1] * binning * binning)),
+    ])
+    n, m, part = _labels(_zernike.zernike_basis(radius, n_max), rotinv)
+    coords = {"n": ("feature", n), "m": ("feature", m), "part": ("feature", part)}
+    attrs = {"n_max": n_max, "binning": binning, "radius_px": radius * binning}
+    return dense, binning, (radius, n_max, rotinv), coords, attrs
+
+
+def _radial_setup(
+    full: xr.DataArray, lo: float, hi: float, n_rings: Any, m_max: Any, rotinv: bool
+) -> tuple[np.ndarray, int, tuple, dict[str, Any], dict[str, Any]]:
+    """Ring weights, binning (none), kernel args, feature coords and attrs."""
+    if int(n_rings) < 1 or int(m_max) < 0:
+        raise ParameterError(
+            f"n_rings must be >= 1 and m_max >= 0; got n_rings={n_rings!r}, m_max={m_max!r}."
+        )
+    n_rings, m_max = int(n_rings), int(m_max)
+    pattern, center = full.shape[3:], tuple(full.attrs["center"])
+    dense = np.concatenate([
+        _fourd.ring_weights(pattern, center, np.linspace(lo, hi, n_rings + 1), m_max),
+        np.full((1, *pattern), 1.0 / (pattern[0] * pattern[1])),
+    ])
+    per = m_max + 1 if rotinv else 2 * m_max + 1
+    ring = np.repeat(np.arange(n_rings), per)
+    if rotinv:
+        m = np.tile(np.arange(m_max + 1), n_rings)
+        part = np.where(m == 0, "mean", "abs")
+    else:
+        m = np.tile(np.concatenate([[0], np.repeat(np.arange(1, m_max + 1), 2)]), n_rings)
+        part = np.tile(["mean", *["cos", "sin"] * m_max], n_rings)
+    coords = {"ring": ("feature", ring), "m": ("feature", m), "part": ("feature", part)}
+    return dense, 1, (n_rings, m_max, rotinv), coords, {"n_rings": n_rings, "m_max": m_max}
 
 
 def diffraction_features(
@@ -561,6 +649,8 @@ def diffraction_features(
     kind: str = "radial",
     n_rings: int = 8,
     m_max: int = 6,
+    n_max: int = 10,
+    binning: int | None = None,
     inner: float = 0.0,
     outer: float | None = None,
     rotinv: bool = True,
@@ -568,11 +658,16 @@ def diffraction_features(
 ) -> xr.DataArray:
     """Describe each probe position's diffraction pattern: diffraction motifs' features.
 
-    Rings ``inner <= k < outer`` split into ``n_rings`` equal widths; per ring the mean
-    intensity and, for ``m = 1..m_max``, the angular Fourier harmonic of order ``m`` (the ring
-    mean of ``I e^{-imθ}``). With ``rotinv`` the harmonics enter as magnitudes (invariant to a
-    rotation of the pattern), otherwise as cos/sin parts (orientation kept). They play for
-    diffraction the role of Zernike moments for real-space patches.
+    ``kind="radial"``: rings ``inner <= k < outer`` split into ``n_rings`` equal widths; per
+    ring the mean intensity and, for ``m = 1..m_max``, the angular Fourier harmonic of order
+    ``m`` (the ring mean of ``I e^{-imθ}``). ``kind="zernike"``: the Zernike moments of the
+    pattern on the disk ``k < outer`` about the direct beam, taken as the unit disk, with the
+    same basis and conventions as :func:`dmotif.zernike_features` for real-space patches. With
+    ``rotinv`` the angular parts enter as magnitudes (invariant to a rotation of the pattern),
+    otherwise as cos/sin parts (orientation kept).
+
+    Both are one weighted sum per pattern and output (:mod:`dmotif._fourd`), mapped over the
+    scan chunks, so each pattern's features are bit-identical whatever the chunking.
 
     Parameters
     ----------
@@ -581,18 +676,29 @@ def diffraction_features(
     atoms : xarray.Dataset, optional
         An atom table (``frame``, ``y``, ``x`` in pixels of the virtual image = scan steps):
         features are taken at each atom's nearest probe position. Default: every position.
-    kind : {"radial"}
-        The descriptor. ``"radial"`` is the only one so far; Zernike moments of the patterns
-        will reuse dmotif's Zernike basis.
+    kind : {"radial", "zernike"}
+        The descriptor.
     n_rings : int
-        Number of rings.
+        ``radial``: number of rings.
     m_max : int
-        Highest angular order (0: azimuthal averages only).
+        ``radial``: highest angular order (0: azimuthal averages only).
+    n_max : int
+        ``zernike``: highest radial order (10 gives 66 coefficients, 36 with ``rotinv``); at
+        most the disk radius in (binned) pattern pixels.
+    binning : int, optional
+        ``zernike``: sum ``binning × binning`` blocks of detector pixels before the moments
+        (a ragged edge is dropped). Default: the smallest factor that brings the patterns to
+        at most 64 px (:data:`ZERNIKE_PATTERN_SIZE`), e.g. 128² → 64². The cost per pattern
+        is the number of disk pixels times the number of coefficients, so 2 × 2 binning makes
+        it 4× cheaper, while a disk of 32 px still resolves orders far above the usual
+        ``n_max`` ≤ 20.
     inner, outer : float
         Radial range in k units (mrad when calibrated, else pixels); ``outer`` defaults to the
-        largest ring recorded whole.
+        largest disk recorded whole. For ``zernike``, ``outer`` is the radius of the unit disk
+        and the pixels closer than ``inner`` to the centre are left out (e.g. ``inner`` just
+        above the bright-field disk to describe the dark field only).
     rotinv : bool
-        Harmonic magnitudes (True) or cos/sin parts (False).
+        Angular magnitudes (True) or cos/sin parts (False).
     normalize : bool
         Divide by each pattern's mean intensity, so that features do not follow the dose.
 
@@ -600,15 +706,27 @@ def diffraction_features(
     -------
     xarray.DataArray
         float32, dims ``("atom", "feature")`` with ``atoms``, else ``("position", "feature")``
-        with coords ``frame``, ``y``, ``x`` (scan steps) over ``position``; coords ``ring``,
-        ``m``, ``part`` (``"abs"``, ``"cos"``, ``"sin"``) over ``feature``.
+        with coords ``frame``, ``y``, ``x`` (scan steps) over ``position``. Over ``feature``:
+        ``radial`` has coords ``ring``, ``m``, ``part`` (``"mean"``, ``"abs"``, ``"cos"``,
+        ``"sin"``); ``zernike`` has ``n``, ``m``, ``part`` (``"cos"``, ``"sin"``, ``"abs"``)
+        as :func:`dmotif.zernike_features`. attrs: ``kind``, ``inner``, ``outer``,
+        ``k_units``, ``rotinv``, ``normalize`` and the kind's parameters (``zernike``:
+        ``n_max``, ``binning``, ``radius_px``, the disk radius in unbinned pattern pixels).
 
     Raises
     ------
     ParameterError
-        For an unknown kind, ``n_rings < 1``, ``m_max < 0`` or rings beyond the pattern.
+        For an unknown kind, ``n_rings < 1``, ``m_max < 0``, a range beyond the pattern,
+        a bad ``binning``, or ``n_max`` above the radius of the (binned) disk.
     DataError
         When an atom lies outside the scan.
+
+    Notes
+    -----
+    The Zernike disk is sampled as a real-space patch is about a sub-pixel atom: bilinear
+    interpolation at the basis' pixel offsets from the (binned) centre, mirrored at the
+    pattern's edge. The moments of a pattern therefore equal
+    ``dmotif.zernike_features(pattern, atom at center, radius=..., n_max=...)`` up to rounding.
 
     Examples
     --------
@@ -616,36 +734,30 @@ def diffraction_features(
     >>> data = np.random.default_rng(0).random((4, 4, 16, 16)).astype(np.float32)
     >>> dmotif.diffraction_features(data, n_rings=3, m_max=2).shape
     (16, 9)
+    >>> dmotif.diffraction_features(data, kind="zernike", n_max=6).shape
+    (16, 16)
     """
-    if kind != "radial":
-        raise ParameterError(f"unknown diffraction feature kind {kind!r}; choose 'radial'.")
-    if int(n_rings) < 1 or int(m_max) < 0:
+    if kind not in FEATURE_KINDS:
         raise ParameterError(
-            f"n_rings must be >= 1 and m_max >= 0; got n_rings={n_rings!r}, m_max={m_max!r}."
+            f"unknown diffraction feature kind {kind!r}; choose one of {list(FEATURE_KINDS)}."
         )
-    n_rings, m_max = int(n_rings), int(m_max)
     full = _as_4dstem(data)
     lo, hi = _detector_range(full, "rings", inner, outer)
-    pattern, center = full.shape[3:], tuple(full.attrs["center"])
-    dense = np.concatenate([
-        _fourd.ring_weights(pattern, center, np.linspace(lo, hi, n_rings + 1), m_max),
-        np.full((1, *pattern), 1.0 / (pattern[0] * pattern[1])),
-    ])
-    sums = _reduce(full, dense)
-    per = m_max + 1 if rotinv else 2 * m_max + 1
-    feats = sums.map_blocks(_radial_features, n_rings, m_max, rotinv, normalize,
-                            dtype=np.float32, chunks=(*sums.chunks[:3], (n_rings * per,)))
-    ring = np.repeat(np.arange(n_rings), per)
-    if rotinv:
-        m = np.tile(np.arange(m_max + 1), n_rings)
-        part = np.where(m == 0, "mean", "abs")
+    if kind == "zernike":
+        dense, binning, args, feature_coords, extra = _zernike_setup(
+            full, lo, hi, n_max, binning, rotinv)
+        describe = _zernike_features
     else:
-        m = np.tile(np.concatenate([[0], np.repeat(np.arange(1, m_max + 1), 2)]), n_rings)
-        part = np.tile(["mean", *["cos", "sin"] * m_max], n_rings)
-    feature_coords = {"ring": ("feature", ring), "m": ("feature", m), "part": ("feature", part)}
+        dense, binning, args, feature_coords, extra = _radial_setup(
+            full, lo, hi, n_rings, m_max, rotinv)
+        describe = _radial_features
+    sums = _reduce(full, dense, binning)
+    n_feat = feature_coords["part"][1].size
+    feats = sums.map_blocks(_finish, describe, args, normalize, dtype=np.float32,
+                            chunks=(*sums.chunks[:3], (n_feat,)))
     attrs = {"kind": kind, "inner": lo * full.attrs["k_pixel_size"],
              "outer": hi * full.attrs["k_pixel_size"], "k_units": full.attrs["k_units"],
-             "rotinv": rotinv, "normalize": normalize}
+             "rotinv": rotinv, "normalize": normalize, **extra}
     nf, ny, nx = full.shape[:3]
     if atoms is None:
         f, y, x = (a.ravel() for a in np.indices((nf, ny, nx)))
@@ -668,4 +780,3 @@ def diffraction_features(
     picked = feats.vindex[f, iy, ix] if f.size else da.zeros((0, feats.shape[-1]), np.float32)
     return xr.DataArray(picked, dims=("atom", "feature"), coords=feature_coords,
                         name="diffraction", attrs=attrs)
-

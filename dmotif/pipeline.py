@@ -77,11 +77,16 @@ def default_config() -> dict[str, Any]:
         "seed": 0,
         "chunks": "auto",
         "pixel_size": None,
-        # 4D-STEM input: the virtual detector that turns it into an image (None: an image).
-        "virtual": {"detector": None, "inner": None, "outer": None},
+        # 4D-STEM input: the virtual detector that turns it into an image (None: an image),
+        # and the source of the atoms' features: real-space patches of that image ("image")
+        # or each atom's diffraction pattern ("diffraction", see the section below).
+        "virtual": {"detector": None, "inner": None, "outer": None, "features": "image"},
     }
     for stage in STAGES:
         cfg[stage] = json_ready(_keyword_defaults(funcs[stage]))
+    from .fourd import diffraction_features
+
+    cfg["diffraction"] = json_ready(_keyword_defaults(diffraction_features))
     # fr_layout keeps the reference's correlation metric, but correlation discards the scale of
     # a feature vector, and motifs that differ by column intensity (a single chalcogen beside
     # chalcogen pairs) differ mostly in scale; on the synthetic TMD euclidean gives ARI 0.95
@@ -230,7 +235,7 @@ def run(
     done = writer.stages if previous is not None else []
     if previous is None and writer.stages:
         writer = StoreWriter(out, overwrite=overwrite, resume=False)
-    image = _open_input(source, cfg)
+    image, fourd = _open_input(source, cfg)
     funcs = _stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
@@ -248,7 +253,8 @@ def run(
             # Later stages read their inputs back from the store, so a resumed run sees
             # exactly what an uninterrupted one saw.
             stored = writer.dataset() if writer.stages else None
-            data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(), cfg)
+            data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(), cfg,
+                                     fourd)
             # Lazy stages compute while they are written: time both.
             writer.write_stage(stage, data, attrs={**base_attrs, **attrs})
             timings[stage] = time.perf_counter() - t0
@@ -263,13 +269,25 @@ def run(
     return open_result(out)
 
 
-def _open_input(source: Any, cfg: dict[str, Any]) -> xr.DataArray:
-    """The image stack of a run: the image itself, or a virtual image of 4D-STEM data."""
+def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """The image stack of a run and its 4D-STEM data (None for an image).
+
+    The image is the input itself or a virtual image of the 4D-STEM data.
+    """
     from .io import open_image
 
     virtual = cfg["virtual"]
+    if virtual["features"] not in ("image", "diffraction"):
+        raise ParameterError(
+            f"virtual.features must be 'image' or 'diffraction'; got {virtual['features']!r}."
+        )
     if virtual["detector"] is None:
-        return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"])
+        if virtual["features"] == "diffraction":
+            raise ParameterError(
+                "virtual.features = 'diffraction' needs 4D-STEM input and a virtual detector "
+                "to find the atoms on; set virtual.detector (--detector), e.g. 'adf'."
+            )
+        return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"]), None
     from .fourd import open_4dstem, virtual_image
 
     if virtual["detector"] == "com":
@@ -279,7 +297,7 @@ def _open_input(source: Any, cfg: dict[str, Any]) -> xr.DataArray:
         )
     data = open_4dstem(source, scan_pixel_size=cfg["pixel_size"])
     return virtual_image(data, detector=virtual["detector"], inner=virtual["inner"],
-                         outer=virtual["outer"], chunks=cfg["chunks"])
+                         outer=virtual["outer"], chunks=cfg["chunks"]), data
 
 
 def _atoms_from(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
@@ -295,9 +313,14 @@ _ATOM_VARS = ("frame", "y", "x", "intensity", "amplitude", "width", "y_nm", "x_n
 
 def _run_stage(
     stage: str, func: Callable[..., Any], image: xr.DataArray, ds: xr.Dataset | None,
-    attrs: dict[str, Any], cfg: dict[str, Any],
+    attrs: dict[str, Any], cfg: dict[str, Any], fourd: xr.DataArray | None = None,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Run one stage on what the store holds; return the variables and root attrs to add."""
+    """Run one stage on what the store holds; return the variables and root attrs to add.
+
+    With ``virtual.features = "diffraction"`` the features stage describes each atom's
+    diffraction pattern in ``fourd`` instead of its patch of ``image``; the variable keeps the
+    name ``zernike`` that the later stages read.
+    """
     params = dict(cfg[stage])
     if _takes(func, "seed"):
         params["seed"] = cfg["seed"]
@@ -306,7 +329,11 @@ def _run_stage(
         return atoms.drop_attrs(), {"atoms_attrs": json_ready(atoms.attrs)}
     assert ds is not None
     atoms = _atoms_from(ds, attrs)
-    if stage == "features":
+    if stage == "features" and cfg["virtual"]["features"] == "diffraction":
+        from .fourd import diffraction_features
+
+        out = diffraction_features(fourd, atoms, **cfg["diffraction"]).rename("zernike")
+    elif stage == "features":
         out = func(image, atoms, **params).rename("zernike")
     elif stage == "pca":
         out = func(ds["zernike"], **params).rename("pca")

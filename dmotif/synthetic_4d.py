@@ -52,6 +52,11 @@ class Synthetic4D:
     atoms, vacancies, cells : xarray.Dataset
         The lattice truth of :class:`dmotif.synthetic.Synthetic`; positions in scan steps,
         i.e. pixels of a virtual image.
+    sites : xarray.DataArray
+        The per-position truth of diffraction motifs: an int32 map ``(frame, y, x)`` over the
+        scan holding, at the probe position nearest each column, the column's motif label
+        (index into ``attrs["motif_names"]``), and -1 at every other position — the position
+        :func:`dmotif.diffraction_features` reads for that column.
     params : dict
         Every parameter of the generator.
     """
@@ -61,7 +66,18 @@ class Synthetic4D:
     atoms: xr.Dataset
     vacancies: xr.Dataset
     cells: xr.Dataset | None
+    sites: xr.DataArray
     params: dict[str, Any] = field(default_factory=dict)
+
+
+def _site_map(atoms: xr.Dataset, shape: tuple[int, int, int]) -> xr.DataArray:
+    """Each column's label at its nearest probe position, -1 elsewhere (see Synthetic4D)."""
+    out = np.full(shape, -1, dtype=np.int32)
+    iy = np.clip(np.rint(atoms["y"].values).astype(np.int64), 0, shape[1] - 1)
+    ix = np.clip(np.rint(atoms["x"].values).astype(np.int64), 0, shape[2] - 1)
+    out[atoms["frame"].values, iy, ix] = atoms["label"].values
+    return xr.DataArray(out, dims=("frame", "y", "x"), name="site",
+                        attrs={"motif_names": list(atoms.attrs["motif_names"])})
 
 
 def _profiles(k_size: int, bf_radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -212,4 +228,4 @@ def fourd(
               "dose_4d": dose, "scan_chunks": [ty, tx]}
     potential = sample.image.rename("potential")
     return Synthetic4D(_public(data), potential, sample.atoms, sample.vacancies, sample.cells,
-                       params)
+                       _site_map(sample.atoms, pot.shape), params)

@@ -232,3 +232,37 @@ def test_report_renders_in_a_real_browser(reference: dmotif.Result, tmp_path: Pa
     # A blank page is one flat colour; the report has text, images and plots.
     assert pixels.std() > 20
     assert np.mean(pixels < 128) > 0.02
+
+
+@pytest.mark.slow
+def test_run_takes_features_from_diffraction(client: object, tmp_path: Path) -> None:
+    from dmotif.synthetic_4d import fourd
+
+    sample = fourd("tmd", size=96, k_size=24, pixel_size=0.02, seed=3, chunks=48)
+    path = dmotif.save_4dstem(sample.data, tmp_path / "in.zarr")
+    cfg = {"virtual": {"detector": "adf", "features": "diffraction"},
+           "diffraction": {"kind": "zernike", "n_max": 8}, "pca": {"n_components": 2}}
+    res = dmotif.run(path, tmp_path / "out.zarr", config=cfg, client=client)
+    assert res.config["virtual"]["features"] == "diffraction"
+    assert res.config["diffraction"]["kind"] == "zernike"
+    atoms = res.atoms.compute()
+    truth = sample.atoms
+    d, _ = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
+    assert atoms.sizes["atom"] >= 0.9 * truth.sizes["atom"] and d.max() < 1.0
+    # The stored features are the Zernike moments of each detected atom's pattern.
+    ref = dmotif.diffraction_features(dmotif.open_4dstem(path), atoms, kind="zernike", n_max=8)
+    stored = res.dataset["zernike"]
+    assert stored.dims == ("atom", "feature")
+    np.testing.assert_array_equal(stored.values, ref.values)
+    assert res.attrs["features_attrs"]["kind"] == "zernike"
+
+
+@pytest.mark.parametrize(
+    ("virtual", "match"),
+    [({"features": "diffraction"}, "needs 4D-STEM input"),
+     ({"detector": "adf", "features": "pattern"}, "'image' or 'diffraction'")],
+)
+def test_diffraction_features_need_4dstem(virtual: dict, match: str, tmp_path: Path) -> None:
+    image = dmotif.synthetic.tmd(size=64, seed=0).image
+    with pytest.raises(ParameterError, match=match):
+        dmotif.run(image, tmp_path / "out.zarr", config={"virtual": virtual})

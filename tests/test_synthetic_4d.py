@@ -76,3 +76,17 @@ def test_bad_parameters() -> None:
         fourd(dose=0.0)
     with pytest.raises(ParameterError, match="unknown synthetic kind"):
         fourd("glass")
+
+
+def test_sites_hold_each_column_label_at_its_probe_position(noisy) -> None:
+    atoms, sites = noisy.atoms, noisy.sites
+    assert sites.dims == ("frame", "y", "x") and sites.shape == noisy.potential.shape
+    assert sites.attrs["motif_names"] == atoms.attrs["motif_names"]
+    iy = np.rint(atoms.y.values).astype(int)
+    ix = np.rint(atoms.x.values).astype(int)
+    np.testing.assert_array_equal(sites.values[atoms.frame.values, iy, ix], atoms.label.values)
+    assert (sites.values >= 0).sum() == atoms.sizes["atom"]
+    # A probe on a column sees its potential peak: a local maximum of the noise-free potential.
+    pot = noisy.potential.values[0]
+    on = sites.values[0] >= 0
+    assert pot[on].mean() > 2 * pot.mean()
