@@ -32,7 +32,7 @@ __all__ = ["STAGES", "default_config", "dump_config_toml", "load_config", "run"]
 STAGES = ("detect", "features", "pca", "layout", "cluster", "hierarchy")
 _CONFIG_ATTR = "dmotif_run_config"
 #: What the cluster stage may label (config ``cluster.on``).
-CLUSTER_ON = ("layout", "pca")
+CLUSTER_ON = ("auto", "layout", "pca")
 
 
 def _stage_functions() -> dict[str, Callable[..., Any]]:
@@ -92,11 +92,13 @@ def default_config() -> dict[str, Any]:
     # chalcogen pairs) differ mostly in scale; on the synthetic TMD euclidean gives ARI 0.95
     # where correlation gives 0.94.
     cfg["layout"]["metric"] = "euclidean"
-    # What the cluster stage labels: the 2-D layout (the method's way), or the PCA scores.
-    # Nearly noise-free images (virtual images of 4D-STEM scans) give each motif a few tight
-    # sub-groups of patches; the layout spreads those into many beads, while density
-    # clustering of the scores keeps each motif whole (see docs/scaling.md for numbers).
-    cfg["cluster"]["on"] = "layout"
+    # What the cluster stage labels: the 2-D layout (the method's way) or the PCA scores;
+    # "auto" takes the scores for virtual images of 4D-STEM scans, the layout otherwise.
+    # Virtual images are nearly noise-free: each motif's patches form a few tight sub-groups
+    # whose kNN graphs the layout spreads into separate beads (ARI 0.05-0.6 on the synthetic
+    # 4D TMD), while density clustering of the scores keeps each motif whole (ARI 0.99).
+    # On noisy images the scores lose small motifs (single chalcogens) that the layout keeps.
+    cfg["cluster"]["on"] = "auto"
     return cfg
 
 
@@ -341,6 +343,8 @@ def _run_stage(
         out = func(ds["pca"].compute(), **params).rename("layout")
     elif stage == "cluster":
         on = params.pop("on")
+        if on == "auto":
+            on = "layout" if cfg["virtual"]["detector"] is None else "pca"
         labels = func(ds[on].compute(), **params).rename("label").astype(np.int32)
         labels.attrs["on"] = on
         summary = _motif_summary(image, atoms, labels, ds, attrs)

@@ -70,6 +70,7 @@ def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> 
     assert unassigned <= 0.02
     # metal, chalcogen pair, single chalcogen, antisite
     assert reference.attrs["cluster_attrs"]["n_motifs"] == 4
+    assert reference.attrs["cluster_attrs"]["on"] == "layout"
     graph = reference.hierarchy
     levels = {d["level"] for _, d in graph.nodes(data=True)}
     assert {1, 2} <= levels
@@ -83,7 +84,7 @@ def test_4dstem_run_learns_the_motifs_of_its_virtual_adf(client: object, tmp_pat
     sample = fourd("tmd", size=192, k_size=16, dose=1e4, seed=1)
     dmotif.save_4dstem(sample.data, tmp_path / "scan.zarr")
     res = dmotif.run(tmp_path / "scan.zarr", tmp_path / "out.zarr", client=client,
-                     detector="adf", config={"cluster": {"on": "pca"}})
+                     detector="adf")
     truth, atoms = sample.atoms, res.atoms.compute()
     d, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
     assert (d < 2.0).all()
