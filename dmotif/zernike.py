@@ -63,7 +63,7 @@ def zernike_features(
         (part ``"abs"``). False: all real coefficients (66 at ``n_max = 10``), which keep the
         orientation: part ``"cos"`` and ``"sin"``.
     subpixel : bool
-        Centre the patch on the sub-pixel position (bilinear interpolation), as
+        Centre the patch on the sub-pixel position (cubic B-spline interpolation), as
         :func:`dmotif.extract_patches`.
 
     Returns

@@ -41,7 +41,7 @@ def test_kernel_integer_patches_match_symmetric_padding():
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), half=st.integers(2, 6))
-def test_kernel_bilinear_matches_scipy_map_coordinates(seed, half):
+def test_kernel_cubic_spline_matches_scipy_map_coordinates(seed, half):
     rng = np.random.default_rng(seed)
     img = rng.random((30, 34)).astype(np.float32)
     ys = rng.uniform(-0.5, 29.49, 20)
@@ -50,9 +50,22 @@ def test_kernel_bilinear_matches_scipy_map_coordinates(seed, half):
     off = np.arange(-half, half + 1)
     yy = ys[:, None, None] + off[None, :, None] + 0 * off[None, None, :]
     xx = xs[:, None, None] + 0 * off[None, :, None] + off[None, None, :]
-    # scipy's "reflect" is numpy's "symmetric": d c b a | a b c d
-    want = ndimage.map_coordinates(img.astype(np.float64), [yy, xx], order=1, mode="reflect")
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # scipy's "reflect" is numpy's "symmetric" (d c b a | a b c d), prefiltered to match; the
+    # reads beyond one mirror image (30 px image, 12-tap prefilter) check the periodic mirror
+    want = ndimage.map_coordinates(img.astype(np.float64), [yy, xx], order=3, mode="reflect")
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+def test_spline_coefficients_leave_no_silent_gap():
+    # a region cut inside the image gets NaN where its prefilter would need pixels it lacks
+    rng = np.random.default_rng(1)
+    img = rng.random((80, 90)).astype(np.float32)
+    full = _zernike.spline_coefficients(img, 0, 0, 80, 90)
+    part = _zernike.spline_coefficients(img[20:60, 30:70], 20, 30, 80, 90)
+    k = _zernike.PREFILTER_HALF
+    np.testing.assert_array_equal(part[k:-k, k:-k], full[20 + k : 60 - k, 30 + k : 70 - k])
+    assert np.isnan(part[: k, :]).all() and np.isnan(part[:, -k:]).all()
+    assert np.isfinite(full).all()
 
 
 def test_subpixel_centres_the_patch_on_the_atom():
