@@ -201,7 +201,7 @@ def _reflect(i: int, n: int) -> int:
     return i if i < n else 2 * n - 1 - i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def spline_coefficients(region: np.ndarray, oy: int, ox: int, ny: int, nx: int) -> np.ndarray:
     """Cubic B-spline coefficients (float32) of the pixels of ``region``.
 
@@ -215,9 +215,10 @@ def spline_coefficients(region: np.ndarray, oy: int, ox: int, ny: int, nx: int) 
     k_max = h.size - 1
     rows_in, cols_in = region.shape
     width = cols_in + 2 * k_max
-    cols = np.empty(width, np.int64)
-    for c in range(width):
-        g = _reflect(ox - k_max + c, nx) - ox
+    # the K columns either side of the region: mirrored, or missing (-1)
+    cols = np.empty(2 * k_max, np.int64)
+    for c in range(2 * k_max):
+        g = _reflect(ox - k_max + c + (cols_in if c >= k_max else 0), nx) - ox
         cols[c] = g if 0 <= g < cols_in else -1
     line = np.empty(width, np.float32)
     # filtered along x: the rows oy − K … oy + H + K (mirrored at the image border)
@@ -228,8 +229,12 @@ def spline_coefficients(region: np.ndarray, oy: int, ox: int, ny: int, nx: int) 
         if r < 0 or r >= rows_in:
             out[:] = np.nan
             continue
-        for c in range(width):
-            line[c] = region[r, cols[c]] if cols[c] >= 0 else np.nan
+        src = region[r]
+        line[k_max : k_max + cols_in] = src
+        for c in range(k_max):
+            line[c] = src[cols[c]] if cols[c] >= 0 else np.nan
+            e = cols[k_max + c]
+            line[k_max + cols_in + c] = src[e] if e >= 0 else np.nan
         centre = line[k_max : k_max + cols_in]
         for c in range(cols_in):
             out[c] = h[0] * centre[c]
@@ -323,10 +328,11 @@ def _scratch(half: int) -> _Scratch:
 
 # The kernels below are serial on purpose: they run inside dask tasks, which already keep every
 # core busy with one tile each; numba (OpenMP) or BLAS threads nested in them oversubscribed the
-# cores and ran 4-7× slower on 2 cores.
+# cores and ran 4-7× slower on 2 cores. The kernels that dask calls release the GIL (nogil), or
+# its threads would take turns instead of running tiles side by side.
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sample_patches(
     src: np.ndarray,
     oy: int,
@@ -382,7 +388,7 @@ def _fold(patch: np.ndarray, mirror: np.ndarray, sums: np.ndarray) -> None:
         sums[3, q] = (a - b) - (c - d)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def zernike_moments(
     src: np.ndarray,
     oy: int,
@@ -427,7 +433,7 @@ def rotation_invariant(coefficients: np.ndarray, basis: ZernikeBasis) -> np.ndar
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pair_magnitudes(coef: np.ndarray, cos: np.ndarray, sin: np.ndarray, out: np.ndarray) -> None:
     for k in range(coef.shape[0]):
         for j in range(cos.shape[0]):
