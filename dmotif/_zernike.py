@@ -457,9 +457,10 @@ def patch_features(
 ) -> np.ndarray:
     """Zernike features of the atoms at ``(ys, xs)`` whose patches lie in ``region``.
 
-    Samples the disk pixels of each patch (float64) and multiplies it by the basis in one
-    fused pass (:func:`zernike_moments`). See :func:`sample_patches` for
-    ``region``, ``oy``, ``ox`` and ``shape`` (the frame's ``(ny, nx)``).
+    Turns ``region`` into spline coefficients when ``subpixel``, then samples each patch
+    (float64) and projects it on the basis in one fused pass (:func:`zernike_moments`).
+    ``region``, ``oy`` and ``ox`` are as ``src`` in :func:`sample_patches` but hold the pixels;
+    ``shape`` is the frame's ``(ny, nx)``.
 
     Returns
     -------
@@ -486,7 +487,7 @@ def square_patches(
 ) -> np.ndarray:
     """The square patches ``(N, 2 half + 1, 2 half + 1)`` (float32) around ``(ys, xs)``.
 
-    See :func:`sample_patches` for ``region``, ``oy``, ``ox`` and ``shape``.
+    ``region``, ``oy``, ``ox`` and ``shape`` are as in :func:`patch_features`.
     """
     size = 2 * half + 1
     out = np.empty((ys.size, size, size), dtype=np.float32)

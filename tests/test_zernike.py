@@ -102,6 +102,29 @@ def test_real_coefficients_match_motif_learn_up_to_one_scale_per_function():
 # --------------------------------------------------------------------------- the features
 
 
+@pytest.mark.parametrize(("radius", "n_max"), [(2.0, 2), (7.5, 7), (10.0, 10), (12.3, 12)])
+def test_folded_kernel_equals_the_basis_times_the_patch(radius, n_max):
+    # the kernel projects mirror-folded quadrants; the plain product over the disk is the truth
+    rng = np.random.default_rng(3)
+    img = rng.random((64, 70)).astype(np.float32)
+    ys, xs = rng.uniform(-0.5, 63.49, 50), rng.uniform(-0.5, 69.49, 50)
+    b = _zernike.zernike_basis(radius, n_max)
+    h = b.half
+    patches = _zernike.square_patches(img, 0, 0, img.shape, ys, xs, half=h, subpixel=True)
+    want = patches.reshape(50, -1)[:, (b.dy + h) * (2 * h + 1) + b.dx + h] @ b.matrix.T
+    got = _zernike.patch_features(img, 0, 0, img.shape, ys, xs, radius=radius, n_max=n_max,
+                                  subpixel=True, rotinv=False, dtype=np.float64)
+    # square_patches rounds to float32; a wrong parity or fold weight would be off by O(1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+
+def test_kernels_called_by_dask_release_the_gil():
+    # dask runs one tile per thread: a kernel holding the GIL would serialise them
+    for kernel in (_zernike.spline_coefficients, _zernike.zernike_moments,
+                   _zernike.sample_patches):
+        assert kernel.targetoptions.get("nogil"), kernel
+
+
 def test_magnitudes_match_mahotas_up_to_scale():
     rng = np.random.default_rng(2)
     s = dmotif.synthetic.tmd(size=192, seed=4)
