@@ -436,9 +436,14 @@ def rotation_invariant(coefficients: np.ndarray, basis: ZernikeBasis) -> np.ndar
 @numba.njit(cache=True, nogil=True)
 def _pair_magnitudes(coef: np.ndarray, cos: np.ndarray, sin: np.ndarray, out: np.ndarray) -> None:
     for k in range(coef.shape[0]):
+        row = coef[k]
+        dst = out[k]
         for j in range(cos.shape[0]):
-            c = coef[k, cos[j]]
-            out[k, j] = math.sqrt(c * c + coef[k, sin[j]] ** 2) if sin[j] >= 0 else c
+            c = row[cos[j]]
+            if sin[j] >= 0:
+                s = row[sin[j]]
+                c = math.sqrt(c * c + s * s)
+            dst[j] = c
 
 
 def patch_features(
