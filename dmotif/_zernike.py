@@ -473,9 +473,9 @@ def patch_features(
     """
     basis = zernike_basis(radius, n_max)
     coef = np.empty((ys.size, basis.matrix.shape[0]))
-    zernike_moments(_source(region, oy, ox, shape, subpixel), oy, ox, shape[0], shape[1], ys, xs,
-                    subpixel, basis.mirror, basis.folded, basis.parity, _scratch(basis.half),
-                    coef)
+    src, oy, ox = _source(region, oy, ox, shape, ys, xs, basis.half, subpixel)
+    zernike_moments(src, oy, ox, shape[0], shape[1], ys, xs, subpixel, basis.mirror,
+                    basis.folded, basis.parity, _scratch(basis.half), coef)
     return (rotation_invariant(coef, basis) if rotinv else coef).astype(dtype)
 
 
@@ -496,12 +496,22 @@ def square_patches(
     """
     size = 2 * half + 1
     out = np.empty((ys.size, size, size), dtype=np.float32)
-    sample_patches(_source(region, oy, ox, shape, subpixel), oy, ox, shape[0], shape[1], ys, xs,
-                   subpixel, _scratch(half), out)
+    src, oy, ox = _source(region, oy, ox, shape, ys, xs, half, subpixel)
+    sample_patches(src, oy, ox, shape[0], shape[1], ys, xs, subpixel, _scratch(half), out)
     return out
 
 
-def _source(region: np.ndarray, oy: int, ox: int, shape: tuple[int, int],
-            subpixel: bool) -> np.ndarray:
-    # what the kernels sample: the spline coefficients, or the pixels as they are
-    return spline_coefficients(region, oy, ox, shape[0], shape[1]) if subpixel else region
+def _source(region: np.ndarray, oy: int, ox: int, shape: tuple[int, int], ys: np.ndarray,
+            xs: np.ndarray, half: int, subpixel: bool) -> tuple[np.ndarray, int, int]:
+    """What the kernels sample and its origin: the pixels, or the spline coefficients."""
+    if not subpixel:
+        return region, oy, ox
+    # Only the box that the patches read is prefiltered: a tile whose few atoms sit in one
+    # corner (a particle on a support, a vacuum region) costs what its atoms need.
+    reach = half + READ_MARGIN
+    top = max(int(np.floor(ys.min(initial=oy) + 0.5)) - reach - oy, 0)
+    left = max(int(np.floor(xs.min(initial=ox) + 0.5)) - reach - ox, 0)
+    bottom = int(np.floor(ys.max(initial=oy) + 0.5)) + reach + 1 - oy
+    right = int(np.floor(xs.max(initial=ox) + 0.5)) + reach + 1 - ox
+    box = region[top:bottom, left:right]
+    return spline_coefficients(box, oy + top, ox + left, shape[0], shape[1]), oy + top, ox + left

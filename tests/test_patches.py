@@ -101,6 +101,17 @@ def test_patches_do_not_depend_on_tiling(tmd, chunks):
     np.testing.assert_array_equal(got.values, whole)
 
 
+def test_a_few_atoms_get_the_patches_they_get_among_all(tmd):
+    # a tile prefilters only the box its atoms read: a sparse tile must not change them
+    full = dmotif.extract_patches(tmd.image, tmd.atoms, radius=6).values
+    some = [0, 57, tmd.atoms.sizes["atom"] - 1]
+    few = dmotif.extract_patches(tmd.image, tmd.atoms.isel(atom=some), radius=6).values
+    np.testing.assert_array_equal(few, full[some])
+    one = dmotif.zernike_features(tmd.image, tmd.atoms.isel(atom=[57]), radius=6, n_max=6)
+    all_ = dmotif.zernike_features(tmd.image, tmd.atoms, radius=6, n_max=6)
+    np.testing.assert_array_equal(one.values[0], all_.values[57])
+
+
 def test_patches_keep_the_order_of_the_table_and_its_index(tmd):
     rng = np.random.default_rng(0)
     perm = rng.permutation(tmd.atoms.sizes["atom"])
