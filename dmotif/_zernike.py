@@ -270,7 +270,7 @@ def _bspline_weights(f: float, w: np.ndarray) -> None:
 
 @numba.njit(cache=True)
 def _sample_square(src, oy, ox, ny, nx, y, x, half, subpixel, scratch, out):
-    # out: (2h+1, 2h+1); scratch: (2h+4, 2h+1) floats, then 2 × (2h+4) ints and 8 floats.
+    # out: (2h+1, 2h+1); scratch: see _scratch.
     size = 2 * half + 1
     taps = 3 if subpixel else 0
     y0 = math.floor(y) if subpixel else math.floor(y + 0.5)
@@ -321,6 +321,8 @@ _Scratch = collections.namedtuple("_Scratch", ["buffer", "rows", "cols", "weight
 
 
 def _scratch(half: int) -> _Scratch:
+    # per-call work arrays: the x-interpolated rows, the mirrored row and column indices of the
+    # taps and the 4 + 4 spline weights (allocated once per tile, not once per atom)
     size = 2 * half + 1
     return _Scratch(np.empty((size + 3, size)), np.empty(size + 3, np.int64),
                     np.empty(size + 3, np.int64), np.empty(8))
