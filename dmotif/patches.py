@@ -2,12 +2,12 @@
 
 Every per-atom computation on the image (the patches themselves, their Zernike features) runs
 through :func:`map_atoms`: an atom belongs to the tile whose core holds its nearest pixel; each
-tile with atoms becomes one task that reads the tile plus a margin of ``half + 2`` pixels and
-runs a kernel of :mod:`dmotif._zernike` on that tile's atoms; the per-tile results are gathered
-back into the order of the atom table. Pixels that a patch reads outside the image are
-mirror-reflected from inside it (numpy's ``"symmetric"`` mode); such atoms are flagged
-``edge``. The kernels compute every value from the atom's global position, so the result is
-the same whatever the tiling.
+tile with atoms becomes one task that reads the tile plus a margin of ``half + READ_MARGIN``
+pixels (the cubic spline's taps and prefilter) and runs a kernel of :mod:`dmotif._zernike` on
+that tile's atoms; the per-tile results are gathered back into the order of the atom table.
+Pixels that a patch reads outside the image are mirror-reflected from inside it (numpy's
+``"symmetric"`` mode); such atoms are flagged ``edge``. The kernels compute every value from
+the atom's global position, so the result is the same whatever the tiling.
 """
 
 from __future__ import annotations
