@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _timed(fn):
+    """``fn()``, its wall time and the CPU time of this process (all threads) it took."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def _load(work: Path):
     import xarray as xr
 
@@ -50,12 +58,10 @@ def run_dmotif(work: Path, rotinv: bool) -> dict:
     dmotif.zernike_features(stack, atoms.isel(atom=slice(0, 10)), radius=RADIUS, n_max=N_MAX,
                             rotinv=rotinv).compute()
     base = _rss_mb()
-    t0 = time.perf_counter()
-    feats = dmotif.zernike_features(stack, atoms, radius=RADIUS, n_max=N_MAX,
-                                    rotinv=rotinv).values
-    dt = time.perf_counter() - t0
+    feats, dt, cpu = _timed(lambda: dmotif.zernike_features(stack, atoms, radius=RADIUS,
+                                                            n_max=N_MAX, rotinv=rotinv).values)
     np.save(work / f"dmotif_{int(rotinv)}.npy", feats)
-    return {"seconds": dt, "n": len(feats), "peak_mb": _rss_mb(), "input_mb": base}
+    return {"seconds": dt, "cpu": cpu, "n": len(feats), "peak_mb": _rss_mb(), "input_mb": base}
 
 
 def run_mtflearn(work: Path) -> dict:
@@ -63,12 +69,11 @@ def run_mtflearn(work: Path) -> dict:
 
     patches = np.load(work / "patches.npy")
     base = _rss_mb()
-    t0 = time.perf_counter()
-    zm = ZPs(n_max=N_MAX, size=2 * RADIUS + 1).transform(patches)
-    dt = time.perf_counter() - t0
+    zm, dt, cpu = _timed(lambda: ZPs(n_max=N_MAX, size=2 * RADIUS + 1).transform(patches))
     np.save(work / "mtflearn.npy", zm.data)
     np.save(work / "mtflearn_nm.npy", np.stack([zm.n, zm.m]))
-    return {"seconds": dt, "n": len(patches), "peak_mb": _rss_mb(), "input_mb": base}
+    return {"seconds": dt, "cpu": cpu, "n": len(patches), "peak_mb": _rss_mb(),
+            "input_mb": base}
 
 
 def run_mahotas(work: Path, count: int) -> dict:
@@ -76,12 +81,12 @@ def run_mahotas(work: Path, count: int) -> dict:
 
     patches = np.load(work / "patches.npy", mmap_mode="r")[:count].astype(np.float64)
     base = _rss_mb()
-    t0 = time.perf_counter()
-    out = np.array([mahotas.features.zernike_moments(p, RADIUS, degree=N_MAX, cm=(RADIUS, RADIUS))
-                    for p in patches])
-    dt = time.perf_counter() - t0
+    out, dt, cpu = _timed(lambda: np.array([
+        mahotas.features.zernike_moments(p, RADIUS, degree=N_MAX, cm=(RADIUS, RADIUS))
+        for p in patches
+    ]))
     np.save(work / "mahotas.npy", out)
-    return {"seconds": dt, "n": len(out), "peak_mb": _rss_mb(), "input_mb": base}
+    return {"seconds": dt, "cpu": cpu, "n": len(out), "peak_mb": _rss_mb(), "input_mb": base}
 
 
 def _child(method: str, work: Path, extra: list[str]) -> dict:
@@ -126,7 +131,9 @@ def main() -> None:
         np.save(work / "patches.npy", patches.astype(np.float64))
         n = len(patches)
         print(f"{n} atoms, {args.frames} frame(s) of {args.size}², radius {RADIUS}, "
-              f"n_max {N_MAX}; 2 cores shared with other work — timings are noisy")
+              f"n_max {N_MAX}; {os.cpu_count()} cores, load average "
+              f"{os.getloadavg()[0]:.1f} before the runs: on a shared machine the wall-clock "
+              "rates are noisy, atoms per CPU-second much less so")
         rows = {m: _child(m, work, ["--mahotas", str(args.mahotas)])
                 for m in ("dmotif", "dmotif-oriented", "mtflearn", "mahotas")}
 
@@ -144,17 +151,20 @@ def main() -> None:
         dev_maho = _scaled_deviation(np.abs(ours[:k]) / ours[:k, :1], maho)
 
     rate = {m: r["n"] / r["seconds"] for m, r in rows.items()}
+    cpu_rate = {m: r["n"] / r["cpu"] for m, r in rows.items()}
     dev = {"dmotif": "-", "dmotif-oriented": f"{dev_mtf:.1e} vs mtflearn",
            "mtflearn": "(reference)", "mahotas": f"{dev_maho:.1e} vs dmotif"}
     what = {"dmotif": "image → patches + 36 rotinv features",
             "dmotif-oriented": "image → patches + 66 real coefficients",
             "mtflearn": "given patches → 66 coefficients",
             "mahotas": f"given patches → 36 magnitudes ({k} patches)"}
-    print(f"{'method':<16} {'atoms/s':>11} {'vs dmotif':>10} {'peak MB':>8} {'+input MB':>9}  "
-          f"{'max deviation':<20} what")
+    print(f"{'method':<16} {'atoms/s':>11} {'vs dmotif':>10} {'atoms/CPU-s':>12} {'vs dmotif':>10} "
+          f"{'peak MB':>8} {'+input MB':>9}  {'max deviation':<20} what")
     for m, r in rows.items():
         print(f"{m:<16} {rate[m]:>11,.0f} {rate[m] / rate['dmotif']:>10.4f} "
+              f"{cpu_rate[m]:>12,.0f} {cpu_rate[m] / cpu_rate['dmotif']:>10.4f} "
               f"{r['peak_mb']:>8.0f} {r['peak_mb'] - r['input_mb']:>9.0f}  {dev[m]:<20} {what[m]}")
+    print(f"load average after the runs: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 Every per-atom computation on the image (the patches themselves, their Zernike features) runs
 through :func:`map_atoms`: an atom belongs to the tile whose core holds its nearest pixel; each
-tile with atoms becomes one task that reads the tile plus a margin of ``half + 2`` pixels and
-runs a kernel of :mod:`dmotif._zernike` on that tile's atoms; the per-tile results are gathered
-back into the order of the atom table. Pixels that a patch reads outside the image are
-mirror-reflected from inside it (numpy's ``"symmetric"`` mode); such atoms are flagged
-``edge``. The kernels compute every value from the atom's global position, so the result is
-the same whatever the tiling.
+tile with atoms becomes one task that reads the tile plus a margin of ``half + READ_MARGIN``
+pixels (the cubic spline's taps and prefilter) and runs a kernel of :mod:`dmotif._zernike` on
+that tile's atoms; the per-tile results are gathered back into the order of the atom table.
+Pixels that a patch reads outside the image are mirror-reflected from inside it (numpy's
+``"symmetric"`` mode); such atoms are flagged ``edge``. The kernels compute every value from
+the atom's global position, so the result is the same whatever the tiling.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def extract_patches(
         nearest-neighbour distance (``attrs["spacing_px"]``, else the median distance from each
         atom to its nearest neighbour), which covers one column of a single-column motif.
     subpixel : bool
-        True: sample the patch centred on the refined (sub-pixel) position by bilinear
+        True: sample the patch centred on the refined (sub-pixel) position by cubic B-spline
         interpolation, so the centre pixel is the atom. False: the pixels around the nearest
         pixel, as they are.
 
@@ -224,7 +224,8 @@ def map_atoms(
     """Run ``kernel`` on each tile's atoms; return the rows ``(atom, *tail)`` in table order.
 
     ``kernel(region, oy, ox, (ny, nx), ys, xs, **kwargs)`` receives the tile grown by
-    ``reach + 2`` pixels (``reach``: the patch half-width; clipped to the image), its origin
+    ``reach + READ_MARGIN`` pixels (``reach``: the patch half-width; the margin covers the
+    interpolation, see :mod:`dmotif._zernike`; clipped to the image), its origin
     and the frame shape, and returns one row per atom. An atom belongs to the tile holding the
     pixel nearest to it.
     """
@@ -244,8 +245,7 @@ def map_atoms(
     # position of every atom within its tile's result
     within = np.empty(n, dtype=np.int64)
     within[order] = np.arange(n) - np.repeat(starts, counts)
-    # +1 for the second bilinear tap, +1 for an atom owned by a tile but left of its core.
-    depth = reach + 2
+    depth = reach + _zernike.READ_MARGIN
     results = {}
     for t, s, c in zip(tiles, starts, counts, strict=True):
         idx = order[s : s + c]

@@ -40,19 +40,33 @@ def test_kernel_integer_patches_match_symmetric_padding():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), half=st.integers(2, 6))
-def test_kernel_bilinear_matches_scipy_map_coordinates(seed, half):
+@given(seed=st.integers(0, 2**31 - 1), half=st.integers(2, 6),
+       shape=st.sampled_from([(30, 34), (8, 9)]))
+def test_kernel_cubic_spline_matches_scipy_map_coordinates(seed, half, shape):
     rng = np.random.default_rng(seed)
-    img = rng.random((30, 34)).astype(np.float32)
-    ys = rng.uniform(-0.5, 29.49, 20)
-    xs = rng.uniform(-0.5, 33.49, 20)
+    img = rng.random(shape).astype(np.float32)
+    ys = rng.uniform(-0.5, shape[0] - 0.51, 20)
+    xs = rng.uniform(-0.5, shape[1] - 0.51, 20)
     got = _zernike.square_patches(img, 0, 0, img.shape, ys, xs, half=half, subpixel=True)
     off = np.arange(-half, half + 1)
     yy = ys[:, None, None] + off[None, :, None] + 0 * off[None, None, :]
     xx = xs[:, None, None] + 0 * off[None, :, None] + off[None, None, :]
-    # scipy's "reflect" is numpy's "symmetric": d c b a | a b c d
-    want = ndimage.map_coordinates(img.astype(np.float64), [yy, xx], order=1, mode="reflect")
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # scipy's "reflect" is numpy's "symmetric" (d c b a | a b c d), prefiltered to match; the
+    # 8 × 9 image makes the 12-tap prefilter read several mirror images deep
+    want = ndimage.map_coordinates(img.astype(np.float64), [yy, xx], order=3, mode="reflect")
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+def test_spline_coefficients_leave_no_silent_gap():
+    # a region cut inside the image gets NaN where its prefilter would need pixels it lacks
+    rng = np.random.default_rng(1)
+    img = rng.random((80, 90)).astype(np.float32)
+    full = _zernike.spline_coefficients(img, 0, 0, 80, 90)
+    part = _zernike.spline_coefficients(img[20:60, 30:70], 20, 30, 80, 90)
+    k = _zernike.PREFILTER_HALF
+    np.testing.assert_array_equal(part[k:-k, k:-k], full[20 + k : 60 - k, 30 + k : 70 - k])
+    assert np.isnan(part[: k, :]).all() and np.isnan(part[:, -k:]).all()
+    assert np.isfinite(full).all()
 
 
 def test_subpixel_centres_the_patch_on_the_atom():
@@ -85,6 +99,17 @@ def test_patches_do_not_depend_on_tiling(tmd, chunks):
     got = dmotif.extract_patches(image, tmd.atoms, radius=6.5)
     assert got.dims == ("atom", "py", "px") and got.shape[1:] == (13, 13)
     np.testing.assert_array_equal(got.values, whole)
+
+
+def test_a_few_atoms_get_the_patches_they_get_among_all(tmd):
+    # a tile prefilters only the box its atoms read: a sparse tile must not change them
+    full = dmotif.extract_patches(tmd.image, tmd.atoms, radius=6).values
+    some = [0, 57, tmd.atoms.sizes["atom"] - 1]
+    few = dmotif.extract_patches(tmd.image, tmd.atoms.isel(atom=some), radius=6).values
+    np.testing.assert_array_equal(few, full[some])
+    one = dmotif.zernike_features(tmd.image, tmd.atoms.isel(atom=[57]), radius=6, n_max=6)
+    all_ = dmotif.zernike_features(tmd.image, tmd.atoms, radius=6, n_max=6)
+    np.testing.assert_array_equal(one.values[0], all_.values[57])
 
 
 def test_patches_keep_the_order_of_the_table_and_its_index(tmd):
