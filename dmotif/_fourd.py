@@ -129,32 +129,48 @@ def zernike_weights(
     """Weights ``(n_coefficients, ky, kx)``: the real Zernike coefficients of a pattern.
 
     The disk of ``radius`` pixels about ``center`` is the unit disk. The pattern is sampled as
-    :func:`dmotif._zernike.sample_patches` samples an image around a sub-pixel atom — bilinear
-    interpolation at ``center + (dy, dx)`` over the disk offsets of
-    :func:`dmotif._zernike.zernike_basis`, mirrored at the pattern edge — and multiplied by the
-    cached basis. Both steps are linear, so they fold into one weight per pattern pixel, and a
-    pattern's coefficients are those of :func:`dmotif._zernike.patch_features` on the pattern
-    taken as an image with an atom at ``center``. Samples closer than ``inner`` pixels to the
-    centre are left out (e.g. to mask the bright-field disk).
+    :func:`dmotif._zernike.sample_patches` samples an image around a sub-pixel atom — cubic
+    B-spline interpolation at ``center + (dy, dx)`` over the disk offsets of
+    :func:`dmotif._zernike.zernike_basis`, the image mirrored at its edge — and multiplied by
+    the cached basis. Prefilter, interpolation and projection are linear and separable, so
+    they fold into one weight per pattern pixel, and a pattern's coefficients are those of
+    :func:`dmotif._zernike.patch_features` on the pattern taken as an image with an atom at
+    ``center``. Samples closer than ``inner`` pixels to the centre are left out (e.g. to mask
+    the bright-field disk).
     """
     basis = _zernike.zernike_basis(radius, n_max)
-    ky, kx = shape
-    y0, x0 = math.floor(center[0]), math.floor(center[1])
-    fy, fx = center[0] - y0, center[1] - x0
     rows = basis.matrix * (np.hypot(basis.dy, basis.dx) >= inner)
-    out = np.zeros((ky * kx, rows.shape[0]))
-    y0s, x0s = y0 + basis.dy, x0 + basis.dx
-    for oy, ox, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                      (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        if w:
-            flat = _mirror(y0s + oy, ky) * kx + _mirror(x0s + ox, kx)
-            np.add.at(out, flat, w * rows.T)
-    return out.T.reshape(rows.shape[0], ky, kx)
+    wy = _spline_sampling(shape[0], center[0] + basis.dy)
+    wx = _spline_sampling(shape[1], center[1] + basis.dx)
+    # Σ_s rows[k, s] wy[s, a] wx[s, b], without a (k, s, a, b) intermediate
+    by_row = rows[:, :, None] * wy[None, :, :]
+    return np.einsum("ksa,sb->kab", by_row, wx, optimize=True)
+
+
+def _spline_sampling(n: int, t: np.ndarray) -> np.ndarray:
+    """Row s: the weights of the ``n`` pixels of a mirrored line in its cubic B-spline at t[s].
+
+    The prefilter matrix comes from the sampler's own prefilter applied to unit impulses, and
+    the taps and mirrored coefficient indices are the sampler's, so the two agree to rounding.
+    """
+    impulses = np.eye(n, dtype=np.float32)
+    prefilter = np.stack(
+        [_zernike.spline_coefficients(impulses[:, i : i + 1], 0, 0, n, 1)[:, 0]
+         for i in range(n)], axis=1).astype(np.float64)
+    base = np.floor(t).astype(np.int64)
+    f = t - base
+    g = 1.0 - f
+    taps = (g**3 / 6.0, 2.0 / 3.0 - f * f + 0.5 * f**3, 2.0 / 3.0 - g * g + 0.5 * g**3, f**3 / 6.0)
+    on_coef = np.zeros((t.size, n))
+    for offset, weight in zip((-1, 0, 1, 2), taps, strict=True):
+        np.add.at(on_coef, (np.arange(t.size), _mirror(base + offset, n)), weight)
+    return on_coef @ prefilter
 
 
 def _mirror(i: np.ndarray, n: int) -> np.ndarray:
-    """Indices reflected once at both ends (``d c b a | a b c d``), as the patch sampler does."""
-    return np.where(i < 0, -i - 1, np.where(i >= n, 2 * n - 1 - i, i))
+    """Indices of the mirrored line (``… d c b a | a b c d | d c b a …``, period 2n)."""
+    i = np.mod(i, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
 
 
 def binned_geometry(

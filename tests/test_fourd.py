@@ -289,9 +289,14 @@ def test_zernike_inner_leaves_the_centre_out() -> None:
     data = dmotif.open_4dstem(np.broadcast_to(disk + 0.0, (1, 2, K, K)), center=(C, C))
     whole = dmotif.diffraction_features(data, kind="zernike", normalize=False).values
     assert np.abs(whole).max() > 1
-    # The disk reaches 4 px; samples from 5.5 px on read pixels at >= 4.5 px, all zero.
-    ring = dmotif.diffraction_features(data, kind="zernike", inner=5.5, normalize=False)
-    np.testing.assert_array_equal(ring.values, 0.0)
+    # The disk reaches 4 px. The cubic spline through the pixels rings beyond a step, with
+    # amplitude falling by |pole| = 2 - sqrt(3) ≈ 0.27 per pixel, so samples from 5.5 px on
+    # see almost nothing, and less the farther out they start.
+    leak = [np.abs(dmotif.diffraction_features(data, kind="zernike", inner=inner,
+                                               normalize=False).values).max()
+            for inner in (5.5, 6.5, 8.5)]
+    assert leak[0] < 0.02 * np.abs(whole).max()
+    assert leak[0] > leak[1] > leak[2]
 
 
 def test_zernike_rejects_bad_arguments(sample) -> None:
