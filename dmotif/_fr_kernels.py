@@ -126,10 +126,17 @@ def _node_force(
 
     Negative samples are drawn from ``neg_pool`` rows of ``y`` (all nodes, or the landmarks),
     skipping i itself and its graph neighbours; an edge of weight w draws ``n_neg * w`` of
-    them on average (stochastic rounding).
+    them on average (stochastic rounding), each weighted by the row's edges per unit weight,
+    so that the expected repulsion is the reference's ``n_neg`` samples per edge.
     """
     f0 = 0.0
     f1 = 0.0
+    w_sum = 0.0
+    for e in range(lo, hi):
+        w_sum += row_w[e]
+    scale = (hi - lo) / w_sum if w_sum > 0.0 else 0.0
+    r0 = 0.0
+    r1 = 0.0
     for e in range(lo, hi):
         j = row_idx[e]
         dx = yi0 - y[j, 0]
@@ -147,9 +154,9 @@ def _node_force(
             dx = yi0 - y[k, 0]
             dy = yi1 - y[k, 1]
             f = beta / (1.0 + _pow_d2(dx * dx + dy * dy, pm))
-            f0 += _clip(dx * f)
-            f1 += _clip(dy * f)
-    return f0, f1
+            r0 += _clip(dx * f)
+            r1 += _clip(dy * f)
+    return f0 + scale * r0, f1 + scale * r1
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -723,7 +723,7 @@ def diffraction_features(
 
     Notes
     -----
-    The Zernike disk is sampled as a real-space patch is about a sub-pixel atom: bilinear
+    The Zernike disk is sampled as a real-space patch is about a sub-pixel atom: cubic B-spline
     interpolation at the basis' pixel offsets from the (binned) centre, mirrored at the
     pattern's edge. The moments of a pattern therefore equal
     ``dmotif.zernike_features(pattern, atom at center, radius=..., n_max=...)`` up to rounding.
