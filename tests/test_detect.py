@@ -102,34 +102,37 @@ def test_weak_column_beside_bright_one_is_kept():
     assert len(ref) == 1
 
 
-def test_weak_peaks_need_the_lattice_to_repeat_them():
-    # A square lattice (a = 12) of bright columns, one site holding a weak column, and a weak
-    # blob of the same height in the centre of a cell, where the lattice has no site.
-    yy, xx = np.mgrid[:120, :120]
+def test_weak_columns_need_the_lattice_to_repeat_them():
+    # A square lattice (a = 12) of bright columns up to x = 114, one site holding a weak
+    # column; weak blobs of the same height in the centre of a cell (no site there) and one
+    # lattice step beyond the edge of the crystal (vacuum: only one translation leads back to
+    # a column).
+    yy, xx = np.mgrid[:120, :160]
 
     def blob(y: float, x: float, amp: float) -> np.ndarray:
         return amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8)
 
     img = sum(blob(y, x, 0.2 if (y, x) == (54, 54) else 1.0)
               for y in range(6, 120, 12) for x in range(6, 120, 12))
-    img = img + blob(60, 72, 0.2)
+    img = img + blob(60, 72, 0.2) + blob(30, 126, 0.2)
     kw = {"min_distance": 5, "threshold": 0.1, "strong": 0.5}
     lattice = np.array([[0, 12], [12, 0], [0, -12], [-12, 0]])
-    peaks = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, link=12,
-                                 **kw)
+    peaks = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, **kw)
     found = set(map(tuple, peaks.tolist()))
     assert (54, 54) in found
-    assert (60, 72) not in found
+    assert not {(60, 72), (30, 126)} & found
     assert len(found) == 100
-    # Without a lattice, any weak peak beside a bright one is kept.
+    # Columns below strong support each other once they reach the support level.
+    medium = 0.4 * img
+    assert len(_detect.local_maxima(medium, translations=lattice, tolerance=2, **kw)) == 0
+    held = _detect.local_maxima(medium, translations=lattice, tolerance=2, support=0.3, **kw)
+    assert set(map(tuple, held.tolist())) == found - {(54, 54)}  # 0.08 is below the site level
+    # Without a lattice, any weak peak beside a bright one is kept, and only those.
     near = set(map(tuple, _detect.local_maxima(img, link=12, **kw).tolist()))
-    assert {(54, 54), (60, 72)} <= near
-    # A weak peak needs a bright one within link, lattice or not.
-    far = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, link=3, **kw)
-    assert (54, 54) not in set(map(tuple, far.tolist()))
-    # Without support, no weak peak is kept.
-    alone = set(map(tuple, _detect.local_maxima(img, **kw).tolist()))
-    assert not {(54, 54), (60, 72)} & alone
+    assert {(54, 54), (60, 72), (30, 126)} <= near
+    far = set(map(tuple, _detect.local_maxima(img, link=3, **kw).tolist()))
+    assert not {(54, 54), (60, 72), (30, 126)} & far
+    assert len(far) == 99
 
 
 def test_plateau_gives_one_peak():
