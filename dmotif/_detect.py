@@ -42,6 +42,8 @@ GAUSS_TOLERANCE = 1e-4
 FIT_CHI2 = 0.01
 # The fitted width stays within this factor of the starting width.
 WIDTH_RANGE = 2.0
+# Largest move of the fit from the centre of mass, as a fraction of the centre-of-mass window.
+FIT_MOVE = 0.25
 # Columns per block of the parallel fit (scratch arrays are allocated once per block).
 FIT_BLOCK = 256
 # The Gaussian fit reads a wider disk than the centre of mass: the tails fix the background
@@ -535,10 +537,11 @@ def _fit_one(img, y0, x0, cy0, cx0, r, w2, s_init, n_iter, vals, rows, cols, pro
         # steps move the centre by a small fraction of its standard error.
         if not improved or moved < GAUSS_TOLERANCE or gain * npix < FIT_CHI2 * cost:
             break
-    # A fit that moves by more than half the centre-of-mass window (window / FIT_WINDOW), or
-    # finds no column, has latched onto noise or a neighbour: keep the start.
+    # A fit that moves by more than FIT_MOVE of the centre-of-mass window (window / FIT_WINDOW)
+    # from the centre of mass, or finds no column, has latched onto noise or a neighbour: the
+    # two estimates of a real column differ by a fraction of its standard error. Keep the start.
     if cost < np.inf and lin[0] > 0.0 and (
-            (t[0] - cy0) ** 2 + (t[1] - cx0) ** 2 <= w2 / (2 * FIT_WINDOW) ** 2):
+            (t[0] - cy0) ** 2 + (t[1] - cx0) ** 2 <= w2 * (FIT_MOVE / FIT_WINDOW) ** 2):
         out[0] = lin[0]
         out[1] = t[0]
         out[2] = t[1]
