@@ -33,7 +33,11 @@ __all__ = [
 GAUSS_TRUNCATE = 4.0
 # Centre-of-mass iterations; the window re-centres on each estimate, so a pedestal left by the
 # background estimate pulls towards the current centre only and the fixed point is unbiased.
-COM_ITERATIONS = 10
+# On noisy data the window's pixel set keeps changing, so the tolerance is seldom met; the
+# error stops falling after about five iterations (0.228 px on a peak-SNR-5 metal column with
+# 5 or 10). A start for the Gaussian fit needs only two: the fit's error is the same from it.
+COM_ITERATIONS = 6
+START_ITERATIONS = 2
 COM_TOLERANCE = 1e-3
 GAUSS_ITERATIONS = 20
 # Gauss-Newton converges quadratically on clean data: a last step of 1e-4 px leaves an error
@@ -674,7 +678,8 @@ def detect_tile(
     dy = np.zeros(len(peaks))
     dx = np.zeros(len(peaks))
     if refine is not None:
-        dy, dx = centre_of_mass(img, peaks, window=window)
+        n_iter = START_ITERATIONS if refine == "gaussian" else COM_ITERATIONS
+        dy, dx = centre_of_mass(img, peaks, window=window, n_iter=n_iter)
     if refine == "gaussian":
         fit = gaussian_fit(img, peaks, dy, dx, window=FIT_WINDOW * window, sigma=sigma)
         dy, dx = fit[:, 1], fit[:, 2]

@@ -66,6 +66,24 @@ _NM_PER_UNIT = {"nm": 1.0, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "pm": 1e-3, "um
 Refine = Literal["com", "gaussian"] | None
 
 
+class _Sliced:
+    """A numpy array that dask reads by slicing only.
+
+    ``dask.array.from_array`` copies an ndarray whole before slicing it (268 MB and 0.8 s for
+    a 4096² x 4 stack), to guard against later writes by the caller; detect_atoms computes
+    before it returns, so the caller's array cannot change under it.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._array[key]
+
+
 def _central_crop(image: xr.DataArray) -> tuple[slice, slice]:
     ny, nx = image.sizes["y"], image.sizes["x"]
     cy, cx = min(ny, STATS_CROP), min(nx, STATS_CROP)
@@ -300,7 +318,8 @@ def detect_atoms(
     if isinstance(data, np.ndarray) and data.ndim in (2, 3):
         # dask would name a numpy array by hashing every byte of it; a random name is free.
         tiles = normalize_chunks(chunks, ((1,) * (3 - data.ndim)) + data.shape)
-        lazy = da.from_array(data, chunks=tiles[3 - data.ndim :], name=False)
+        lazy = da.from_array(_Sliced(data), chunks=tiles[3 - data.ndim :], name=False,
+                             meta=data[:0, :0])
         image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
     check_finite_nonconstant(img)
