@@ -70,21 +70,23 @@ def noise_gain(sigma: float) -> float:
     return float(np.sqrt(np.sum(k * k)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _beats(w: float, v: float, dy: int, dx: int) -> bool:
     # Does the pixel at offset (dy, dx) outrank the centre? Ties go to the first in raster order.
     return w > v or (w == v and (dy < 0 or (dy == 0 and dx < 0)))
 
 
-@numba.njit(cache=True, parallel=True)
-def _candidates(sm: np.ndarray, threshold: float) -> np.ndarray:
-    # Values of the 3x3 local maxima of at least threshold, off the array edge; -inf elsewhere.
-    # Lower maxima could never outrank a peak, so they are skipped.
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _candidates(sm: np.ndarray, threshold: float, region: tuple[int, int, int, int]
+                ) -> np.ndarray:
+    # Values of the 3x3 local maxima of at least threshold in region (y0, y1, x0, x1), off the
+    # array edge; -inf elsewhere. Lower maxima could never outrank a peak, so they are skipped.
     ny, nx = sm.shape
+    y0, y1, x0, x1 = region
     cand = np.full(sm.shape, -np.inf)
     # A maximum on the image edge is the flank of a column outside the image.
-    for y in numba.prange(1, ny - 1):
-        for x in range(1, nx - 1):
+    for y in numba.prange(max(y0, 1), min(y1, ny - 1)):
+        for x in range(max(x0, 1), min(x1, nx - 1)):
             v = sm[y, x]
             if v < threshold:
                 continue
@@ -98,7 +100,7 @@ def _candidates(sm: np.ndarray, threshold: float) -> np.ndarray:
     return cand
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _wins(comp: np.ndarray, y: int, x: int, disk: np.ndarray) -> bool:
     # Does (y, x) outrank every competitor at the offsets of disk (nearest first, so that a
     # loser usually meets its winner within a few reads)?
@@ -114,19 +116,21 @@ def _wins(comp: np.ndarray, y: int, x: int, disk: np.ndarray) -> bool:
     return True
 
 
-@numba.njit(cache=True, parallel=True)
-def _winners(comp: np.ndarray, disk: np.ndarray, y0: int, y1: int, x0: int,
-             x1: int) -> np.ndarray:
-    # Competitors in [y0, y1) x [x0, x1) that no other competitor within the disk outranks.
-    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.bool_)
-    for yy in numba.prange(y1 - y0):
-        for xx in range(x1 - x0):
-            if comp[yy + y0, xx + x0] > -np.inf:
-                mask[yy, xx] = _wins(comp, yy + y0, xx + x0, disk)
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _winners(comp: np.ndarray, disk: np.ndarray, region: tuple[int, int, int, int]
+             ) -> np.ndarray:
+    # Competitors in region (y0, y1, x0, x1) that no other competitor within the disk
+    # outranks; False elsewhere.
+    y0, y1, x0, x1 = region
+    mask = np.zeros(comp.shape, dtype=np.bool_)
+    for y in numba.prange(y0, y1):
+        for x in range(x0, x1):
+            if comp[y, x] > -np.inf:
+                mask[y, x] = _wins(comp, y, x, disk)
     return mask
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _reaches(sm: np.ndarray, y: int, x: int, disk: np.ndarray, level: float) -> bool:
     # Does any pixel at (y, x) + disk reach level?
     ny, nx = sm.shape
@@ -138,27 +142,28 @@ def _reaches(sm: np.ndarray, y: int, x: int, disk: np.ndarray, level: float) -> 
     return False
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _linked(sm: np.ndarray, cand: np.ndarray, strong_peaks: np.ndarray, link_disk: np.ndarray,
-            strong: float) -> np.ndarray:
-    # Competitors without a lattice: the strong peaks, and the weaker 3x3 maxima with a pixel
-    # of at least strong within the link disk.
-    ny, nx = sm.shape
+            strong: float, region: tuple[int, int, int, int]) -> np.ndarray:
+    # Competitors in region without a lattice: the strong peaks, and the weaker 3x3 maxima
+    # with a pixel of at least strong within the link disk.
+    y0, y1, x0, x1 = region
     comp = np.full(sm.shape, -np.inf)
-    for y in numba.prange(ny):
-        for x in range(nx):
+    for y in numba.prange(y0, y1):
+        for x in range(x0, x1):
             weak = -np.inf < cand[y, x] < strong
             if strong_peaks[y, x] or (weak and _reaches(sm, y, x, link_disk, strong)):
                 comp[y, x] = cand[y, x]
     return comp
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translations: np.ndarray,
-                disk: np.ndarray, site: float, strong: float, needed: int) -> np.ndarray:
-    # Competitors on a lattice: the peaks of at least strong, and every pixel of at least site
-    # (a local maximum or not) where, for `needed` of the lattice translations t, a peak lies
-    # within the disk of pixel + t. At the image edge a translation that leaves the image
+                disk: np.ndarray, site: float, strong: float, needed: int,
+                region: tuple[int, int, int, int]) -> np.ndarray:
+    # Competitors in region on a lattice: the peaks of at least strong, and every pixel of at
+    # least site (a local maximum or not) where, for `needed` of the lattice translations t, a
+    # peak lies within the disk of pixel + t. At the image edge a translation that leaves the image
     # counts when its opposite lands on a peak: the edge cuts the lattice line, the column
     # beyond it is unseen (vacuum beside the edge has no peak on the inward side).
     ny, nx = sm.shape
@@ -172,9 +177,10 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                     qx = x + disk[k, 1]
                     if 0 <= qy < ny and 0 <= qx < nx:
                         near[qy, qx] = True
+    y0, y1, x0, x1 = region
     comp = np.full(sm.shape, -np.inf)
-    for y in numba.prange(ny):
-        for x in range(nx):
+    for y in numba.prange(y0, y1):
+        for x in range(x0, x1):
             if peaks[y, x] and cand[y, x] >= strong:
                 comp[y, x] = cand[y, x]
                 continue
@@ -268,38 +274,55 @@ def local_maxima(
     ndarray (n, 2) int64
         ``(row, col)`` in raster order.
     """
-    y0, y1, x0, x1 = core if core is not None else (0, sm.shape[0], 0, sm.shape[1])
+    ny, nx = sm.shape
+    core = tuple(int(c) for c in core) if core is not None else (0, ny, 0, nx)
     sm = np.ascontiguousarray(sm, dtype=np.float64)
     strong = threshold if strong is None else max(strong, threshold)
     site = threshold if site is None else site
     support = strong if support is None else max(support, threshold)
     rivals = disk_offsets(min_distance)[1:]
-    cand = _candidates(sm, float(threshold))
+    shifts = np.zeros((0, 2)) if translations is None else np.asarray(translations, float)
+    shifts = np.round(shifts).astype(np.int64).reshape(-1, 2)
+
+    def grow(region: tuple[int, ...], by_y: int, by_x: int) -> tuple[int, int, int, int]:
+        return (max(region[0] - by_y, 0), min(region[1] + by_y, ny),
+                max(region[2] - by_x, 0), min(region[3] + by_x, nx))
+
+    # Each step is computed only where the next reads it: the competitors within
+    # min_distance of the core, the peaks their lattice repeats land near, and the 3x3
+    # maxima those peaks compete with.
+    reach = math.floor(min_distance)
+    comp_region = grow(core, reach, reach)
+    tol = math.floor(tolerance)
+    peak_region = grow(comp_region, int(np.abs(shifts[:, 0]).max(initial=0)) + tol,
+                       int(np.abs(shifts[:, 1]).max(initial=0)) + tol) if len(shifts) \
+        else comp_region
+    cand = _candidates(sm, float(threshold), grow(peak_region, reach, reach))
     # The peaks of at least support; those of at least strong are the strong columns (a lower
     # maximum never outranks them, so they win among these as among all).
     top = np.where(cand >= min(support, strong), cand, -np.inf)
-    peaks = _winners(top, rivals, 0, sm.shape[0], 0, sm.shape[1])
-    shifts = np.zeros((0, 2)) if translations is None else np.asarray(translations, float)
-    shifts = np.round(shifts).astype(np.int64).reshape(-1, 2)
+    peaks = _winners(top, rivals, peak_region)
     if len(shifts):
         comp = _on_lattice(sm, cand, peaks, shifts, disk_offsets(tolerance), float(site),
-                           float(strong), max(len(shifts) // 2, 1))
+                           float(strong), max(len(shifts) // 2, 1), comp_region)
     else:
-        comp = _linked(sm, cand, peaks & (cand >= strong), disk_offsets(link), float(strong))
-    peaks = np.argwhere(_winners(comp, rivals, int(y0), int(y1), int(x0), int(x1)))
+        comp = _linked(sm, cand, peaks & (cand >= strong), disk_offsets(link), float(strong),
+                       comp_region)
+    y0, y1, x0, x1 = core
+    peaks = np.argwhere(_winners(comp, rivals, core)[y0:y1, x0:x1])
     peaks[:, 0] += y0
     peaks[:, 1] += x0
     return peaks
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _aperture(dy: float, dx: float, window: float) -> float:
     # A disk with a one-pixel linear edge: pixels enter the window gradually as the centre
     # moves, so the centre of mass has no pixel-grid bias from a hard edge.
     return min(max(window + 0.5 - math.sqrt(dy * dy + dx * dx), 0.0), 1.0)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
          n_iter: int) -> tuple[np.ndarray, np.ndarray]:
     # Works in offsets from the integer peak, so the arithmetic does not depend on where the
@@ -378,7 +401,7 @@ def centre_of_mass(
                 peaks[:, 1].copy(), float(window), int(n_iter))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # Solve a symmetric positive definite system (the damped normal equations); NaNs when it
     # is not positive definite.
@@ -410,7 +433,7 @@ def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _varpro(vals, rows, cols, npix, ylo, xlo, t, gy, gx, lin, jtj, jtr):
     # Variable projection for A g(y, x, s) + b: for the nonlinear t = (y, x, s) the amplitude
     # and background are solved exactly (stored in lin), so Gauss-Newton runs on three
@@ -475,7 +498,7 @@ def _varpro(vals, rows, cols, npix, ylo, xlo, t, gy, gx, lin, jtj, jtr):
     return max(svv - amp * sgv - bg * sv, 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fit_one(img, y0, x0, cy0, cx0, r, w2, s_init, n_iter, vals, rows, cols, profiles, mats,
              vecs, out):
     # Fit one column whose integer peak is (y0, x0), starting at offset (cy0, cx0) from it; the
@@ -559,7 +582,7 @@ def _fit_one(img, y0, x0, cy0, cx0, r, w2, s_init, n_iter, vals, rows, cols, pro
         out[4] = np.nan
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _gauss(img, py, px, oy, ox, window, s_init, n_iter):
     # Coordinates are offsets from the integer peak (py, px), as in _com.
     n = py.shape[0]
@@ -594,8 +617,12 @@ def gaussian_fit(
 ) -> np.ndarray:
     """Least-squares fit of ``A exp(-r²/2s²) + b`` to ``img`` in a disk around each start.
 
-    A damped Gauss-Newton (Levenberg-Marquardt) loop per column with an analytic Jacobian, all
-    columns in parallel. The width stays within a factor of two of ``sigma``.
+    Variable projection: for a centre and width the amplitude and background are solved
+    exactly, and a damped Gauss-Newton (Levenberg-Marquardt) loop with an analytic, projected
+    Jacobian runs on the centre and width alone; columns in parallel, each with its own fixed
+    sequence of operations, so results do not depend on the thread count. The width stays
+    within a factor of two of ``sigma``. A fit stops when its step falls below 1e-4 px or
+    lowers chi² by less than 0.01, after at most ``n_iter`` steps.
 
     Parameters
     ----------
@@ -613,8 +640,9 @@ def gaussian_fit(
     Returns
     -------
     ndarray (n, 5)
-        Columns amplitude, y offset, x offset (from the peaks), width (NaN where the fit ran
-        off by more than ``window / FIT_WINDOW`` and the start was kept), background.
+        Columns amplitude, y offset, x offset (from the peaks), width, background. Where the
+        fit moves farther than ``FIT_MOVE * window / FIT_WINDOW`` from its start, or finds no
+        positive amplitude, the start is kept and amplitude, width and background are NaN.
     """
     peaks = np.asarray(peaks, dtype=np.int64).reshape(-1, 2)
     return _gauss(np.ascontiguousarray(img, dtype=np.float64), peaks[:, 0].copy(),

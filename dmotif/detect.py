@@ -228,12 +228,12 @@ def detect_atoms(
     """Detect atom columns with sub-pixel positions.
 
     Each frame is smoothed with a Gaussian of width ``sigma``; its local maxima that rise above
-    ``threshold`` (weak ones only where the lattice repeats them) and that no higher maximum
-    within ``min_distance`` outranks are the columns;
-    each is refined by an iterated, background-subtracted centre of mass in a disk of radius
-    ``window`` and, with ``refine="gaussian"``, by a 2-D Gaussian fit. The work runs tile by
-    tile (dask) with an overlap; every column is reported by the tile whose core holds its
-    integer peak, so the result is the same whatever the chunking or the number of workers.
+    the strong level, and weaker columns where the lattice predicts one (see ``threshold``),
+    that no higher column within ``min_distance`` outranks are the columns; each is refined
+    by an iterated, background-subtracted centre of mass in a disk of radius ``window`` and,
+    with ``refine="gaussian"``, by a 2-D Gaussian fit. The work runs tile by tile (dask) with
+    an overlap; every column is reported by the tile whose core holds its integer peak, so
+    the result is the same whatever the chunking or the number of workers.
 
     Parameters
     ----------
@@ -276,7 +276,8 @@ def detect_atoms(
     xarray.Dataset
         Over dim ``atom``, sorted by (frame, y, x): ``frame`` (int32), ``y``, ``x`` (float64,
         pixels), ``intensity`` (float32, the smoothed peak value), with ``refine="gaussian"``
-        also ``amplitude`` and ``width`` (float32; width NaN where the fit failed), and
+        also ``amplitude`` and ``width`` (float32; NaN where the fit was rejected and the
+        centre of mass kept), and
         ``y_nm``, ``x_nm`` when the image is calibrated. Attrs: ``spacing_px``,
         ``min_distance_px``, ``sigma_px``, ``window_px``, ``link_px``, ``translations_px``,
         ``tolerance_px``, ``threshold``, ``site_threshold``, ``support_threshold`` and
