@@ -356,7 +356,10 @@ def test_large_image_with_noise(kind):
         sc = _score(det, syn.atoms, det.attrs["spacing_px"], (2048, 2048))
         assert sc["recall"] >= 0.995
         assert sc["precision"] >= 0.995
-        assert sc["rmse_label"][0] <= 1.35 * _crb_rmse(1.0, syn)
+        # The centre of mass reads a disk of 0.3 spacing, near three widths of the narrow
+        # columns of the shape lattice, so it is the less efficient there.
+        assert sc["rmse_label"][0] <= (1.25 if refine == "gaussian" else 1.45) * _crb_rmse(
+            1.0, syn)
 
 
 @pytest.mark.parametrize("kind", ["perovskite", "shapes"])
