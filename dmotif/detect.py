@@ -33,16 +33,25 @@ MIN_DISTANCE_FRACTION = 0.45
 WINDOW_FRACTION = 0.3
 # A peak must rise this many noise sigmas (of the smoothed image) above the background, and at
 # least this fraction of the bright level above it (which matters only for noise-free images).
-# A peak below STRONG_SNR needs support: a pixel of STRONG_SNR within LINK_FRACTION spacings
-# and, where the image shows a lattice, a column (above SUPPORT_SNR) within TOLERANCE_FRACTION
-# spacings of peak + t for a lattice translation t. Weak columns sit beside bright ones and
-# repeat with the lattice; noise peaks in vacuum or in empty sites (honeycomb centres) do not.
+# A peak below STRONG_SNR needs support. Where the image shows a lattice, a weak column is the
+# highest pixel above the site level where, for half of the lattice translations t, a peak above
+# SUPPORT_SNR lies within TOLERANCE_FRACTION spacings of pixel + t: weak columns repeat with
+# the lattice, noise in empty sites (honeycomb centres), between columns or in vacuum does not.
+# The site level is SITE_SNR noise sigmas from the background plus SITE_CONTRAST of the bright
+# level: the background (the mode of the smoothed image) sits about a sigma above the empty
+# floor in a dense lattice, so at a peak SNR of 5 the level is near the floor and a single
+# chalcogen four sigmas above it is not missed even in 10^4 columns (an empty lattice site,
+# a vacancy, is then reported about half the time); in a cleaner image the contrast term keeps
+# vacancies out. Without a lattice, a weak peak needs a pixel of STRONG_SNR within
+# LINK_FRACTION spacings.
 MIN_SNR = 1.5
-SUPPORT_SNR = 3.5
+SITE_SNR = -1.0
+SUPPORT_SNR = 3.0
 STRONG_SNR = 5.0
 LINK_FRACTION = 1.5
-TOLERANCE_FRACTION = 0.2
+TOLERANCE_FRACTION = 0.15
 MIN_CONTRAST = 0.05
+SITE_CONTRAST = 0.03
 # The central crop that spacing and threshold statistics are read from: fixed, so they do not
 # depend on the chunking.
 STATS_CROP = 1024
@@ -55,6 +64,24 @@ _NM_PER_UNIT = {"nm": 1.0, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "pm": 1e-3, "um
                 "µm": 1e3}
 
 Refine = Literal["com", "gaussian"] | None
+
+
+class _Sliced:
+    """A numpy array that dask reads by slicing only.
+
+    ``dask.array.from_array`` copies an ndarray whole before slicing it (268 MB and 0.8 s for
+    a 4096² x 4 stack), to guard against later writes by the caller; detect_atoms computes
+    before it returns, so the caller's array cannot change under it.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._array[key]
 
 
 def _central_crop(image: xr.DataArray) -> tuple[slice, slice]:
@@ -144,17 +171,19 @@ def _positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, float, float]:
+def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, ...]:
     bg, noise, bright = _detect.background_and_noise(crop, sigma)
-    floor = MIN_CONTRAST * (bright - bg)
-    return tuple(bg + max(max(snr, min_snr) * noise, floor)
-                 for snr in (min_snr, SUPPORT_SNR, STRONG_SNR))
+    contrast = bright - bg
+    return (bg + max(min_snr * noise, MIN_CONTRAST * contrast),
+            bg + SITE_SNR * noise + SITE_CONTRAST * contrast,
+            *(bg + max(max(snr, min_snr) * noise, MIN_CONTRAST * contrast)
+              for snr in (SUPPORT_SNR, STRONG_SNR)))
 
 
 def _frame_thresholds(
     img: xr.DataArray, sigma: float, min_snr: float
-) -> list[tuple[float, float, float]]:
-    """Per frame, the (threshold, support, strong) levels of the smoothed image."""
+) -> list[tuple[float, ...]]:
+    """Per frame, the (threshold, site, support, strong) levels of the smoothed image."""
     ys, xs = _central_crop(img)
     crops = img.data[:, ys, xs].astype(np.float64)
     tasks = [dask.delayed(_levels, pure=True)(crops[f], sigma, min_snr)
@@ -168,15 +197,16 @@ def _detect_block(
     frame: int,
     origin: tuple[int, int],
     core: tuple[int, int, int, int],
-    levels: tuple[float, float, float],
+    levels: tuple[float, ...],
     **params: Any,
 ) -> dict[str, np.ndarray]:
     # dask already runs one tile per core; numba threads inside a tile would only contend.
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        found = _detect.detect_tile(block, threshold=levels[0], support=levels[1],
-                                    strong=levels[2], core=core, origin=origin, **params)
+        found = _detect.detect_tile(block, threshold=levels[0], site=levels[1],
+                                    support=levels[2], strong=levels[3], core=core,
+                                    origin=origin, **params)
     finally:
         numba.set_num_threads(threads)
     found["frame"] = np.full(found["y"].shape, frame, dtype=np.int32)
@@ -198,12 +228,12 @@ def detect_atoms(
     """Detect atom columns with sub-pixel positions.
 
     Each frame is smoothed with a Gaussian of width ``sigma``; its local maxima that rise above
-    ``threshold`` (weak ones only where the lattice repeats them) and that no higher maximum
-    within ``min_distance`` outranks are the columns;
-    each is refined by an iterated, background-subtracted centre of mass in a disk of radius
-    ``window`` and, with ``refine="gaussian"``, by a 2-D Gaussian fit. The work runs tile by
-    tile (dask) with an overlap; every column is reported by the tile whose core holds its
-    integer peak, so the result is the same whatever the chunking or the number of workers.
+    the strong level, and weaker columns where the lattice predicts one (see ``threshold``),
+    that no higher column within ``min_distance`` outranks are the columns; each is refined
+    by an iterated, background-subtracted centre of mass in a disk of radius ``window`` and,
+    with ``refine="gaussian"``, by a 2-D Gaussian fit. The work runs tile by tile (dask) with
+    an overlap; every column is reported by the tile whose core holds its integer peak, so
+    the result is the same whatever the chunking or the number of workers.
 
     Parameters
     ----------
@@ -220,12 +250,16 @@ def detect_atoms(
     threshold : float, optional
         Lowest value of a column in the smoothed image (image units), for every column. Default,
         per frame: the background (the mode of the smoothed image) plus ``min_snr`` times the
-        smoothed noise, both read from the image. A column below 5 noise sigmas is then kept
-        only beside bright ones (a pixel of 5 sigmas within 1.5 spacings) and where the lattice
-        repeats it (within 0.2 spacing of the column moved by one of the image's lattice
-        translations, read off its autocorrelation, the smoothed image reaches 3.5 sigmas). So
-        weak columns (a single chalcogen, an O column) are kept while noise peaks in vacuum or
-        in empty sites (the centre of a honeycomb) are not.
+        smoothed noise, both read from the image. A column below 5 noise sigmas needs support.
+        Where the image shows a lattice (translations read off its autocorrelation), a weak
+        column is the highest pixel near a lattice site: for half of the translations, a peak
+        of 3 sigmas lies within 0.15 spacing of the pixel moved by the translation; it must
+        reach the site level (about the empty floor at a peak SNR of 5, see ``SITE_SNR``), not
+        ``threshold``, and need not be a local maximum. Without a lattice, a weak column needs
+        a pixel of 5 sigmas within 1.5 spacings. So weak columns (a single chalcogen, an O
+        column) are kept while noise in vacuum, between columns or in empty sites (the centre
+        of a honeycomb) is not; an empty site of the lattice (a vacancy) may be reported in a
+        noisy image.
     min_snr : float
         Used when ``threshold`` is None: how many noise sigmas a column must rise above the
         background of the smoothed image.
@@ -242,11 +276,12 @@ def detect_atoms(
     xarray.Dataset
         Over dim ``atom``, sorted by (frame, y, x): ``frame`` (int32), ``y``, ``x`` (float64,
         pixels), ``intensity`` (float32, the smoothed peak value), with ``refine="gaussian"``
-        also ``amplitude`` and ``width`` (float32; width NaN where the fit failed), and
+        also ``amplitude`` and ``width`` (float32; NaN where the fit was rejected and the
+        centre of mass kept), and
         ``y_nm``, ``x_nm`` when the image is calibrated. Attrs: ``spacing_px``,
         ``min_distance_px``, ``sigma_px``, ``window_px``, ``link_px``, ``translations_px``,
-        ``tolerance_px``, ``threshold``, ``support_threshold`` and ``strong_threshold`` (per
-        frame), ``refine``, ``pixel_size``, ``units``, ``shape``.
+        ``tolerance_px``, ``threshold``, ``site_threshold``, ``support_threshold`` and
+        ``strong_threshold`` (per frame), ``refine``, ``pixel_size``, ``units``, ``shape``.
 
     Raises
     ------
@@ -284,7 +319,8 @@ def detect_atoms(
     if isinstance(data, np.ndarray) and data.ndim in (2, 3):
         # dask would name a numpy array by hashing every byte of it; a random name is free.
         tiles = normalize_chunks(chunks, ((1,) * (3 - data.ndim)) + data.shape)
-        lazy = da.from_array(data, chunks=tiles[3 - data.ndim :], name=False)
+        lazy = da.from_array(_Sliced(data), chunks=tiles[3 - data.ndim :], name=False,
+                             meta=data[:0, :0])
         image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
     check_finite_nonconstant(img)
@@ -303,16 +339,21 @@ def detect_atoms(
     sigma = sigma or SIGMA_FRACTION * spacing
     window = window or WINDOW_FRACTION * spacing
     levels = (_frame_thresholds(img, sigma, float(min_snr)) if threshold is None
-              else [(float(threshold),) * 3] * img.sizes["frame"])
+              else [(float(threshold),) * 4] * img.sizes["frame"])
     link = LINK_FRACTION * spacing
     tolerance = TOLERANCE_FRACTION * spacing
-    reach = max(np.hypot(*np.round(translations).T).max(initial=0.0) + tolerance, link + 1)
+    # How far beyond itself the support of a competitor reads: the strong peaks (and the pixels
+    # they compete with) about its lattice repeats, or the link disk.
+    if len(translations):
+        context = np.hypot(*np.round(translations).T).max() + tolerance + min_distance + 1
+    else:
+        context = max(link, min_distance + 1)
 
     # The smoothed value of a pixel needs the raw pixels within the kernel radius; a core peak
-    # needs the candidates within min_distance + 1 and the pixels its support test reads; the
-    # centre of mass may move by a window, and the Gaussian fit reads a wider disk around it.
+    # needs the competitors within min_distance and what their support reads; the centre of
+    # mass may move by a window, and the Gaussian fit reads a wider disk around it.
     smooth_reach = int(_detect.GAUSS_TRUNCATE * sigma + 0.5)
-    depth = max(smooth_reach + math.ceil(max(min_distance + 1, reach)) + 1,
+    depth = max(smooth_reach + math.ceil(min_distance + context) + 1,
                 math.ceil((1 + _detect.FIT_WINDOW) * window) + 3)
     arr = img.data
     ny, nx = arr.shape[1:]
@@ -337,7 +378,7 @@ def detect_atoms(
     if found["y"].size == 0:
         raise NoAtomsError(
             f"no atom columns found: no peak of the smoothed image (sigma {sigma:.3g} px) rises "
-            f"above the threshold {min(t for t, _, _ in levels):.4g} (background + {min_snr} noise "
+            f"above the threshold {min(t[0] for t in levels):.4g} (background + {min_snr} noise "
             "sigmas). "
             "The image may hold no columns at this spacing; pass a lower threshold= or min_snr=, "
             "or the right spacing=."
@@ -356,9 +397,10 @@ def detect_atoms(
         "min_distance_px": float(min_distance),
         "sigma_px": float(sigma),
         "window_px": float(window),
-        "threshold": [float(t) for t, _, _ in levels],
-        "support_threshold": [float(t) for _, t, _ in levels],
-        "strong_threshold": [float(t) for _, _, t in levels],
+        "threshold": [float(t[0]) for t in levels],
+        "site_threshold": [float(t[1]) for t in levels],
+        "support_threshold": [float(t[2]) for t in levels],
+        "strong_threshold": [float(t[3]) for t in levels],
         "link_px": float(link),
         "translations_px": np.round(translations, 3).tolist(),
         "tolerance_px": float(tolerance),

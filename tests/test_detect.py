@@ -102,34 +102,37 @@ def test_weak_column_beside_bright_one_is_kept():
     assert len(ref) == 1
 
 
-def test_weak_peaks_need_the_lattice_to_repeat_them():
-    # A square lattice (a = 12) of bright columns, one site holding a weak column, and a weak
-    # blob of the same height in the centre of a cell, where the lattice has no site.
-    yy, xx = np.mgrid[:120, :120]
+def test_weak_columns_need_the_lattice_to_repeat_them():
+    # A square lattice (a = 12) of bright columns up to x = 114, one site holding a weak
+    # column; weak blobs of the same height in the centre of a cell (no site there) and one
+    # lattice step beyond the edge of the crystal (vacuum: only one translation leads back to
+    # a column).
+    yy, xx = np.mgrid[:120, :160]
 
     def blob(y: float, x: float, amp: float) -> np.ndarray:
         return amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8)
 
     img = sum(blob(y, x, 0.2 if (y, x) == (54, 54) else 1.0)
               for y in range(6, 120, 12) for x in range(6, 120, 12))
-    img = img + blob(60, 72, 0.2)
+    img = img + blob(60, 72, 0.2) + blob(30, 126, 0.2)
     kw = {"min_distance": 5, "threshold": 0.1, "strong": 0.5}
     lattice = np.array([[0, 12], [12, 0], [0, -12], [-12, 0]])
-    peaks = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, link=12,
-                                 **kw)
+    peaks = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, **kw)
     found = set(map(tuple, peaks.tolist()))
     assert (54, 54) in found
-    assert (60, 72) not in found
+    assert not {(60, 72), (30, 126)} & found
     assert len(found) == 100
-    # Without a lattice, any weak peak beside a bright one is kept.
+    # Columns below strong support each other once they reach the support level.
+    medium = 0.4 * img
+    assert len(_detect.local_maxima(medium, translations=lattice, tolerance=2, **kw)) == 0
+    held = _detect.local_maxima(medium, translations=lattice, tolerance=2, support=0.3, **kw)
+    assert set(map(tuple, held.tolist())) == found - {(54, 54)}  # 0.08 is below the site level
+    # Without a lattice, any weak peak beside a bright one is kept, and only those.
     near = set(map(tuple, _detect.local_maxima(img, link=12, **kw).tolist()))
-    assert {(54, 54), (60, 72)} <= near
-    # A weak peak needs a bright one within link, lattice or not.
-    far = _detect.local_maxima(img, translations=lattice, tolerance=2, support=0.5, link=3, **kw)
-    assert (54, 54) not in set(map(tuple, far.tolist()))
-    # Without support, no weak peak is kept.
-    alone = set(map(tuple, _detect.local_maxima(img, **kw).tolist()))
-    assert not {(54, 54), (60, 72)} & alone
+    assert {(54, 54), (60, 72), (30, 126)} <= near
+    far = set(map(tuple, _detect.local_maxima(img, link=3, **kw).tolist()))
+    assert not {(54, 54), (60, 72), (30, 126)} & far
+    assert len(far) == 99
 
 
 def test_plateau_gives_one_peak():
@@ -245,29 +248,93 @@ def test_detection_is_exact_without_noise(kind, refine):
     assert sc["rmse"] <= (0.1 if refine == "com" else 0.05)
 
 
-def _crlb_rmse(amplitude: float, syn: synthetic.Synthetic) -> float:
-    """Cramér-Rao bound of the 2-D position error of a Gaussian column in white noise.
+def _crb_rmse(amplitude: float, syn: synthetic.Synthetic, n_offsets: int = 32) -> float:
+    """Cramér-Rao bound on the 2-D position error of one round column of the sample.
 
-    Per axis var = noise² / (amplitude² π / 2), whatever the width (the derivative falls as
-    1/width while the pixels grow as width²); noise as at the peak of the column.
+    The Fisher information of the column as the generator renders it (a Gaussian of its width
+    sampled at pixel centres, on its background) for the five parameters the Gaussian fit
+    estimates (amplitude, y, x, width, background), each pixel weighted by its variance under
+    the generator's noise model, read² + mean / dose (Poisson counts at ``dose`` per unit).
+    The bound, sqrt(var y + var x) from the inverse, is averaged over sub-pixel positions.
+    Columns are over six widths apart, so a neighbour's overlap is left out.
     """
     p = syn.params
-    noise = math.sqrt(p["read_noise"] ** 2 + (amplitude + p["background"]) / p["dose"])
-    return math.sqrt(2) * noise / (amplitude * math.sqrt(math.pi / 2))
+    s = p["column_width"] / p["pixel_size"]
+    half = math.ceil(6 * s)
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    total = 0.0
+    for cy, cx in np.random.default_rng(0).uniform(-0.5, 0.5, (n_offsets, 2)):
+        ey, ex = yy - cy, xx - cx
+        g = np.exp(-(ey**2 + ex**2) / (2 * s * s))
+        mean = p["background"] + amplitude * g
+        var = p["read_noise"] ** 2 + mean / (p["dose"] or np.inf)
+        jac = np.stack([g, amplitude * g * ey / s**2, amplitude * g * ex / s**2,
+                        amplitude * g * (ey**2 + ex**2) / s**3, np.ones_like(g)]).reshape(5, -1)
+        cov = np.linalg.inv((jac / var.ravel()) @ jac.T)
+        total += cov[1, 1] + cov[2, 2]
+    return math.sqrt(total / n_offsets)
+
+
+def test_crb_of_a_column_in_white_noise_matches_the_closed_form():
+    # Without shot noise the bound has a closed form: per axis var = noise² / (A² π / 2)
+    # (the derivative falls as 1/width while the pixels it covers grow as width²).
+    syn = synthetic.tmd(size=64, dose=None, read_noise=0.1)
+    assert _crb_rmse(1.0, syn) == pytest.approx(math.sqrt(2) * 0.1 / math.sqrt(math.pi / 2),
+                                                rel=0.01)
 
 
 @pytest.mark.parametrize("refine", ["com", "gaussian"])
-def test_tmd_with_noise_recall_precision_and_crlb(tmd_noisy, refine):
+def test_tmd_with_noise_recall_precision_and_crb(tmd_noisy, refine):
     det = dmotif.detect_atoms(tmd_noisy.image, refine=refine)
     sc = _score(det, tmd_noisy.atoms, det.attrs["spacing_px"], (1024, 1024))
     assert sc["recall"] >= 0.995
     assert sc["precision"] >= 0.995
-    # Metal columns (peak/noise about 5): within 25 % (Gaussian) / 35 % (CoM) of the bound.
-    assert sc["rmse_label"][0] <= (1.25 if refine == "gaussian" else 1.35) * _crlb_rmse(
-        1.0, tmd_noisy)
-    # Single chalcogens (peak/noise about 1 per pixel, 4 after smoothing) are nearly all found;
-    # the lattice-repeat test keeps the noise in the empty hexagon centres out.
-    assert sc["recall_label"][2] >= 0.95
+    # Metal columns (peak/noise about 5): the Gaussian fit is within 10 % of the Cramér-Rao
+    # bound (and, an estimate unbiased to first order, not below it), the centre of mass
+    # within 20 %. The issue's 0.1 / 0.05 px lie below this bound (0.21 px) at this noise.
+    crb = _crb_rmse(1.0, tmd_noisy)
+    assert crb == pytest.approx(0.207, abs=0.005)
+    ratio = sc["rmse_label"][0] / crb
+    assert (0.95 <= ratio <= 1.1) if refine == "gaussian" else ratio <= 1.2
+    assert sc["recall_label"][2] == 1.0
+
+
+def test_tmd_reaches_the_issue_targets_where_the_bound_allows():
+    # At the noise where the bound is 0.04 px (read noise 0.035, no shot noise: peak SNR 29)
+    # the issue's targets hold: centre of mass <= 0.1 px, Gaussian fit <= 0.05 px.
+    syn = synthetic.tmd(size=1024, seed=2, dose=None, read_noise=0.035)
+    crb = _crb_rmse(1.0, syn)
+    assert 0.035 <= crb <= 0.04
+    rmse = {}
+    for refine in ("com", "gaussian"):
+        det = dmotif.detect_atoms(syn.image, refine=refine)
+        sc = _score(det, syn.atoms, det.attrs["spacing_px"], (1024, 1024))
+        assert sc["recall"] == sc["precision"] == 1.0
+        rmse[refine] = sc["rmse_label"][0]
+    assert rmse["com"] <= 0.1
+    assert rmse["gaussian"] <= min(0.05, 1.1 * crb)
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_tmd_every_single_chalcogen_and_nothing_between_columns(seed):
+    # Peak SNR 5: a single chalcogen is a 4-sigma column (matched filter), yet all are found;
+    # the price is that some empty lattice sites (vacancies) are reported, but never a point
+    # between columns, in a honeycomb centre or elsewhere off the lattice: every column is
+    # decided at a lattice site (its integer peak within 0.2 spacing of one).
+    syn = _computed(synthetic.tmd(size=1024, seed=seed))
+    det = dmotif.detect_atoms(syn.image, refine="gaussian")
+    spacing = det.attrs["spacing_px"]
+    sc = _score(det, syn.atoms, spacing, (1024, 1024))
+    assert sc["recall_label"][2] == 1.0
+    assert sc["recall"] == 1.0
+    assert sc["precision"] >= 0.995
+    peaks = dmotif.detect_atoms(syn.image, refine=None)
+    sites = np.r_[np.c_[syn.atoms["y"], syn.atoms["x"]],
+                  np.c_[syn.vacancies["y"], syn.vacancies["x"]]]
+    p = np.c_[peaks["y"], peaks["x"]]
+    inner = ((p >= spacing / 2) & (p <= 1023 - spacing / 2)).all(axis=1)
+    d, _ = cKDTree(sites).query(p[inner])
+    assert d.max() <= 0.2 * spacing
 
 
 def test_tmd_all_single_chalcogens_found_at_moderate_noise():
@@ -277,7 +344,7 @@ def test_tmd_all_single_chalcogens_found_at_moderate_noise():
     assert sc["recall_label"][2] == 1.0
     assert sc["recall"] >= 0.999
     assert sc["precision"] >= 0.999
-    assert sc["rmse_label"][0] <= 1.25 * _crlb_rmse(1.0, syn)
+    assert sc["rmse_label"][0] <= 1.25 * _crb_rmse(1.0, syn)
 
 
 @pytest.mark.slow
@@ -289,7 +356,10 @@ def test_large_image_with_noise(kind):
         sc = _score(det, syn.atoms, det.attrs["spacing_px"], (2048, 2048))
         assert sc["recall"] >= 0.995
         assert sc["precision"] >= 0.995
-        assert sc["rmse_label"][0] <= 1.35 * _crlb_rmse(1.0, syn)
+        # The centre of mass reads a disk of 0.3 spacing, near three widths of the narrow
+        # columns of the shape lattice, so it is the less efficient there.
+        assert sc["rmse_label"][0] <= (1.25 if refine == "gaussian" else 1.45) * _crb_rmse(
+            1.0, syn)
 
 
 @pytest.mark.parametrize("kind", ["perovskite", "shapes"])
@@ -299,7 +369,7 @@ def test_other_lattices_with_noise(kind):
     sc = _score(det, syn.atoms, det.attrs["spacing_px"], (1024, 1024))
     assert sc["recall"] >= 0.995
     assert sc["precision"] >= 0.995
-    assert sc["rmse_label"][0] <= 1.25 * _crlb_rmse(1.0, syn)
+    assert sc["rmse_label"][0] <= 1.25 * _crb_rmse(1.0, syn)
 
 
 def test_no_atoms_in_vacuum():
