@@ -146,30 +146,60 @@ def _member(ind, new, ptr, rev, rev_new, u, a):
     return rev[e], rev_new[e]
 
 
+@njit(cache=True, inline="always")
+def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
+    """Record w among node v's candidates; False if it was recorded already.
+
+    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
+    the table is reused from node to node without clearing.
+    """
+    mask = np.uint64(keys.shape[0] - 1)
+    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
+    while stamps[h] == v:
+        if keys[h] == w:
+            return False
+        h = (h + np.uint64(1)) & mask
+    stamps[h] = v
+    keys[h] = w
+    return True
+
+
+#: Nodes per parallel task of a descent step; each task reuses one candidate table.
+_NODE_BLOCK = 256
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new):
     """One Jacobi iteration; returns the number of new entries per node.
 
     Node v tries every member w of the neighbourhood of each member u of its own neighbourhood
     (and u itself) unless both steps v–u and u–w were already there last iteration: such a
-    pair was tried then.
+    pair was tried then. A candidate met along several paths is tried once.
     """
     n, k = ind.shape
+    span = k + (ptr[1:] - ptr[:-1]).max()
+    size = 1
+    while size < 2 * span * (span + 1):
+        size *= 2
     updates = np.zeros(n, dtype=np.int64)
-    for v in prange(n):
-        rd, ri, rf = out_dist[v], out_ind[v], out_new[v]
-        rd[:] = dist[v]
-        ri[:] = ind[v]
-        rf[:] = False
-        for a in range(k + ptr[v + 1] - ptr[v]):
-            u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
-            if fu and u != v:
-                _push(rd, ri, rf, _dist(z, v, z, u, angular), u)
-            for b in range(k + ptr[u + 1] - ptr[u]):
-                w, fw = _member(ind, new, ptr, rev, rev_new, u, b)
-                if (fu or fw) and w != v:
-                    _push(rd, ri, rf, _dist(z, v, z, w, angular), w)
-        updates[v] = rf.sum()
+    for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
+        keys = np.empty(size, dtype=np.int64)
+        stamps = np.full(size, -1, dtype=np.int64)
+        for v in range(block * _NODE_BLOCK, min((block + 1) * _NODE_BLOCK, n)):
+            rd, ri, rf = out_dist[v], out_ind[v], out_new[v]
+            rd[:] = dist[v]
+            ri[:] = ind[v]
+            rf[:] = False
+            _first_visit(keys, stamps, v, v)
+            for a in range(k + ptr[v + 1] - ptr[v]):
+                u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
+                if fu and _first_visit(keys, stamps, u, v):
+                    _push(rd, ri, rf, _dist(z, v, z, u, angular), u)
+                for b in range(k + ptr[u + 1] - ptr[u]):
+                    w, fw = _member(ind, new, ptr, rev, rev_new, u, b)
+                    if (fu or fw) and _first_visit(keys, stamps, w, v):
+                        _push(rd, ri, rf, _dist(z, v, z, w, angular), w)
+            updates[v] = rf.sum()
     return updates
 
 
