@@ -10,6 +10,7 @@ from dmotif import _knn
 from dmotif._nndescent import nn_descent
 
 from .conftest import unequal_blobs
+from .test_layout import _threads
 
 
 def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -17,15 +18,6 @@ def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
     k = exact.shape[1]
     hits = (approx[:, :, None] == exact[:, None, :]).any(axis=2).sum()
     return float(hits) / exact.size if k else 1.0
-
-
-def _threads(n: int, func, *args, **kwargs):
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        return func(*args, **kwargs)
-    finally:
-        numba.set_num_threads(before)
 
 
 def _cloud(kind: str, n: int) -> np.ndarray:
