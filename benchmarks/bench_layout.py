@@ -70,8 +70,8 @@ def _run(method: str, n: int, queue: mp.Queue) -> None:
 
     warnings.simplefilter("ignore")
     with contextlib.redirect_stdout(io.StringIO()):
-        # Compile numba kernels outside the timing; above 12 000 points (4 096 for umap) the
-        # kNN is pynndescent's, which compiles anew in every process.
+        # Compile or load numba kernels outside the timing; umap's kNN above 4 096 points is
+        # pynndescent's, which compiles anew in every process.
         _layout(method, blobs(2000 if method == "fg8" else 13000, seed=1)[0])
         x, truth = blobs(n)
         start = time.perf_counter()
