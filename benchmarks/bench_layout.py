@@ -1,6 +1,6 @@
 """Time dmotif's FR layout against motif-learn's ForceGraph8 and umap-learn on the same data.
 
-Usage: ``python benchmarks/bench_layout.py [--sizes 5000 20000 ...] [--fg8-max N]``
+Usage: ``python benchmarks/bench_layout.py [--sizes 5000 20000 ...] [--fg8-max N] [--knn]``
 
 Each (method, size) runs in a fresh process after a small warm-up run (so numba compilation
 is not timed), on well-separated 20-D Gaussian blobs with six classes of unequal sizes (the
@@ -8,6 +8,12 @@ smallest 2 %) standing in for reduced Zernike features. Reported: wall time of t
 peak resident memory of the process, and the ARI against the truth of HDBSCAN labels of the
 layout (``dmotif.cluster``, the same for every method). umap-learn runs with the same kNN
 size, metric and number of epochs, without a random_state (its parallel mode).
+
+With ``--knn`` only the layout's kNN graph is timed (10 neighbours, correlation): dmotif's
+NN-descent against pynndescent, seeded on one thread (what dmotif used before) and unseeded in
+parallel, each in a fresh process: cold (the first build, with numba compilation or cache
+loading) and warm (a second build in the same process), and the recall of the 10 nearest on
+2 000 sampled points against the exact kNN.
 """
 
 from __future__ import annotations
@@ -64,8 +70,8 @@ def _run(method: str, n: int, queue: mp.Queue) -> None:
 
     warnings.simplefilter("ignore")
     with contextlib.redirect_stdout(io.StringIO()):
-        # Compile numba kernels outside the timing; above 12 000 points (4 096 for umap) the
-        # kNN is pynndescent's, which compiles anew in every process.
+        # Compile or load numba kernels outside the timing; umap's kNN above 4 096 points is
+        # pynndescent's, which compiles anew in every process.
         _layout(method, blobs(2000 if method == "fg8" else 13000, seed=1)[0])
         x, truth = blobs(n)
         start = time.perf_counter()
@@ -78,10 +84,41 @@ def _run(method: str, n: int, queue: mp.Queue) -> None:
     queue.put((wall, peak, adjusted_rand_score(truth, labels), float((labels < 0).mean())))
 
 
-def measure(method: str, n: int) -> tuple[float, float, float, float]:
+KNN_METHODS = ("dmotif", "pynndescent-1", "pynndescent")
+
+
+def _knn_graph(method: str, x: np.ndarray) -> np.ndarray:
+    from dmotif import _knn
+
+    if method == "dmotif":
+        return _knn.approx_knn(x, 10, "correlation", 0)[0]
+    from pynndescent import NNDescent
+
+    seeded = dict(random_state=0, n_jobs=1) if method == "pynndescent-1" else {}
+    index = NNDescent(x, n_neighbors=10, metric="correlation", low_memory=True, **seeded)
+    return index.neighbor_graph[0]
+
+
+def _run_knn(method: str, n: int, queue: mp.Queue) -> None:
+    from dmotif import _knn
+
+    warnings.simplefilter("ignore")
+    x, _ = blobs(n)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        ind = _knn_graph(method, x)
+        times.append(time.perf_counter() - start)
+    rows = np.random.default_rng(0).choice(n, 2000, replace=False)
+    exact, _ = _knn.exact_knn(x[rows], 10, "correlation", ref=x)
+    hits = (ind[rows][:, :, None] == exact[:, None, :]).any(axis=2).mean()
+    queue.put((times[0], times[1], float(hits)))
+
+
+def measure(method: str, n: int, target=_run) -> tuple[float, ...]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(method, n, queue))
+    proc = ctx.Process(target=target, args=(method, n, queue))
     proc.start()
     proc.join()
     if proc.exitcode != 0:
@@ -94,7 +131,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000, 200000])
     parser.add_argument("--fg8-max", type=int, default=50_000, help="ForceGraph8 is O(N²)")
     parser.add_argument("--umap-max", type=int, default=200_000)
+    parser.add_argument("--knn", action="store_true", help="time the kNN graph only")
     args = parser.parse_args()
+    if args.knn:
+        knn_table(args.sizes)
+        return
     header = (
         f"{'method':<8} {'N':>8} {'wall s':>8} {'peak MiB':>9} {'ARI':>6} {'unass.':>7} "
         f"{'÷ dmotif':>9}"
@@ -115,6 +156,25 @@ def main() -> None:
             print(
                 f"{method:<8} {n:>8} {wall:>8.2f} {peak:>9.0f} {ari:>6.3f} "
                 f"{100 * unassigned:>6.2f}% {speedup:>8.1f}×",
+                flush=True,
+            )
+
+
+def knn_table(sizes: list[int]) -> None:
+    header = (
+        f"{'method':<14} {'N':>8} {'cold s':>8} {'warm s':>8} {'recall':>7} "
+        f"{'warm ÷ dmotif':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for n in sizes:
+        ours = None
+        for method in KNN_METHODS:
+            cold, warm, recall = measure(method, n, _run_knn)
+            ours = ours or warm
+            print(
+                f"{method:<14} {n:>8} {cold:>8.2f} {warm:>8.2f} {recall:>7.4f} "
+                f"{warm / ours:>13.2f}×",
                 flush=True,
             )
 

@@ -186,7 +186,7 @@ def fr_layout(
 
     Notes
     -----
-    Graph: kNN (exact up to 12 000 atoms, pynndescent above) with UMAP-style fuzzy weights,
+    Graph: kNN (exact up to 12 000 atoms, NN-descent above) with UMAP-style fuzzy weights,
     symmetrised as ``P + Pᵀ − P∘Pᵀ``. Start: the first two principal components scaled to
     max |coordinate| = 10. Each force component is clipped to ±4; negative samples are drawn
     uniformly, skipping the atom's graph neighbours. The reference draws 10 for every edge
@@ -258,7 +258,7 @@ def fr_layout(
         if n_atoms <= _knn.EXACT_MAX:
             ind, dist = _knn.exact_knn(x, n_neighbors, metric)
         else:
-            ind, dist = _knn.landmark_index(x, n_neighbors, metric, base).neighbor_graph
+            ind, dist = _knn.approx_knn(x, n_neighbors, metric, base)
         y = _relax(x, ind, dist, **relax)
     else:
         n_land = int(landmarks)

@@ -77,15 +77,6 @@ def test_exact_knn_matches_brute_force():
         np.testing.assert_array_equal(ind[:, 0], np.arange(x.shape[0]))
 
 
-@pytest.mark.slow  # pynndescent compiles its correlation kernels in every process
-def test_pynndescent_graph_close_to_exact():
-    x, _ = unequal_blobs((1500, 1000), dim=10)
-    exact, _ = _knn.exact_knn(x, 10, "correlation")
-    approx, _ = _knn.landmark_index(x, 10, "correlation", 0).neighbor_graph
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
-    assert recall > 0.95
-
-
 def test_separates_unequal_blobs(blobs, blob_layout):
     x, truth = blobs
     ari, unassigned = _hdbscan_ari(blob_layout.values, truth)

@@ -1,0 +1,306 @@
+"""NN-descent kNN graphs (Dong, Moses & Li 2011) in cached numba, independent of the thread count.
+
+Pure numpy/numba (no dask, no xarray); the kernels are compiled with ``cache=True``, so a new
+process loads them instead of compiling them. Rows arrive prepared by ``_knn._prepare``: the
+distance is the squared euclidean one, or ``1 - dot`` for unit rows (cosine, correlation).
+
+Every iteration is computed Jacobi-style: each node *pulls* candidates (its neighbours and
+their neighbours, forward and sampled reverse) from the previous iteration's graph and updates
+only its own row, sorted by (distance, index). A row is the best k of the set of candidates
+seen, whatever the order they came in, and any random choice comes from a counter-based stream
+of (seed, iteration, node), so the graph is bit-identical for any number of numba threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._fr_kernels import _GOLDEN, _below, _mix, _stream
+
+__all__ = ["MIN_WIDTH", "nn_descent", "reverse_edges", "search"]
+
+#: Fewest neighbours kept per node while the graph is built: a sparse graph hides neighbours.
+#: Recall of the 9 nearest on 20-D overlapping blobs (N = 20 000) converges to 0.91 with a
+#: width of 9, 0.97 with 15, 0.99 with 20 (7 iterations, 1.3× the time of 15).
+MIN_WIDTH = 20
+
+_NONE = np.iinfo(np.int64).max
+_OLD = np.uint64(1) << np.uint64(63)
+
+
+@njit(cache=True, inline="always")
+def _dist(za: np.ndarray, a: np.int64, zb: np.ndarray, b: np.int64, angular: bool) -> float:
+    # Sums run in a fixed order and are symmetric in a and b, so a pair always gets the same bits.
+    d = 0.0
+    if angular:
+        for t in range(za.shape[1]):
+            d += za[a, t] * zb[b, t]
+        return 1.0 - d
+    for t in range(za.shape[1]):
+        diff = za[a, t] - zb[b, t]
+        d += diff * diff
+    return d
+
+
+@njit(cache=True, inline="always")
+def _push(rd: np.ndarray, ri: np.ndarray, rf: np.ndarray, d: float, j: np.int64) -> bool:
+    """Insert (d, j) as new into the row sorted by (distance, index) unless worse or present."""
+    k = rd.shape[0]
+    if d > rd[k - 1] or (d == rd[k - 1] and j >= ri[k - 1]):
+        return False
+    for t in range(k):
+        if ri[t] == j:
+            return False
+    p = k - 1
+    while p > 0 and (rd[p - 1] > d or (rd[p - 1] == d and ri[p - 1] > j)):
+        rd[p] = rd[p - 1]
+        ri[p] = ri[p - 1]
+        rf[p] = rf[p - 1]
+        p -= 1
+    rd[p] = d
+    ri[p] = j
+    rf[p] = True
+    return True
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _random_start(z: np.ndarray, k: int, angular: bool, seed: np.uint64):
+    """k distinct random neighbours per node (not itself), drawn from the node's stream."""
+    n = z.shape[0]
+    ind = np.full((n, k), _NONE, dtype=np.int64)
+    dist = np.full((n, k), np.inf, dtype=np.float64)
+    new = np.zeros((n, k), dtype=np.bool_)
+    for v in prange(n):
+        state = _stream(seed, 0, v)
+        filled = 0
+        while filled < k:
+            state += _GOLDEN
+            w = _below(state, n)
+            if w != v and _push(dist[v], ind[v], new[v], _dist(z, v, z, w, angular), w):
+                filled += 1
+    return ind, dist, new
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, it: int):
+    """Reverse graph in CSR form, at most ``cap`` sources per node: new edges first, the rest
+    by a random priority from the node's stream."""
+    n, k = ind.shape
+    count = np.zeros(n + 1, dtype=np.int64)
+    for v in range(n):
+        for t in range(k):
+            count[ind[v, t] + 1] += 1
+    full_ptr = np.cumsum(count)
+    src = np.empty(n * k, dtype=np.int64)
+    src_new = np.empty(n * k, dtype=np.bool_)
+    fill = full_ptr[:-1].copy()
+    # Sources are written in node order: the full lists do not depend on threads.
+    for v in range(n):
+        for t in range(k):
+            u = ind[v, t]
+            src[fill[u]] = v
+            src_new[fill[u]] = new[v, t]
+            fill[u] += 1
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for u in range(n):
+        ptr[u + 1] = ptr[u] + min(full_ptr[u + 1] - full_ptr[u], cap)
+    rev = np.empty(ptr[n], dtype=np.int64)
+    rev_new = np.empty(ptr[n], dtype=np.bool_)
+    for u in prange(n):
+        lo, hi = full_ptr[u], full_ptr[u + 1]
+        if hi - lo <= cap:
+            rev[ptr[u] : ptr[u + 1]] = src[lo:hi]
+            rev_new[ptr[u] : ptr[u + 1]] = src_new[lo:hi]
+            continue
+        # Keep the cap smallest keys (old edges carry the top bit) by insertion.
+        keys = np.full(cap, np.iinfo(np.uint64).max, dtype=np.uint64)
+        pick = np.empty(cap, dtype=np.int64)
+        base = _stream(seed, it, u)
+        for e in range(lo, hi):
+            key = _mix(base + np.uint64(src[e]) * _GOLDEN) >> np.uint64(1)
+            if not src_new[e]:
+                key |= _OLD
+            if key >= keys[cap - 1]:
+                continue
+            p = cap - 1
+            while p > 0 and keys[p - 1] > key:
+                keys[p] = keys[p - 1]
+                pick[p] = pick[p - 1]
+                p -= 1
+            keys[p] = key
+            pick[p] = e
+        for p in range(cap):
+            rev[ptr[u] + p] = src[pick[p]]
+            rev_new[ptr[u] + p] = src_new[pick[p]]
+    return ptr, rev, rev_new
+
+
+@njit(cache=True, inline="always")
+def _member(ind, new, ptr, rev, rev_new, u, a):
+    """Member a of node u's neighbourhood: forward neighbours, then sampled reverse ones."""
+    k = ind.shape[1]
+    if a < k:
+        return ind[u, a], new[u, a]
+    e = ptr[u] + a - k
+    return rev[e], rev_new[e]
+
+
+@njit(cache=True, inline="always")
+def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
+    """Record w among node v's candidates; False if it was recorded already.
+
+    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
+    the table is reused from node to node without clearing.
+    """
+    mask = np.uint64(keys.shape[0] - 1)
+    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
+    while stamps[h] == v:
+        if keys[h] == w:
+            return False
+        h = (h + np.uint64(1)) & mask
+    stamps[h] = v
+    keys[h] = w
+    return True
+
+
+#: Nodes per parallel task of a descent step; each task reuses one candidate table.
+_NODE_BLOCK = 256
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new):
+    """One Jacobi iteration; returns the number of new entries per node.
+
+    Node v tries every member w of the neighbourhood of each member u of its own neighbourhood
+    (and u itself) unless both steps v–u and u–w were already there last iteration: such a
+    pair was tried then. A candidate met along several paths is tried once.
+    """
+    n, k = ind.shape
+    span = k + (ptr[1:] - ptr[:-1]).max()
+    size = 1
+    while size < 2 * span * (span + 1):
+        size *= 2
+    updates = np.zeros(n, dtype=np.int64)
+    for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
+        keys = np.empty(size, dtype=np.int64)
+        stamps = np.full(size, -1, dtype=np.int64)
+        for v in range(block * _NODE_BLOCK, min((block + 1) * _NODE_BLOCK, n)):
+            rd, ri, rf = out_dist[v], out_ind[v], out_new[v]
+            rd[:] = dist[v]
+            ri[:] = ind[v]
+            rf[:] = False
+            _first_visit(keys, stamps, v, v)
+            for a in range(k + ptr[v + 1] - ptr[v]):
+                u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
+                if fu and _first_visit(keys, stamps, u, v):
+                    _push(rd, ri, rf, _dist(z, v, z, u, angular), u)
+                for b in range(k + ptr[u + 1] - ptr[u]):
+                    w, fw = _member(ind, new, ptr, rev, rev_new, u, b)
+                    if (fu or fw) and _first_visit(keys, stamps, w, v):
+                        _push(rd, ri, rf, _dist(z, v, z, w, angular), w)
+            updates[v] = rf.sum()
+    return updates
+
+
+def nn_descent(
+    z: np.ndarray,
+    k: int,
+    angular: bool,
+    seed: int,
+    *,
+    delta: float = 0.001,
+    max_iter: int = 30,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The k approximate nearest other rows of each row of ``z`` (itself excluded).
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        (N, D) float64 rows, N > k; unit rows if ``angular``.
+    k : int
+        Neighbours per row.
+    angular : bool
+        Distance ``1 - dot`` if True, else the squared euclidean distance.
+    seed : int
+        Seed of the random start and of the reverse-edge samples.
+    delta : float, default 0.001
+        Stop once an iteration changes fewer than ``delta * N * k`` entries.
+    max_iter : int, default 30
+        Stop after this many iterations in any case.
+
+    Returns
+    -------
+    (indices, distances, iterations)
+        (N, k) int64 and float64, each row sorted by (distance, index), and the number of
+        iterations run.
+    """
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    seed = np.uint64(seed)
+    width = min(max(k, MIN_WIDTH), z.shape[0] - 1)
+    # Half as many reverse as forward neighbours per node: nearly the same recall, half the work.
+    cap = max(width // 2, 1)
+    ind, dist, new = _random_start(z, width, angular, seed)
+    out_ind, out_dist, out_new = np.empty_like(ind), np.empty_like(dist), np.empty_like(new)
+    it = 0
+    while it < max_iter:
+        it += 1
+        ptr, rev, rev_new = reverse_edges(ind, new, cap, seed, it)
+        updates = _descent_step(
+            z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new
+        )
+        ind, out_ind = out_ind, ind
+        dist, out_dist = out_dist, dist
+        new, out_new = out_new, new
+        if updates.sum() < delta * ind.size:
+            break
+    return np.ascontiguousarray(ind[:, :k]), np.ascontiguousarray(dist[:, :k]), it
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def search(
+    q: np.ndarray,
+    z: np.ndarray,
+    ind: np.ndarray,
+    ptr: np.ndarray,
+    rev: np.ndarray,
+    entries: np.ndarray,
+    k: int,
+    ef: int,
+    angular: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The approximate k nearest rows of ``z`` for each row of ``q``, by beam search.
+
+    The graph of ``z`` is its kNN graph ``ind`` plus the reverse edges ``ptr, rev`` (from
+    :func:`reverse_edges`). A query starts from the ``ef`` nearest of the ``entries`` and
+    expands the nearest unexpanded node of its beam until all ``ef`` are expanded. A query
+    depends only on its own row, so the answer does not depend on batches or threads. Returns
+    distances as ``nn_descent`` does, rows sorted by (distance, index).
+    """
+    m = q.shape[0]
+    out_ind = np.empty((m, k), dtype=np.int64)
+    out_dist = np.empty((m, k), dtype=np.float64)
+    no_flags = np.zeros(ind.shape, dtype=np.bool_)
+    no_rev_flags = np.zeros(rev.shape[0], dtype=np.bool_)
+    for p in prange(m):
+        bd = np.full(ef, np.inf)
+        bi = np.full(ef, _NONE, dtype=np.int64)
+        # _push marks an entry as new: here, not yet expanded.
+        todo = np.zeros(ef, dtype=np.bool_)
+        for e in entries:
+            _push(bd, bi, todo, _dist(q, p, z, e, angular), e)
+        a = 0
+        while a < ef:
+            if not todo[a]:
+                a += 1
+                continue
+            todo[a] = False
+            u = bi[a]
+            for b in range(ind.shape[1] + ptr[u + 1] - ptr[u]):
+                w, _ = _member(ind, no_flags, ptr, rev, no_rev_flags, u, b)
+                _push(bd, bi, todo, _dist(q, p, z, w, angular), w)
+            # A nearer node may have entered the beam ahead of position a.
+            a = 0
+        out_ind[p] = bi[:k]
+        out_dist[p] = bd[:k]
+    return out_ind, out_dist
