@@ -333,6 +333,8 @@ def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
     off_x = np.zeros(n)
     r = math.ceil(window) + 1
     w2 = window * window
+    inner2 = (window - 0.5) ** 2 if window > 0.5 else -1.0
+    outer2 = (window + 0.5) ** 2
     for k in numba.prange(n):
         cy = 0.0
         cx = 0.0
@@ -349,8 +351,14 @@ def _com(img: np.ndarray, py: np.ndarray, px: np.ndarray, window: float,
             svy = 0.0
             svx = 0.0
             for dy in range(max(iy - r, -py[k]), min(iy + r + 1, ny - py[k])):
+                ry = dy - cy
                 for dx in range(max(ix - r, -px[k]), min(ix + r + 1, nx - px[k])):
-                    a = _aperture(dy - cy, dx - cx, window)
+                    rx = dx - cx
+                    d2 = ry * ry + rx * rx
+                    # the square root only on the aperture's one-pixel edge
+                    if d2 >= outer2:
+                        continue
+                    a = 1.0 if d2 <= inner2 else _aperture(ry, rx, window)
                     if a > 0.0:
                         v = img[py[k] + dy, px[k] + dx]
                         lo = min(lo, v)
