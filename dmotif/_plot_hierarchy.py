@@ -86,7 +86,9 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
             inset.set_gid(f"node:{n}")
         else:
             ax.plot([x], [y], "o", ms=12, color=f"C{d['level'] % 10}", gid=f"node:{n}")
-        ax.text(x, y - patch_size / 2 - 0.01, f"{d.get('name', n)}\nn={d.get('count', '?')}",
+        # a pattern's name lists its cell types; one per line keeps crowded rows readable
+        name = str(d.get("name", n)).replace(" + ", "\n+ ")
+        ax.text(x, y - patch_size / 2 - 0.01, f"{name}\nn={d.get('count', '?')}",
                 fontsize=7, ha="center", va="top")
     return fig
 

@@ -88,6 +88,7 @@ def cluster(
     method: str = "hdbscan",
     n_motifs: int | None = None,
     min_size: int | None = None,
+    follow: xr.DataArray | np.ndarray | None = None,
     seed: Seed = 0,
 ) -> xr.DataArray:
     """Label the clusters of a 2-D layout: one label per motif, -1 for unassigned atoms.
@@ -107,6 +108,10 @@ def cluster(
     min_size : int, optional
         Smallest motif, in atoms (default: 0.2 % of the atoms, at least 5). Smaller HDBSCAN
         clusters and raster regions are unassigned.
+    follow : array of bool over atom, optional
+        Atoms that do not define motifs but take the label of their nearest other atom in the
+        layout, e.g. the ``edge`` flag of :func:`dmotif.zernike_features`: a patch cut by the
+        image border is mirrored, and such atoms would otherwise form motifs of their own.
     seed : int, numpy.random.Generator or None, default 0
         Seed of the HDBSCAN sample and the GMM start.
 
@@ -128,7 +133,17 @@ def cluster(
     layout = _as_layout(layout)
     if method not in METHODS:
         raise ParameterError(f"method must be one of {METHODS}; got {method!r}.")
-    y = np.asarray(layout.values, dtype=np.float64)
+    y_all = np.asarray(layout.values, dtype=np.float64)
+    lead = np.ones(y_all.shape[0], dtype=bool)
+    if follow is not None:
+        follow = np.asarray(follow.values if isinstance(follow, xr.DataArray) else follow)
+        if follow.shape != (y_all.shape[0],) or follow.dtype != bool:
+            raise DataError(
+                f"follow must be one bool per atom ({y_all.shape[0]}); got shape "
+                f"{follow.shape}, dtype {follow.dtype}."
+            )
+        lead = ~follow
+    y = y_all[lead]
     n = y.shape[0]
     if n_motifs is not None:
         if method != "gmm":
@@ -155,6 +170,11 @@ def cluster(
         if n_motifs is None:
             n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
         raw = _gmm(y, n_motifs, s)
+    if not lead.all():
+        nearest = NearestNeighbors(n_neighbors=1).fit(y).kneighbors(y_all[~lead])[1][:, 0]
+        full = np.empty(y_all.shape[0], dtype=raw.dtype)
+        full[lead], full[~lead] = raw, raw[nearest]
+        raw = full
     labels = _canonical(raw)
     out = xr.DataArray(
         labels,

@@ -54,7 +54,7 @@ def _stage_functions() -> dict[str, Callable[..., Any]]:
 
 
 # Keyword arguments that carry data or run-wide settings, not a stage's own knobs.
-_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice"})
+_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice", "follow"})
 
 
 def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:
@@ -345,7 +345,9 @@ def _run_stage(
         on = params.pop("on")
         if on == "auto":
             on = "layout" if cfg["virtual"]["detector"] is None else "pca"
-        labels = func(ds[on].compute(), **params).rename("label").astype(np.int32)
+        # Atoms whose patch the image border cuts take their neighbours' motif.
+        follow = ds["edge"].values if "edge" in ds else None
+        labels = func(ds[on].compute(), follow=follow, **params).rename("label").astype(np.int32)
         labels.attrs["on"] = on
         summary = _motif_summary(image, atoms, labels, ds, attrs)
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")

@@ -71,6 +71,21 @@ def test_raster_unassigns_small_regions():
     assert set(np.unique(labels[:-1])) == {0, 1}
 
 
+def test_follow_atoms_take_their_neighbours_motif():
+    rng = np.random.default_rng(3)
+    main = [rng.normal(c, 1.0, (300, 2)) for c in (0.0, 20.0)]
+    # a tight group of "border" atoms off to the side, nearest to the second motif
+    border = rng.normal((32.0, 32.0), 0.3, (20, 2))
+    y = np.vstack([*main, border])
+    follow = np.r_[np.zeros(600, bool), np.ones(20, bool)]
+    assert dmotif.cluster(y).attrs["n_motifs"] == 3
+    labels = dmotif.cluster(y, follow=follow).values
+    assert labels.max() == 1 and (labels >= 0).all()
+    assert (labels[600:] == labels[300]).all() and labels[0] != labels[300]
+    with pytest.raises(DataError, match="one bool per atom"):
+        dmotif.cluster(y, follow=follow[:10])
+
+
 def test_errors(blob_layout):
     lay, _ = blob_layout
     with pytest.raises(ParameterError, match="only used by method='gmm'"):
