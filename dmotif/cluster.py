@@ -47,6 +47,11 @@ def _canonical(labels: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
+def _nearest_labels(ref: np.ndarray, labels: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The label of each query point's nearest point of ``ref``."""
+    return labels[NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(query)[1][:, 0]]
+
+
 def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
     n = y.shape[0]
     sample = np.arange(n)
@@ -57,8 +62,7 @@ def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
     sub = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y[sample])
     if sample.size == n:
         return sub
-    nearest = NearestNeighbors(n_neighbors=1).fit(y[sample]).kneighbors(y)[1][:, 0]
-    return sub[nearest]
+    return _nearest_labels(y[sample], sub, y)
 
 
 def _raster(y: np.ndarray, min_size: int) -> np.ndarray:
@@ -171,9 +175,8 @@ def cluster(
             n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
         raw = _gmm(y, n_motifs, s)
     if not lead.all():
-        nearest = NearestNeighbors(n_neighbors=1).fit(y).kneighbors(y_all[~lead])[1][:, 0]
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
-        full[lead], full[~lead] = raw, raw[nearest]
+        full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
         raw = full
     labels = _canonical(raw)
     out = xr.DataArray(
