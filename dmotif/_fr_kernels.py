@@ -21,6 +21,10 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S32 = np.uint64(32)
 _CLIP = 4.0
+_ONE = np.uint64(1)
+_B63 = np.uint64(63)
+_S6 = np.uint64(6)
+_S52 = np.uint64(52)
 
 
 @njit(cache=True, inline="always")
@@ -68,6 +72,12 @@ def _pow_d2(d2: float, p: float) -> float:
     if p == 4.0:
         return d2 * d2
     return d2 ** (0.5 * p)
+
+
+@njit(cache=True, inline="always")
+def _bloom_hash(k: np.int64) -> np.uint64:
+    """12 well-mixed bits of an index: 6 for each of two 64-bit masks."""
+    return (np.uint64(k) * _GOLDEN) >> _S52
 
 
 @njit(cache=True, inline="always")
@@ -132,8 +142,15 @@ def _node_force(
     f0 = 0.0
     f1 = 0.0
     w_sum = 0.0
+    # Two 64-bit Bloom masks of the row: a sample passes both for ~4 % of non-neighbours, so
+    # the mispredicted branches of the exact search (half the epoch time) are mostly skipped.
+    m0 = np.uint64(0)
+    m1 = np.uint64(0)
     for e in range(lo, hi):
         w_sum += row_w[e]
+        h = _bloom_hash(row_idx[e])
+        m0 |= _ONE << (h & _B63)
+        m1 |= _ONE << (h >> _S6)
     scale = (hi - lo) / w_sum if w_sum > 0.0 else 0.0
     r0 = 0.0
     r1 = 0.0
@@ -149,7 +166,10 @@ def _node_force(
         for _ in range(count):
             state += _GOLDEN
             k = _below(state, neg_pool)
-            if k == i or _in_sorted(row_idx, lo, hi, k):
+            if k == i:
+                continue
+            h = _bloom_hash(k)
+            if (m0 >> (h & _B63)) & (m1 >> (h >> _S6)) & _ONE and _in_sorted(row_idx, lo, hi, k):
                 continue
             dx = yi0 - y[k, 0]
             dy = yi1 - y[k, 1]
@@ -173,12 +193,13 @@ def fr_epochs(
     epoch0: int,
     disp: np.ndarray,
 ) -> None:
-    """Run one stage of ``n_epochs`` epochs on the layout ``y`` (N, 2) in place.
+    """Run one stage of ``n_epochs`` epochs on the layout ``y`` (N, 2), float32, in place.
 
     ``indptr, indices, weights`` is the symmetric graph in CSR form with sorted rows;
     ``params = (n, m, alpha, beta)``; the learning rate decays linearly to 0 over the stage.
     ``epoch0`` numbers the epochs of this stage globally so that each stage draws fresh
-    streams. ``disp`` (N, 2) is scratch space, so no memory is allocated per epoch.
+    streams. ``disp`` (N, 2), like ``y``, is scratch space, so no memory is allocated per
+    epoch.
     """
     n = y.shape[0]
     pn, pm, alpha, beta = params[0], params[1], params[2], params[3]
