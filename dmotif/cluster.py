@@ -17,7 +17,10 @@ __all__ = ["cluster", "motif_summary"]
 
 METHODS = ("hdbscan", "raster", "gmm")
 #: HDBSCAN runs on at most this many seeded layout points; the others take their nearest's label.
-HDBSCAN_SAMPLE = 50_000
+#: scikit-learn builds HDBSCAN's spanning tree by Prim's method over all pairs, so the time is
+#: quadratic: 7 s for 50 000 points, 0.9 s for 20 000, with the same labels on an 87k-atom TMD
+#: layout (4 motifs, ARI 0.981 against the truth either way).
+HDBSCAN_SAMPLE = 20_000
 #: Grid of the raster method (the reference's 256 × 256, disks of radius 3).
 RASTER_BINS = 256
 RASTER_RADIUS = 3
