@@ -283,6 +283,10 @@ def fractional_offsets(
     return frac - np.floor(frac + 0.25)
 
 
+#: Most offsets whose neighbourhoods are counted to find the slots.
+SLOT_SAMPLE = 4096
+
+
 def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: int) -> np.ndarray:
     """Basis slots: groups of fractional offsets held by at least a quarter of the cells.
 
@@ -290,16 +294,19 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     angular order about the anchor (ties by distance).
     """
     pix = offsets @ m.T
-    tree = cKDTree(pix)
-    counts = tree.query_ball_point(pix, tol, return_length=True)
-    taken = np.zeros(len(pix), bool)
+    # Offsets pile up at a few slots, so counting every ball is quadratic in the atoms (1.7 s
+    # for 87k): the densest points are found on an even subsample, the means taken over all.
+    step = max(1, len(pix) // SLOT_SAMPLE)
+    sub = pix[::step]
+    tree, sub_tree = cKDTree(pix), cKDTree(sub)
+    counts = sub_tree.query_ball_point(sub, tol, return_length=True) * step
+    taken = np.zeros(len(sub), bool)
     slots = []
     for i in np.argsort(-counts, kind="stable"):
         if taken[i] or counts[i] < max(0.25 * n_cells, 2):
             continue
-        members = tree.query_ball_point(pix[i], tol)
-        taken[members] = True
-        slots.append(offsets[members].mean(axis=0))
+        taken[sub_tree.query_ball_point(sub[i], tol)] = True
+        slots.append(offsets[tree.query_ball_point(sub[i], tol)].mean(axis=0))
     if not slots:
         return np.zeros((1, 2))
     s = np.array(slots)
