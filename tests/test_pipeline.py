@@ -248,6 +248,31 @@ def test_report_renders_in_a_real_browser(reference: dmotif.Result, tmp_path: Pa
     assert np.mean(pixels < 128) > 0.02
 
 
+def test_report_counts_one_motif_per_column_type_when_they_are_resolvable(
+    client: object, tmp_path: Path
+) -> None:
+    # At peak SNR 5 (the default) an antisite is 1.2x a metal's intensity, about 3.8 noise
+    # sigmas of a matched filter apart: a run may or may not give it a motif of its own. With
+    # ten times the dose and a third of the read noise the four column types are resolvable,
+    # and a run must find exactly four motifs, one per type, and the report must say so.
+    sample = tmp_path / "tmd.zarr"
+    dmotif.synthetic.save(
+        dmotif.synthetic.tmd(size=768, seed=3, dose=1000.0, read_noise=0.05, chunks=256), sample
+    )
+    res = dmotif.run(sample, tmp_path / "out.zarr", client=client)
+    truth = dmotif.synthetic.load(sample).atoms
+    atoms = res.atoms.compute()
+    _, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
+    true, found = truth["label"].values[j], atoms["label"].values
+    assert found.max() + 1 == 4
+    majority = [np.bincount(found[true == c][found[true == c] >= 0]).argmax() for c in range(4)]
+    assert sorted(majority) == [0, 1, 2, 3]
+    for c in range(4):
+        assert np.mean(found[true == c] == majority[c]) >= 0.95
+    page = dmotif.report(res, tmp_path / "report.html").read_text()
+    assert "<th>motifs</th><td>4</td>" in page
+
+
 @pytest.mark.slow
 def test_run_takes_features_from_diffraction(client: object, tmp_path: Path) -> None:
     from dmotif.synthetic_4d import fourd
