@@ -135,9 +135,10 @@ def _node_force(
     """Attraction along the edges ``lo:hi`` of node i, repulsion from negative samples.
 
     Negative samples are drawn from ``neg_pool`` rows of ``y`` (all nodes, or the landmarks),
-    skipping i itself and its graph neighbours; an edge of weight w draws ``n_neg * w`` of
-    them on average (stochastic rounding), each weighted by the row's edges per unit weight,
-    so that the expected repulsion is the reference's ``n_neg`` samples per edge.
+    skipping i itself and its graph neighbours; the node draws ``n_neg * Σw`` of them on
+    average (stochastic rounding), as if each edge drew in proportion to its weight, and each
+    counts ``deg / Σw`` times, so that the expected repulsion is the reference's ``n_neg``
+    samples per edge.
     """
     f0 = 0.0
     f1 = 0.0
@@ -147,35 +148,33 @@ def _node_force(
     m0 = np.uint64(0)
     m1 = np.uint64(0)
     for e in range(lo, hi):
-        w_sum += row_w[e]
-        h = _bloom_hash(row_idx[e])
-        m0 |= _ONE << (h & _B63)
-        m1 |= _ONE << (h >> _S6)
-    scale = (hi - lo) / w_sum if w_sum > 0.0 else 0.0
-    r0 = 0.0
-    r1 = 0.0
-    for e in range(lo, hi):
         j = row_idx[e]
         dx = yi0 - y[j, 0]
         dy = yi1 - y[j, 1]
         f = alpha / (1.0 + _pow_d2(dx * dx + dy * dy, pn))
         f0 -= _clip(dx * f) * row_w[e]
         f1 -= _clip(dy * f) * row_w[e]
+        w_sum += row_w[e]
+        h = _bloom_hash(j)
+        m0 |= _ONE << (h & _B63)
+        m1 |= _ONE << (h >> _S6)
+    r0 = 0.0
+    r1 = 0.0
+    count = np.int64(n_neg * w_sum + _unit(state))
+    for _ in range(count):
         state += _GOLDEN
-        count = np.int64(n_neg * row_w[e] + _unit(state))
-        for _ in range(count):
-            state += _GOLDEN
-            k = _below(state, neg_pool)
-            if k == i:
-                continue
-            h = _bloom_hash(k)
-            if (m0 >> (h & _B63)) & (m1 >> (h >> _S6)) & _ONE and _in_sorted(row_idx, lo, hi, k):
-                continue
-            dx = yi0 - y[k, 0]
-            dy = yi1 - y[k, 1]
-            f = beta / (1.0 + _pow_d2(dx * dx + dy * dy, pm))
-            r0 += _clip(dx * f)
-            r1 += _clip(dy * f)
+        k = _below(state, neg_pool)
+        if k == i:
+            continue
+        h = _bloom_hash(k)
+        if (m0 >> (h & _B63)) & (m1 >> (h >> _S6)) & _ONE and _in_sorted(row_idx, lo, hi, k):
+            continue
+        dx = yi0 - y[k, 0]
+        dy = yi1 - y[k, 1]
+        f = beta / (1.0 + _pow_d2(dx * dx + dy * dy, pm))
+        r0 += _clip(dx * f)
+        r1 += _clip(dy * f)
+    scale = (hi - lo) / w_sum if w_sum > 0.0 else 0.0
     return f0 + scale * r0, f1 + scale * r1
 
 

@@ -167,9 +167,9 @@ def fr_layout(
     epochs : int or sequence of int, default 100
         Total epochs split evenly over the stages, or the epochs of each stage.
     negative_samples : int, default 10
-        Negative samples per edge and epoch, in expectation: an edge of weight w draws
-        ``negative_samples * w`` of them (stochastically rounded), each weighted up so that
-        the expected repulsion is that of ``negative_samples`` per edge (see Notes).
+        Negative samples per edge and epoch, in expectation: an atom whose edges weigh Σw
+        draws ``negative_samples * Σw`` of them (stochastically rounded), each weighted up so
+        that the expected repulsion is that of ``negative_samples`` per edge (see Notes).
     learning_rate : float, default 1.0
         Step size at the start of each stage; it decays linearly to 0 within a stage.
     landmarks : int, default 200000
@@ -192,10 +192,11 @@ def fr_layout(
     symmetrised as ``P + Pᵀ − P∘Pᵀ``. Start: the first two principal components scaled to
     max |coordinate| = 10. Each force component is clipped to ±4; negative samples are drawn
     uniformly, skipping the atom's graph neighbours. The reference draws 10 for every edge
-    whatever its weight; here an edge draws in proportion to its weight (as UMAP samples
-    edges) and each sample counts ``deg / Σw`` times, so the expected repulsion on an atom is
-    the reference's while 2.5× fewer samples are drawn on a typical graph (Σw ≈ 6 over ≈ 15
-    edges per atom).
+    whatever its weight; here an atom draws in proportion to its edges' total weight (as
+    UMAP samples edges by weight) and each sample counts ``deg / Σw`` times, so the expected
+    repulsion on an atom is the reference's while 2.5× fewer samples are drawn on a typical
+    graph (Σw ≈ 6 over ≈ 15 edges per atom). Candidates that are the atom's graph neighbours
+    are found through two 64-bit Bloom masks of its row before an exact search.
 
     Unlike the reference (sequential, in-place updates), each epoch sums the forces on every
     atom at the previous epoch's positions, in parallel over atoms, and then moves all atoms.
