@@ -197,24 +197,26 @@ def fr_epochs(
     ``indptr, indices, weights`` is the symmetric graph in CSR form with sorted rows;
     ``params = (n, m, alpha, beta)``; the learning rate decays linearly to 0 over the stage.
     ``epoch0`` numbers the epochs of this stage globally so that each stage draws fresh
-    streams. ``disp`` (N, 2), like ``y``, is scratch space, so no memory is allocated per
-    epoch.
+    streams. ``disp`` (N, 2), like ``y``, is the second buffer of the epochs' positions, so
+    no memory is allocated per epoch.
     """
     n = y.shape[0]
     pn, pm, alpha, beta = params[0], params[1], params[2], params[3]
+    # Each epoch reads one buffer and writes the other: one parallel pass, one barrier.
+    src, dst = y, disp
     for epoch in range(n_epochs):
         lr = learning_rate * (1.0 - epoch / n_epochs)
         for i in prange(n):
             state = _stream(seed, epoch0 + epoch, i)
             f0, f1 = _node_force(
-                i, y[i, 0], y[i, 1], y, indices, weights, indptr[i], indptr[i + 1],
+                i, src[i, 0], src[i, 1], src, indices, weights, indptr[i], indptr[i + 1],
                 n, n_neg, pn, pm, alpha, beta, state,
             )
-            disp[i, 0] = lr * f0
-            disp[i, 1] = lr * f1
-        for i in prange(n):
-            y[i, 0] += disp[i, 0]
-            y[i, 1] += disp[i, 1]
+            dst[i, 0] = src[i, 0] + lr * f0
+            dst[i, 1] = src[i, 1] + lr * f1
+        src, dst = dst, src
+    if n_epochs % 2:
+        y[:] = src
 
 
 @njit(cache=True, parallel=True, nogil=True)
