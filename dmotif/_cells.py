@@ -175,6 +175,33 @@ def lattice_rotations(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.array(rots)
 
 
+def dense_groups(
+    points: np.ndarray, tol: float, min_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and sizes of the tight groups of ``points``, densest first.
+
+    A group is the ball of radius ``tol`` about its densest point, kept if it holds at least
+    ``min_size`` points. The points pile up in a few groups, so counting every ball is
+    quadratic in their number: the balls are counted on an even-strided subset of at most
+    ``_MAX_VECTORS`` points and the sizes scaled back to all points.
+    """
+    stride = max(1, len(points) // _MAX_VECTORS)
+    sub = points[::stride]
+    scale = len(points) / max(len(sub), 1)
+    tree = cKDTree(sub)
+    counts = tree.query_ball_point(sub, tol, return_length=True)
+    taken = np.zeros(len(sub), bool)
+    centres, sizes = [], []
+    for i in np.lexsort((np.linalg.norm(sub, axis=1), -counts)):
+        if taken[i] or counts[i] * scale < min_size:
+            continue
+        members = tree.query_ball_point(sub[i], tol)
+        taken[members] = True
+        centres.append(sub[members].mean(axis=0))
+        sizes.append(len(members) * scale)
+    return np.reshape(centres, (-1, points.shape[1])), np.array(sizes, float)
+
+
 def lattice_basis(
     vectors: np.ndarray, *, spacing: float, n_atoms: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -192,33 +219,15 @@ def lattice_basis(
             "no neighbour vectors between atoms of the same label: too few atoms or every "
             "label is unique; give more atoms or labels that repeat."
         )
-    # The vectors sit in a few tight groups, so counting neighbours within a group is
-    # quadratic in their number: an even-strided subset keeps it bounded, and the support is
-    # scaled back to all vectors.
-    stride = max(1, len(vectors) // _MAX_VECTORS)
-    scale = len(vectors) / len(vectors[::stride])
-    vectors = vectors[::stride]
-    tree = cKDTree(vectors)
-    counts = tree.query_ball_point(vectors, tol, return_length=True)
-    order = np.lexsort((np.linalg.norm(vectors, axis=1), -counts))
-    taken = np.zeros(len(vectors), bool)
-    centres, support = [], []
-    for i in order:
-        if taken[i] or counts[i] < 3:
-            continue
-        members = tree.query_ball_point(vectors[i], tol)
-        taken[members] = True
-        centres.append(vectors[members].mean(axis=0))
-        support.append(len(members) * scale)
-    if not centres:
+    centres, support = dense_groups(vectors, tol, 3)
+    if len(centres) == 0:
         raise NoLatticeError(
             f"no repeated neighbour vector among {n_atoms} atoms: the arrangement is not "
             "periodic (amorphous?); use method='rings' for Delaunay/radius neighbourhoods."
         )
-    centres_a, support_a = np.array(centres), np.array(support, float)
-    keep = support_a >= _LATTICE_SUPPORT * support_a.max()
-    cand = centres_a[keep]
-    sup = support_a[keep]
+    keep = support >= _LATTICE_SUPPORT * support.max()
+    cand = centres[keep]
+    sup = support[keep]
     lengths = np.linalg.norm(cand, axis=1)
     idx = np.argsort(lengths, kind="stable")
     u = cand[idx[0]]
@@ -283,33 +292,16 @@ def fractional_offsets(
     return frac - np.floor(frac + 0.25)
 
 
-#: Most offsets whose neighbourhoods are counted to find the slots.
-SLOT_SAMPLE = 4096
-
-
 def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: int) -> np.ndarray:
     """Basis slots: groups of fractional offsets held by at least a quarter of the cells.
 
     Returns ``(s, 2)`` fractional positions, the anchor slot (nearest 0) first, the others in
     angular order about the anchor (ties by distance).
     """
-    pix = offsets @ m.T
-    # Offsets pile up at a few slots, so counting every ball is quadratic in the atoms (1.7 s
-    # for 87k): the densest points are found on an even subsample, the means taken over all.
-    step = max(1, len(pix) // SLOT_SAMPLE)
-    sub = pix[::step]
-    tree, sub_tree = cKDTree(pix), cKDTree(sub)
-    counts = sub_tree.query_ball_point(sub, tol, return_length=True) * step
-    taken = np.zeros(len(sub), bool)
-    slots = []
-    for i in np.argsort(-counts, kind="stable"):
-        if taken[i] or counts[i] < max(0.25 * n_cells, 2):
-            continue
-        taken[sub_tree.query_ball_point(sub[i], tol)] = True
-        slots.append(offsets[tree.query_ball_point(sub[i], tol)].mean(axis=0))
-    if not slots:
+    centres, _ = dense_groups(offsets @ m.T, tol, max(0.25 * n_cells, 2))
+    if len(centres) == 0:
         return np.zeros((1, 2))
-    s = np.array(slots)
+    s = centres @ np.linalg.inv(m).T
     s[int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))] = 0.0
     return _order_slots(s, m)
 
