@@ -75,6 +75,37 @@ def _push(rd: np.ndarray, ri: np.ndarray, rf: np.ndarray, d: float, j: np.int64)
     return True
 
 
+@njit(cache=True, inline="always")
+def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
+    """Record w among node v's candidates; False if it was recorded already.
+
+    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
+    the table is reused from node to node without clearing.
+    """
+    mask = np.uint64(keys.shape[0] - 1)
+    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
+    while stamps[h] == v:
+        if keys[h] == w:
+            return False
+        h = (h + np.uint64(1)) & mask
+    stamps[h] = v
+    keys[h] = w
+    return True
+
+
+@njit(cache=True, inline="always")
+def _table_size(candidates: np.int64) -> np.int64:
+    """Entries of a candidate table at most half full with ``candidates`` keys."""
+    size = 1
+    while size < 2 * candidates:
+        size *= 2
+    return size
+
+
+#: Nodes per parallel task of the start and of a descent step; each reuses one candidate table.
+_NODE_BLOCK = 256
+
+
 #: Offset of the trees' epochs in the counter-based streams, clear of the descent's iterations.
 _TREE_EPOCH = 1 << 40
 #: Members of a node drawn to choose its split: the farthest two define the plane. A node that
@@ -177,28 +208,38 @@ def _forest_start(z, k, angular, seed, order, leaf_ptr, leaf_of):
     neighbours (not itself) from the node's stream where the leaves hold fewer than k.
 
     Each node fills only its own row with the best k of a candidate set, sorted by (distance,
-    index), so the start does not depend on threads.
+    index), so the start does not depend on threads. A leaf-mate met in several trees is
+    measured once.
     """
     n = z.shape[0]
+    n_trees = order.shape[0]
     ind = np.full((n, k), _NONE, dtype=np.int64)
     dist = np.full((n, k), np.inf, dtype=np.float64)
     new = np.zeros((n, k), dtype=np.bool_)
-    for v in prange(n):
-        for tree in range(order.shape[0]):
-            leaf = leaf_of[tree, v]
-            for p in range(leaf_ptr[tree, leaf], leaf_ptr[tree, leaf + 1]):
-                w = order[tree, p]
-                if w != v:
-                    _push(dist[v], ind[v], new[v], _dist(z, v, z, w, angular), w)
-        filled = 0
-        while filled < k and ind[v, filled] != _NONE:
-            filled += 1
-        state = _stream(seed, 0, v)
-        while filled < k:
-            state += _GOLDEN
-            w = _below(state, n)
-            if w != v and _push(dist[v], ind[v], new[v], _dist(z, v, z, w, angular), w):
+    span = 1
+    for tree in range(n_trees):
+        span += (leaf_ptr[tree, 1:] - leaf_ptr[tree, :-1]).max()
+    size = _table_size(span)
+    for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
+        keys = np.empty(size, dtype=np.int64)
+        stamps = np.full(size, -1, dtype=np.int64)
+        for v in range(block * _NODE_BLOCK, min((block + 1) * _NODE_BLOCK, n)):
+            _first_visit(keys, stamps, v, v)
+            for tree in range(n_trees):
+                leaf = leaf_of[tree, v]
+                for p in range(leaf_ptr[tree, leaf], leaf_ptr[tree, leaf + 1]):
+                    w = order[tree, p]
+                    if _first_visit(keys, stamps, w, v):
+                        _push(dist[v], ind[v], new[v], _dist(z, v, z, w, angular), w)
+            filled = 0
+            while filled < k and ind[v, filled] != _NONE:
                 filled += 1
+            state = _stream(seed, 0, v)
+            while filled < k:
+                state += _GOLDEN
+                w = _below(state, n)
+                if w != v and _push(dist[v], ind[v], new[v], _dist(z, v, z, w, angular), w):
+                    filled += 1
     return ind, dist, new
 
 
@@ -266,28 +307,6 @@ def _member(ind, new, ptr, rev, rev_new, u, a):
     return rev[e], rev_new[e]
 
 
-@njit(cache=True, inline="always")
-def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
-    """Record w among node v's candidates; False if it was recorded already.
-
-    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
-    the table is reused from node to node without clearing.
-    """
-    mask = np.uint64(keys.shape[0] - 1)
-    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
-    while stamps[h] == v:
-        if keys[h] == w:
-            return False
-        h = (h + np.uint64(1)) & mask
-    stamps[h] = v
-    keys[h] = w
-    return True
-
-
-#: Nodes per parallel task of a descent step; each task reuses one candidate table.
-_NODE_BLOCK = 256
-
-
 @njit(cache=True, parallel=True, nogil=True)
 def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new):
     """One Jacobi iteration; returns the number of new entries per node.
@@ -298,9 +317,7 @@ def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_di
     """
     n, k = ind.shape
     span = k + (ptr[1:] - ptr[:-1]).max()
-    size = 1
-    while size < 2 * span * (span + 1):
-        size *= 2
+    size = _table_size(span * (span + 1))
     updates = np.zeros(n, dtype=np.int64)
     for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
         keys = np.empty(size, dtype=np.int64)
@@ -321,6 +338,24 @@ def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_di
                         _push(rd, ri, rf, _dist(z, v, z, w, angular), w)
             updates[v] = rf.sum()
     return updates
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _unpermute(ind, dist, perm, k):
+    """The best k of each row back in the original row and index order, sorted by (distance,
+    original index): the permutation must not decide ties."""
+    n, width = ind.shape
+    out_ind = np.empty((n, k), dtype=np.int64)
+    out_dist = np.empty((n, k), dtype=np.float64)
+    for v in prange(n):
+        rd = np.full(k, np.inf)
+        ri = np.full(k, _NONE, dtype=np.int64)
+        rf = np.empty(k, dtype=np.bool_)
+        for t in range(width):
+            _push(rd, ri, rf, dist[v, t], perm[ind[v, t]])
+        out_ind[perm[v]] = ri
+        out_dist[perm[v]] = rd
+    return out_ind, out_dist
 
 
 def nn_descent(
@@ -368,8 +403,14 @@ def nn_descent(
     # Half as many reverse as forward neighbours per node: nearly the same recall, half the work.
     cap = max(width // 2, 1)
     order, leaf_ptr, leaf_of = rp_forest(z, n_trees, leaf_size, seed)
-    ind, dist, new = _forest_start(z, width, angular, seed, order, leaf_ptr, leaf_of)
-    del order, leaf_ptr, leaf_of
+    # The descent runs on the rows in the first tree's leaf order: neighbours then sit close in
+    # memory, and its scattered reads hit the cache far more often at large N.
+    perm = order[0] if n_trees else np.arange(z.shape[0])
+    rank = np.empty_like(perm)
+    rank[perm] = np.arange(perm.size)
+    z = z[perm]
+    ind, dist, new = _forest_start(z, width, angular, seed, rank[order], leaf_ptr, leaf_of[:, perm])
+    del order, leaf_ptr, leaf_of, rank
     out_ind, out_dist, out_new = np.empty_like(ind), np.empty_like(dist), np.empty_like(new)
     it = 0
     while it < max_iter:
@@ -383,7 +424,8 @@ def nn_descent(
         new, out_new = out_new, new
         if updates.sum() < delta * ind.size:
             break
-    return np.ascontiguousarray(ind[:, :k]), np.ascontiguousarray(dist[:, :k]), it
+    ind, dist = _unpermute(ind, dist, perm, k)
+    return ind, dist, it
 
 
 @njit(cache=True, parallel=True, nogil=True)
