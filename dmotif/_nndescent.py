@@ -4,6 +4,11 @@ Pure numpy/numba (no dask, no xarray); the kernels are compiled with ``cache=Tru
 process loads them instead of compiling them. Rows arrive prepared by ``_knn._prepare``: the
 distance is the squared euclidean one, or ``1 - dot`` for unit rows (cosine, correlation).
 
+The start is a random-projection forest (as in pynndescent and Annoy): each row's best
+leaf-mates over a few trees whose splits come from counter-based streams of (seed, tree, tree
+node), topped up with random rows. The descent then works on the rows in the first tree's leaf
+order, for cache locality, and the graph is mapped back at the end.
+
 Every iteration is computed Jacobi-style: each node *pulls* candidates (its neighbours and
 their neighbours, forward and sampled reverse) from the previous iteration's graph and updates
 only its own row, sorted by (distance, index). A row is the best k of the set of candidates
@@ -78,37 +83,6 @@ def _push(rd: np.ndarray, ri: np.ndarray, rf: np.ndarray, d: float, j: np.int64)
     return True
 
 
-@njit(cache=True, inline="always")
-def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
-    """Record w among node v's candidates; False if it was recorded already.
-
-    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
-    the table is reused from node to node without clearing.
-    """
-    mask = np.uint64(keys.shape[0] - 1)
-    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
-    while stamps[h] == v:
-        if keys[h] == w:
-            return False
-        h = (h + np.uint64(1)) & mask
-    stamps[h] = v
-    keys[h] = w
-    return True
-
-
-@njit(cache=True, inline="always")
-def _table_size(candidates: np.int64) -> np.int64:
-    """Entries of a candidate table at most half full with ``candidates`` keys."""
-    size = 1
-    while size < 2 * candidates:
-        size *= 2
-    return size
-
-
-#: Nodes per parallel task of the start and of a descent step; each reuses one candidate table.
-_NODE_BLOCK = 256
-
-
 #: Offset of the trees' epochs in the counter-based streams, clear of the descent's iterations.
 _TREE_EPOCH = 1 << 40
 #: Members of a node drawn to choose its split: the farthest two define the plane. A node that
@@ -125,8 +99,7 @@ def _split(z, order, scratch, lo, hi, state):
     equidistant from them: ``margin = z·(za − zb) − (|za|² − |zb|²)/2``, positive on a's side
     (unit rows included). A point on the plane (duplicates of a and b put every point there)
     takes the side of its own random bit; a split that still leaves a side empty cuts at the
-    middle.
-    Each side keeps its members' order, so the partition depends only on its input.
+    middle. Each side keeps its members' order, so the partition depends only on its input.
     """
     size = hi - lo
     a = b = order[lo]
@@ -303,6 +276,28 @@ def _member(ind, new, ptr, rev, rev_new, u, a):
     return rev[e], rev_new[e]
 
 
+@njit(cache=True, inline="always")
+def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
+    """Record w among node v's candidates; False if it was recorded already.
+
+    Open addressing in a power-of-two table; an entry stamped with another node is empty, so
+    the table is reused from node to node without clearing.
+    """
+    mask = np.uint64(keys.shape[0] - 1)
+    h = (np.uint64(w) * _GOLDEN) >> np.uint64(40) & mask
+    while stamps[h] == v:
+        if keys[h] == w:
+            return False
+        h = (h + np.uint64(1)) & mask
+    stamps[h] = v
+    keys[h] = w
+    return True
+
+
+#: Nodes per parallel task of a descent step; each task reuses one candidate table.
+_NODE_BLOCK = 256
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new):
     """One Jacobi iteration; returns the number of new entries per node.
@@ -313,7 +308,9 @@ def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_di
     """
     n, k = ind.shape
     span = k + (ptr[1:] - ptr[:-1]).max()
-    size = _table_size(span * (span + 1))
+    size = 1
+    while size < 2 * span * (span + 1):
+        size *= 2
     updates = np.zeros(n, dtype=np.int64)
     for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
         keys = np.empty(size, dtype=np.int64)
