@@ -398,7 +398,7 @@ def nn_descent(
     order, leaf_ptr = rp_forest(z, n_trees, leaf_size, seed)
     # The descent runs on the rows in the first tree's leaf order: neighbours then sit close in
     # memory, and its scattered reads hit the cache far more often at large N.
-    perm = order[0] if n_trees else np.arange(z.shape[0])
+    perm = order[0].copy() if n_trees else np.arange(z.shape[0])
     rank = np.empty_like(perm)
     rank[perm] = np.arange(perm.size)
     z = z[perm]
