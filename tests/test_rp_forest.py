@@ -74,6 +74,7 @@ def test_forest_start_finds_neighbours_before_any_iteration():
     exact, _ = _knn.exact_knn(x, 10, "euclidean")
     forest, _, _ = nn_descent(z, 9, False, 0, max_iter=0)
     random, _, _ = nn_descent(z, 9, False, 0, max_iter=0, n_trees=0)
-    # Random neighbours hit 9 / 6000 of the nearest; the leaves a good share of them.
+    # The best 9 of 20 random rows hold ~20 / 6000 of the nearest (measured 0.003); the best
+    # leaf-mates of 8 trees of 40 more than half of them (measured 0.56).
     assert _recall(random, exact[:, 1:]) < 0.01
-    assert _recall(forest, exact[:, 1:]) > 0.3
+    assert _recall(forest, exact[:, 1:]) > 0.45
