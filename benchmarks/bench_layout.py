@@ -128,7 +128,9 @@ def measure(method: str, n: int, target=_run) -> tuple[float, ...]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000, 200000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[5000, 20000, 50000, 200000, 1_000_000]
+    )
     parser.add_argument("--fg8-max", type=int, default=50_000, help="ForceGraph8 is O(N²)")
     parser.add_argument("--umap-max", type=int, default=200_000)
     parser.add_argument("--knn", action="store_true", help="time the kNN graph only")
