@@ -20,6 +20,9 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S32 = np.uint64(32)
+# Knuth's MMIX LCG constants.
+_LCG_MUL = np.uint64(6364136223846793005)
+_LCG_INC = np.uint64(1442695040888963407)
 _CLIP = 4.0
 # float32 constants keep the force arithmetic on float32 positions in float32 (6 % faster).
 _F1 = np.float32(1.0)
@@ -163,9 +166,13 @@ def _node_force(
     r0 = 0.0
     r1 = 0.0
     count = np.int64(n_neg * w_sum + _unit(state))
+    # The samples come from an LCG seeded by the node's stream: its top 32 bits are uniform
+    # enough to pick an index, at one multiply-add instead of a splitmix64 per sample.
+    lcg = _mix(state + _GOLDEN)
+    pool = np.uint64(neg_pool)
     for _ in range(count):
-        state += _GOLDEN
-        k = _below(state, neg_pool)
+        lcg = lcg * _LCG_MUL + _LCG_INC
+        k = np.int64(((lcg >> _S32) * pool) >> _S32)
         if k == i:
             continue
         h = _bloom_hash(k)
