@@ -43,6 +43,8 @@ MIN_WIDTH = 20
 #: the first ones cheaper, at the same recall (a width of 15 converges to 0.97 from any start).
 N_TREES = 8
 LEAF_SIZE = 40
+#: Most new members of a node joined in one iteration (pynndescent's max_candidates).
+FRESH = 15
 
 _NONE = np.iinfo(np.int64).max
 _OLD = np.uint64(1) << np.uint64(63)
@@ -276,6 +278,74 @@ def _member(ind, new, ptr, rev, rev_new, u, a):
     return rev[e], rev_new[e]
 
 
+@njit(cache=True, parallel=True, nogil=True)
+def _candidates(ind, new, ptr, rev, rev_new, fresh, seed, it):
+    """Each node's members joined in iteration ``it``: at most ``fresh`` of its new ones, then
+    all its old ones; the new ones left out wait, still new, for a later iteration.
+
+    The new members taken are those of smallest random key from the stream of (seed, it,
+    node), so they depend on the node's neighbourhood and the seed only. A member listed both
+    forward and reverse is listed once, new if either is. Returns ``members`` (N, span),
+    ``count`` and ``n_fresh`` per node (the new ones taken come first), and clears the flags
+    of the forward neighbours taken: a flag means "not yet joined".
+    """
+    n, k = ind.shape
+    span = k + (ptr[1:] - ptr[:-1]).max()
+    members = np.empty((n, span), dtype=np.int64)
+    count = np.empty(n, dtype=np.int64)
+    n_fresh = np.empty(n, dtype=np.int64)
+    for v in prange(n):
+        size = k + ptr[v + 1] - ptr[v]
+        # Distinct members and whether any listing of each is new.
+        uniq = np.empty(size, dtype=np.int64)
+        is_new = np.zeros(size, dtype=np.bool_)
+        m = 0
+        for a in range(size):
+            u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
+            p = 0
+            while p < m and uniq[p] != u:
+                p += 1
+            if p == m:
+                uniq[m] = u
+                m += 1
+            is_new[p] |= fu
+        # The fresh new members of smallest key, by insertion.
+        keys = np.full(fresh, np.iinfo(np.uint64).max, dtype=np.uint64)
+        pick = np.full(fresh, -1, dtype=np.int64)
+        base = _stream(seed, it, v)
+        for p in range(m):
+            if not is_new[p]:
+                continue
+            key = _mix(base + np.uint64(uniq[p]) * _GOLDEN)
+            if key >= keys[fresh - 1]:
+                continue
+            q = fresh - 1
+            while q > 0 and keys[q - 1] > key:
+                keys[q] = keys[q - 1]
+                pick[q] = pick[q - 1]
+                q -= 1
+            keys[q] = key
+            pick[q] = p
+        c = 0
+        for q in range(fresh):
+            if pick[q] >= 0:
+                members[v, c] = uniq[pick[q]]
+                c += 1
+        n_fresh[v] = c
+        for p in range(m):
+            if not is_new[p]:
+                members[v, c] = uniq[p]
+                c += 1
+        count[v] = c
+        for t in range(k):
+            if new[v, t]:
+                for q in range(n_fresh[v]):
+                    if members[v, q] == ind[v, t]:
+                        new[v, t] = False
+                        break
+    return members, count, n_fresh
+
+
 @njit(cache=True, inline="always")
 def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64) -> bool:
     """Record w among node v's candidates; False if it was recorded already.
@@ -299,17 +369,17 @@ _NODE_BLOCK = 256
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new):
-    """One Jacobi iteration; returns the number of new entries per node.
+def _descent_step(z, angular, ind, dist, new, members, count, n_fresh, out_ind, out_dist, out_new):
+    """One Jacobi iteration; returns the number of entries each row gained.
 
-    Node v tries every member w of the neighbourhood of each member u of its own neighbourhood
-    (and u itself) unless both steps v–u and u–w were already there last iteration: such a
-    pair was tried then. A candidate met along several paths is tried once.
+    Node v tries every member w of each member u of its own list (see :func:`_candidates`),
+    and u itself, unless u is old to v and w old to u: such a pair was tried before. A
+    candidate met along several paths, or already in v's row, is tried once or not at all.
     """
     n, k = ind.shape
-    span = k + (ptr[1:] - ptr[:-1]).max()
+    span = members.shape[1]
     size = 1
-    while size < 2 * span * (span + 1):
+    while size < 2 * (span * (span + 1) + k):
         size *= 2
     updates = np.zeros(n, dtype=np.int64)
     for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
@@ -320,16 +390,29 @@ def _descent_step(z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_di
             rd[:] = dist[v]
             ri[:] = ind[v]
             rf[:] = False
+            # Neighbours already in the row would only be found again.
             _first_visit(keys, stamps, v, v)
-            for a in range(k + ptr[v + 1] - ptr[v]):
-                u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
+            for t in range(k):
+                _first_visit(keys, stamps, ri[t], v)
+            for a in range(count[v]):
+                u = members[v, a]
+                fu = a < n_fresh[v]
                 if fu and _first_visit(keys, stamps, u, v):
                     _push(rd, ri, rf, _dist(z, v, z, u, angular), u)
-                for b in range(k + ptr[u + 1] - ptr[u]):
-                    w, fw = _member(ind, new, ptr, rev, rev_new, u, b)
-                    if (fu or fw) and _first_visit(keys, stamps, w, v):
+                for b in range(count[u] if fu else n_fresh[u]):
+                    w = members[u, b]
+                    if _first_visit(keys, stamps, w, v):
                         _push(rd, ri, rf, _dist(z, v, z, w, angular), w)
-            updates[v] = rf.sum()
+            # Entries kept from the old row keep their flags; both rows are sorted by
+            # (distance, index), so the old ones come in the same order.
+            s = 0
+            for t in range(k):
+                if rf[t]:
+                    updates[v] += 1
+                    continue
+                while ind[v, s] != ri[t]:
+                    s += 1
+                rf[t] = new[v, s]
     return updates
 
 
@@ -409,8 +492,9 @@ def nn_descent(
     while it < max_iter:
         it += 1
         ptr, rev, rev_new = reverse_edges(ind, new, cap, seed, it)
+        members, count, n_fresh = _candidates(ind, new, ptr, rev, rev_new, FRESH, seed, it)
         updates = _descent_step(
-            z, angular, ind, dist, new, ptr, rev, rev_new, out_ind, out_dist, out_new
+            z, angular, ind, dist, new, members, count, n_fresh, out_ind, out_dist, out_new
         )
         ind, out_ind = out_ind, ind
         dist, out_dist = out_dist, dist
