@@ -214,26 +214,49 @@ def _forest_start(z, k, angular, seed, order, leaf_ptr):
     return ind, dist, new
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, it: int):
-    """Reverse graph in CSR form, at most ``cap`` sources per node: new edges first, the rest
-    by a random priority from the node's stream."""
+@njit(cache=True, nogil=True)
+def _reverse_lists(ind: np.ndarray, new: np.ndarray):
+    """All reverse edges in CSR form: ``src[ptr[u]:ptr[u + 1]]`` are the nodes with u in their
+    row, in node order (so the lists do not depend on threads), ``src_new`` their flags."""
     n, k = ind.shape
     count = np.zeros(n + 1, dtype=np.int64)
     for v in range(n):
         for t in range(k):
             count[ind[v, t] + 1] += 1
-    full_ptr = np.cumsum(count)
+    ptr = np.cumsum(count)
     src = np.empty(n * k, dtype=np.int64)
     src_new = np.empty(n * k, dtype=np.bool_)
-    fill = full_ptr[:-1].copy()
-    # Sources are written in node order: the full lists do not depend on threads.
+    fill = ptr[:-1].copy()
     for v in range(n):
         for t in range(k):
             u = ind[v, t]
             src[fill[u]] = v
             src_new[fill[u]] = new[v, t]
             fill[u] += 1
+    return ptr, src, src_new
+
+
+@njit(cache=True, inline="always")
+def _keep_smallest(keys: np.ndarray, pick: np.ndarray, key: np.uint64, item: np.int64) -> None:
+    """Insert (key, item) into ``keys, pick``, sorted by key, if key is below the largest."""
+    m = keys.shape[0]
+    if m == 0 or key >= keys[m - 1]:
+        return
+    p = m - 1
+    while p > 0 and keys[p - 1] > key:
+        keys[p] = keys[p - 1]
+        pick[p] = pick[p - 1]
+        p -= 1
+    keys[p] = key
+    pick[p] = item
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, it: int):
+    """Reverse graph in CSR form, at most ``cap`` sources per node: new edges first, the rest
+    by a random priority from the node's stream."""
+    n = ind.shape[0]
+    full_ptr, src, src_new = _reverse_lists(ind, new)
     ptr = np.zeros(n + 1, dtype=np.int64)
     for u in range(n):
         ptr[u + 1] = ptr[u] + min(full_ptr[u + 1] - full_ptr[u], cap)
@@ -245,7 +268,7 @@ def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, i
             rev[ptr[u] : ptr[u + 1]] = src[lo:hi]
             rev_new[ptr[u] : ptr[u + 1]] = src_new[lo:hi]
             continue
-        # Keep the cap smallest keys (old edges carry the top bit) by insertion.
+        # Keep the cap smallest keys (old edges carry the top bit).
         keys = np.full(cap, np.iinfo(np.uint64).max, dtype=np.uint64)
         pick = np.empty(cap, dtype=np.int64)
         base = _stream(seed, it, u)
@@ -253,15 +276,7 @@ def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, i
             key = _mix(base + np.uint64(src[e]) * _GOLDEN) >> np.uint64(1)
             if not src_new[e]:
                 key |= _OLD
-            if key >= keys[cap - 1]:
-                continue
-            p = cap - 1
-            while p > 0 and keys[p - 1] > key:
-                keys[p] = keys[p - 1]
-                pick[p] = pick[p - 1]
-                p -= 1
-            keys[p] = key
-            pick[p] = e
+            _keep_smallest(keys, pick, key, e)
         for p in range(cap):
             rev[ptr[u] + p] = src[pick[p]]
             rev_new[ptr[u] + p] = src_new[pick[p]]
@@ -269,80 +284,82 @@ def reverse_edges(ind: np.ndarray, new: np.ndarray, cap: int, seed: np.uint64, i
 
 
 @njit(cache=True, inline="always")
-def _member(ind, new, ptr, rev, rev_new, u, a):
-    """Member a of node u's neighbourhood: forward neighbours, then sampled reverse ones."""
+def _member(ind, ptr, rev, u, a):
+    """Member a of node u's neighbourhood: forward neighbours, then reverse ones."""
     k = ind.shape[1]
     if a < k:
-        return ind[u, a], new[u, a]
-    e = ptr[u] + a - k
-    return rev[e], rev_new[e]
+        return ind[u, a]
+    return rev[ptr[u] + a - k]
+
+
+#: Nodes per parallel task of a descent step; each task reuses its scratch arrays.
+_NODE_BLOCK = 256
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _candidates(ind, new, ptr, rev, rev_new, fresh, seed, it):
-    """Each node's members joined in iteration ``it``: at most ``fresh`` of its new ones, then
-    all its old ones; the new ones left out wait, still new, for a later iteration.
+def _candidates(ind, new, fresh, cap, seed, it):
+    """Each node's members joined in iteration ``it``: its neighbours and at most ``cap``
+    reverse ones (new ones first), of which at most ``fresh`` new ones; the new ones left out
+    wait, still new, for a later iteration.
 
-    The new members taken are those of smallest random key from the stream of (seed, it,
-    node), so they depend on the node's neighbourhood and the seed only. A member listed both
-    forward and reverse is listed once, new if either is. Returns ``members`` (N, span),
-    ``count`` and ``n_fresh`` per node (the new ones taken come first), and clears the flags
-    of the forward neighbours taken: a flag means "not yet joined".
+    Both choices go by a random key from the stream of (seed, it, node), so they depend on the
+    node's neighbourhood and the seed only. A neighbour that is also a reverse one counts
+    once, new if either edge is. Returns ``members`` (N, span), ``count`` and ``n_fresh`` per
+    node (the new members come first), and clears the flags of the neighbours taken as new:
+    a flag means "not yet joined".
     """
     n, k = ind.shape
-    span = k + (ptr[1:] - ptr[:-1]).max()
-    members = np.empty((n, span), dtype=np.int64)
+    rptr, src, src_new = _reverse_lists(ind, new)
+    members = np.empty((n, k + cap), dtype=np.int64)
     count = np.empty(n, dtype=np.int64)
     n_fresh = np.empty(n, dtype=np.int64)
-    for v in prange(n):
-        size = k + ptr[v + 1] - ptr[v]
-        # Distinct members and whether any listing of each is new.
-        uniq = np.empty(size, dtype=np.int64)
-        is_new = np.zeros(size, dtype=np.bool_)
-        m = 0
-        for a in range(size):
-            u, fu = _member(ind, new, ptr, rev, rev_new, v, a)
-            p = 0
-            while p < m and uniq[p] != u:
-                p += 1
-            if p == m:
-                uniq[m] = u
-                m += 1
-            is_new[p] |= fu
-        # The fresh new members of smallest key, by insertion.
-        keys = np.full(fresh, np.iinfo(np.uint64).max, dtype=np.uint64)
-        pick = np.full(fresh, -1, dtype=np.int64)
-        base = _stream(seed, it, v)
-        for p in range(m):
-            if not is_new[p]:
-                continue
-            key = _mix(base + np.uint64(uniq[p]) * _GOLDEN)
-            if key >= keys[fresh - 1]:
-                continue
-            q = fresh - 1
-            while q > 0 and keys[q - 1] > key:
-                keys[q] = keys[q - 1]
-                pick[q] = pick[q - 1]
-                q -= 1
-            keys[q] = key
-            pick[q] = p
-        c = 0
-        for q in range(fresh):
-            if pick[q] >= 0:
-                members[v, c] = uniq[pick[q]]
+    top = np.uint64(np.iinfo(np.uint64).max)
+    for block in prange((n + _NODE_BLOCK - 1) // _NODE_BLOCK):
+        new_keys = np.empty(fresh, dtype=np.uint64)
+        new_pick = np.empty(fresh, dtype=np.int64)
+        rev_keys = np.empty(cap, dtype=np.uint64)
+        rev_pick = np.empty(cap, dtype=np.int64)
+        row_new = np.empty(k, dtype=np.bool_)
+        for v in range(block * _NODE_BLOCK, min((block + 1) * _NODE_BLOCK, n)):
+            rev_keys[:] = top
+            new_keys[:] = top
+            row_new[:] = new[v]
+            base = _stream(seed, it, v)
+            for e in range(rptr[v], rptr[v + 1]):
+                t = 0
+                while t < k and ind[v, t] != src[e]:
+                    t += 1
+                if t < k:
+                    row_new[t] |= src_new[e]
+                    continue
+                # Old reverse edges carry the top bit: new ones are kept first.
+                key = _mix(base + np.uint64(src[e]) * _GOLDEN) >> np.uint64(1)
+                _keep_smallest(rev_keys, rev_pick, key if src_new[e] else key | _OLD, e)
+            for t in range(k):
+                if row_new[t]:
+                    key = _mix(base + np.uint64(ind[v, t]) * _GOLDEN) >> np.uint64(1)
+                    _keep_smallest(new_keys, new_pick, key, t)
+            for q in range(cap):
+                if rev_keys[q] < _OLD:
+                    _keep_smallest(new_keys, new_pick, rev_keys[q], k + rev_pick[q] - rptr[v])
+            c = 0
+            for q in range(fresh):
+                if new_keys[q] == top:
+                    break
+                members[v, c] = _member(ind, rptr, src, v, new_pick[q])
+                if new_pick[q] < k:
+                    new[v, new_pick[q]] = False
                 c += 1
-        n_fresh[v] = c
-        for p in range(m):
-            if not is_new[p]:
-                members[v, c] = uniq[p]
-                c += 1
-        count[v] = c
-        for t in range(k):
-            if new[v, t]:
-                for q in range(n_fresh[v]):
-                    if members[v, q] == ind[v, t]:
-                        new[v, t] = False
-                        break
+            n_fresh[v] = c
+            for t in range(k):
+                if not row_new[t]:
+                    members[v, c] = ind[v, t]
+                    c += 1
+            for q in range(cap):
+                if _OLD <= rev_keys[q] < top:
+                    members[v, c] = src[rev_pick[q]]
+                    c += 1
+            count[v] = c
     return members, count, n_fresh
 
 
@@ -364,10 +381,6 @@ def _first_visit(keys: np.ndarray, stamps: np.ndarray, w: np.int64, v: np.int64)
     return True
 
 
-#: Nodes per parallel task of a descent step; each task reuses one candidate table.
-_NODE_BLOCK = 256
-
-
 @njit(cache=True, parallel=True, nogil=True)
 def _descent_step(z, angular, ind, dist, new, members, count, n_fresh, out_ind, out_dist, out_new):
     """One Jacobi iteration; returns the number of entries each row gained.
@@ -377,7 +390,7 @@ def _descent_step(z, angular, ind, dist, new, members, count, n_fresh, out_ind, 
     candidate met along several paths, or already in v's row, is tried once or not at all.
     """
     n, k = ind.shape
-    span = members.shape[1]
+    span = count.max()
     size = 1
     while size < 2 * (span * (span + 1) + k):
         size *= 2
@@ -491,8 +504,7 @@ def nn_descent(
     it = 0
     while it < max_iter:
         it += 1
-        ptr, rev, rev_new = reverse_edges(ind, new, cap, seed, it)
-        members, count, n_fresh = _candidates(ind, new, ptr, rev, rev_new, FRESH, seed, it)
+        members, count, n_fresh = _candidates(ind, new, FRESH, cap, seed, it)
         updates = _descent_step(
             z, angular, ind, dist, new, members, count, n_fresh, out_ind, out_dist, out_new
         )
@@ -528,8 +540,6 @@ def search(
     m = q.shape[0]
     out_ind = np.empty((m, k), dtype=np.int64)
     out_dist = np.empty((m, k), dtype=np.float64)
-    no_flags = np.zeros(ind.shape, dtype=np.bool_)
-    no_rev_flags = np.zeros(rev.shape[0], dtype=np.bool_)
     for p in prange(m):
         bd = np.full(ef, np.inf)
         bi = np.full(ef, _NONE, dtype=np.int64)
@@ -545,7 +555,7 @@ def search(
             todo[a] = False
             u = bi[a]
             for b in range(ind.shape[1] + ptr[u + 1] - ptr[u]):
-                w, _ = _member(ind, no_flags, ptr, rev, no_rev_flags, u, b)
+                w = _member(ind, ptr, rev, u, b)
                 _push(bd, bi, todo, _dist(q, p, z, w, angular), w)
             # A nearer node may have entered the beam ahead of position a.
             a = 0
