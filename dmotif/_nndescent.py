@@ -9,11 +9,13 @@ leaf-mates over a few trees whose splits come from counter-based streams of (see
 node), topped up with random rows. The descent then works on the rows in the first tree's leaf
 order, for cache locality, and the graph is mapped back at the end.
 
-Every iteration is computed Jacobi-style: each node *pulls* candidates (its neighbours and
-their neighbours, forward and sampled reverse) from the previous iteration's graph and updates
-only its own row, sorted by (distance, index). A row is the best k of the set of candidates
-seen, whatever the order they came in, and any random choice comes from a counter-based stream
-of (seed, iteration, node), so the graph is bit-identical for any number of numba threads.
+Every iteration is computed Jacobi-style: each node *pulls* candidates (its members and
+theirs: neighbours and sampled reverse ones) from the previous iteration's graph and updates
+only its own row, sorted by (distance, index). As in pynndescent, a node joins at most
+``FRESH`` of its new members per iteration; the others stay new for a later one. A row is the
+best k of the set of candidates seen, whatever the order they came in, and any random choice
+comes from a counter-based stream of (seed, iteration, node), so the graph is bit-identical
+for any number of numba threads.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ MIN_WIDTH = 20
 #: the first ones cheaper, at the same recall (a width of 15 converges to 0.97 from any start).
 N_TREES = 8
 LEAF_SIZE = 40
-#: Most new members of a node joined in one iteration (pynndescent's max_candidates).
+#: Most new members of a node joined in one iteration (pynndescent's max_candidates). On 20-D
+#: blobs (N = 50 000, correlation) joining all of them (up to 30) took 5 iterations of 0.30,
+#: 0.29, 0.23, 0.09, 0.04 s; 15 take 7 of 0.13, 0.17, 0.17, 0.15, 0.08, 0.03, 0.02 s at the
+#: same recall (0.9937, 0.9925 before); 12 take 8 at 0.991, 10 take 8 at 0.990 for no gain.
 FRESH = 15
 
 _NONE = np.iinfo(np.int64).max
@@ -469,7 +474,8 @@ def nn_descent(
     angular : bool
         Distance ``1 - dot`` if True, else the squared euclidean distance.
     seed : int
-        Seed of the random start and of the reverse-edge samples.
+        Seed of the random start, of the reverse-edge samples and of the new members joined
+        in each iteration.
     delta : float, default 0.001
         Stop once an iteration changes fewer than ``delta * N * k`` entries.
     max_iter : int, default 30
