@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dmotif import _knn
-from dmotif._nndescent import nn_descent
+from dmotif._nndescent import FRESH, _candidates, nn_descent
 
 from .conftest import unequal_blobs
 from .test_layout import _threads
@@ -71,6 +71,50 @@ def test_seed_changes_start_not_recall():
     assert (start1 != start2).any(axis=1).mean() > 0.5
     for ind in (end1, end2):
         assert _recall(ind, exact[:, 1:]) >= 0.98
+
+
+def test_candidates_join_few_new_members_and_leave_the_rest_new():
+    rng = np.random.default_rng(5)
+    n, k, cap = 2000, 20, 10
+    ind = np.stack([(v + 1 + rng.choice(n - 1, k, replace=False)) % n for v in range(n)])
+    new = rng.random((n, k)) < 0.6
+    sources = [dict() for _ in range(n)]
+    for u in range(n):
+        for t in range(k):
+            sources[ind[u, t]][u] = new[u, t]
+    flags = new.copy()
+    members, count, n_fresh = _candidates(ind, flags, FRESH, cap, np.uint64(3), 2)
+    later = _candidates(ind, new.copy(), FRESH, cap, np.uint64(3), 3)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        flags_one = new.copy()
+        one = _threads(1, _candidates, ind, flags_one, FRESH, cap, np.uint64(3), 2)
+        np.testing.assert_array_equal(one[1], count)
+        np.testing.assert_array_equal(one[2], n_fresh)
+        # Past its count a row of members is scratch.
+        used = np.arange(members.shape[1]) < count[:, None]
+        np.testing.assert_array_equal(one[0][used], members[used])
+        np.testing.assert_array_equal(flags_one, flags)
+    changed = 0
+    for v in range(n):
+        row = set(ind[v].tolist())
+        # A neighbour that is also a reverse one is new if either edge is.
+        row_new = {u for t, u in enumerate(ind[v]) if new[v, t] or sources[v].get(u, False)}
+        rev_new = {u for u, f in sources[v].items() if f and u not in row}
+        mem = members[v, : count[v]].tolist()
+        fresh, old = set(mem[: n_fresh[v]]), set(mem[n_fresh[v] :])
+        assert len(fresh) + len(old) == count[v]
+        # The most new members allowed, from the neighbours and up to cap reverse ones.
+        assert n_fresh[v] == min(FRESH, len(row_new) + min(cap, len(rev_new)))
+        assert fresh <= row_new | rev_new
+        # Every old neighbour is listed; new ones left out are not listed as old.
+        assert old & (row_new | rev_new) == set()
+        assert row - row_new <= old
+        assert old - row <= set(sources[v])
+        # Only the flags of the neighbours joined now are cleared.
+        np.testing.assert_array_equal(flags[v], new[v] & ~np.isin(ind[v], list(fresh)))
+        changed += set(later[0][v, : later[2][v]].tolist()) != fresh
+    # Another iteration's stream joins other new members first.
+    assert changed > 0.5 * (n_fresh == FRESH).sum()
 
 
 def test_ties_broken_by_index():
