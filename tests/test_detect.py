@@ -175,14 +175,32 @@ def test_centre_of_mass_recovers_subpixel_centre(dy, dx, s, bg):
 
 
 @settings(max_examples=30, deadline=None)
-@given(dy=st.floats(-0.5, 0.5), dx=st.floats(-0.5, 0.5), s=st.floats(1.2, 3.0),
-       amp=st.floats(0.1, 5.0), bg=st.floats(-1.0, 1.0))
-def test_gaussian_fit_recovers_parameters(dy, dx, s, amp, bg):
-    y, x = 20 + dy, 20 + dx
-    img = _gauss_image(y, x, s, amp, bg)
+@given(dy=st.floats(-0.5, 0.5), dx=st.floats(-0.5, 0.5), ey=st.floats(-0.2, 0.2),
+       ex=st.floats(-0.2, 0.2), s=st.floats(1.2, 3.0), amp=st.floats(0.1, 5.0),
+       bg=st.floats(-1.0, 1.0))
+def test_gaussian_fit_recovers_parameters(dy, dx, ey, ex, s, amp, bg):
+    # The fit starts where the centre of mass would put it: near the true centre, well inside
+    # its move guard (window * FIT_MOVE / FIT_WINDOW, 0.56 px at the narrowest width here).
+    img = _gauss_image(20 + dy, 20 + dx, s, amp, bg)
     peak = np.array([[20, 20]])
-    fit = _detect.gaussian_fit(img, peak, np.zeros(1), np.zeros(1), window=2.5 * s, sigma=2.0)
+    fit = _detect.gaussian_fit(img, peak, np.array([dy + ey]), np.array([dx + ex]),
+                               window=2.5 * s, sigma=2.0)
     np.testing.assert_allclose(fit[0], [amp, dy, dx, s, bg], atol=1e-5 * max(1.0, amp))
+
+
+def test_gaussian_fit_keeps_its_start_when_it_would_move_beyond_the_guard():
+    # The column sits half a pixel off in both axes (0.707 px) from a start at the pixel; the
+    # guard is window * FIT_MOVE / FIT_WINDOW = 0.703 px for a window of 3.75 px.
+    s = 1.5
+    img = _gauss_image(20.5, 20.5, s, 1.0, 0.0)
+    fit = _detect.gaussian_fit(img, np.array([[20, 20]]), np.zeros(1), np.zeros(1),
+                               window=2.5 * s, sigma=2.0)
+    assert np.isnan(fit[0, [0, 3, 4]]).all()
+    assert fit[0, 1] == 0.0 and fit[0, 2] == 0.0
+    # Started inside the guard, the same column is fitted.
+    fit = _detect.gaussian_fit(img, np.array([[20, 20]]), np.array([0.3]), np.array([0.3]),
+                               window=2.5 * s, sigma=2.0)
+    np.testing.assert_allclose(fit[0], [1.0, 0.5, 0.5, s, 0.0], atol=1e-5)
 
 
 @pytest.mark.parametrize(("lattice", "spacing"), [("square", 9.0), ("square", 23.5),
