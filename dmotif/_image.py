@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -24,6 +25,7 @@ __all__ = [
     "image_coords",
     "normalize_chunks",
     "pixel_size_of",
+    "whole_chunk_window",
 ]
 
 STACK_DIMS = ("frame", "y", "x")
@@ -197,3 +199,29 @@ def check_finite_nonconstant(image: xr.DataArray) -> None:
             f"frames {flat[:5].tolist()} are constant (every pixel = {float(lo[flat[0]])!r}); "
             "there is nothing to detect. Check the file or drop those frames."
         )
+
+
+def whole_chunk_window(
+    arr: da.Array, pieces: np.ndarray, f: int, y0: int, y1: int, x0: int, x1: int
+) -> Any:
+    """Pixels ``[f, y0:y1, x0:x1]`` of ``arr`` as a delayed array cut from whole chunks
+    (``pieces``: ``arr.to_delayed()``).
+
+    A dask slice is pushed down to the reader, so every tile whose margin overlaps a storage
+    chunk would read (and decompress) all of it again for its sliver: 6 reads per chunk on
+    1024² tiles. Whole chunks are tasks shared by the tiles that need them, read once per
+    compute.
+    """
+    edges = [np.cumsum((0, *c)) for c in arr.chunks]
+    lo = [int(np.searchsorted(e, v, side="right")) - 1
+          for e, v in zip(edges, (f, y0, x0), strict=True)]
+    hi = [int(np.searchsorted(e, v, side="left"))
+          for e, v in zip(edges, (f + 1, y1, x1), strict=True)]
+    parts = [[pieces[lo[0], i, j] for j in range(lo[2], hi[2])] for i in range(lo[1], hi[1])]
+    start = [int(e[i]) for e, i in zip(edges, lo, strict=True)]
+    return dask.delayed(_cut, pure=True)(parts, f - start[0], y0 - start[1], y1 - start[1],
+                                         x0 - start[2], x1 - start[2])
+
+
+def _cut(parts: list[list[np.ndarray]], f: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    return np.block([[p[f] for p in row] for row in parts])[y0:y1, x0:x1]

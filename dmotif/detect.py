@@ -20,7 +20,13 @@ import numpy as np
 import xarray as xr
 
 from . import _detect
-from ._image import as_image_stack, check_finite_nonconstant, normalize_chunks, pixel_size_of
+from ._image import (
+    as_image_stack,
+    check_finite_nonconstant,
+    normalize_chunks,
+    pixel_size_of,
+    whole_chunk_window,
+)
 from .errors import NoAtomsError, NoLatticeError, ParameterError
 
 __all__ = ["detect_atoms", "estimate_spacing"]
@@ -189,31 +195,6 @@ def _frame_thresholds(
     tasks = [dask.delayed(_levels, pure=True)(crops[f], sigma, min_snr)
              for f in range(crops.shape[0])]
     return list(dask.compute(*tasks))
-
-
-def _whole_chunk_window(
-    arr: da.Array, pieces: np.ndarray, f: int, y0: int, y1: int, x0: int, x1: int
-) -> Any:
-    """Pixels ``[f, y0:y1, x0:x1]`` of ``arr`` as a delayed array cut from whole chunks
-    (``pieces``: ``arr.to_delayed()``).
-
-    A dask slice is pushed down to the reader, so every tile overlapping a storage chunk would
-    read (and decompress) all of it again for its sliver: 6 reads per chunk on 1024² tiles.
-    Whole chunks are tasks shared by the tiles that need them, read once per compute.
-    """
-    edges = [np.cumsum((0, *c)) for c in arr.chunks]
-    lo = [int(np.searchsorted(e, v, side="right")) - 1
-          for e, v in zip(edges, (f, y0, x0), strict=True)]
-    hi = [int(np.searchsorted(e, v, side="left"))
-          for e, v in zip(edges, (f + 1, y1, x1), strict=True)]
-    parts = [[pieces[lo[0], i, j] for j in range(lo[2], hi[2])] for i in range(lo[1], hi[1])]
-    start = [int(e[i]) for e, i in zip(edges, lo, strict=True)]
-    return dask.delayed(_cut, pure=True)(parts, f - start[0], y0 - start[1], y1 - start[1],
-                                         x0 - start[2], x1 - start[2])
-
-
-def _cut(parts: list[list[np.ndarray]], f: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    return np.block([[p[f] for p in row] for row in parts])[y0:y1, x0:x1]
 
 
 def _detect_block(
@@ -394,7 +375,7 @@ def detect_atoms(
                 # The tile's core plus a margin of depth, cut at the image edge: the same pixels
                 # around every core pixel as in the whole image.
                 oy, ox = max(y0 - depth, 0), max(x0 - depth, 0)
-                block = _whole_chunk_window(arr, pieces, f, oy, min(y1 + depth, ny), ox,
+                block = whole_chunk_window(arr, pieces, f, oy, min(y1 + depth, ny), ox,
                                             min(x1 + depth, nx))
                 tasks.append(dask.delayed(_detect_block, pure=True)(
                     block, frame=f, origin=(oy, ox), core=(y0 - oy, y1 - oy, x0 - ox, x1 - ox),

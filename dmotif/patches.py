@@ -23,7 +23,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from . import _zernike
-from ._image import as_image_stack
+from ._image import as_image_stack, whole_chunk_window
 from .errors import DataError, ParameterError
 
 __all__ = ["extract_patches"]
@@ -246,6 +246,7 @@ def map_atoms(
     within = np.empty(n, dtype=np.int64)
     within[order] = np.arange(n) - np.repeat(starts, counts)
     depth = reach + _zernike.READ_MARGIN
+    pieces = data.to_delayed()
     results = {}
     for t, s, c in zip(tiles, starts, counts, strict=True):
         idx = order[s : s + c]
@@ -253,7 +254,8 @@ def map_atoms(
         y0, y1 = bounds_y[iy[idx[0]]], bounds_y[iy[idx[0]] + 1]
         x0, x1 = bounds_x[ix[idx[0]]], bounds_x[ix[idx[0]] + 1]
         oy, ox = max(0, y0 - depth), max(0, x0 - depth)
-        region = data[f, oy : min(ny, y1 + depth), ox : min(nx, x1 + depth)]
+        region = whole_chunk_window(data, pieces, f, oy, min(ny, y1 + depth), ox,
+                                    min(nx, x1 + depth))
         results[int(t)] = dask.delayed(kernel, pure=True)(
             region, int(oy), int(ox), (int(ny), int(nx)),
             np.ascontiguousarray(table["y"][idx]), np.ascontiguousarray(table["x"][idx]),

@@ -506,7 +506,7 @@ def test_identical_on_one_and_two_workers():
     results = []
     for n in (1, 2):
         with distributed.LocalCluster(n_workers=n, processes=True, threads_per_worker=1,
-                                      dashboard_address=None) as cluster, \
+                                      dashboard_address="127.0.0.1:0") as cluster, \
                 distributed.Client(cluster):
             results.append(dmotif.detect_atoms(img, refine="gaussian", chunks=256))
     xr.testing.assert_identical(results[0], results[1])

@@ -460,6 +460,6 @@ def test_distributed_workers_give_the_same_image(small, tmp_path: Path) -> None:
     data = dmotif.open_4dstem(path)
     local = {d: dmotif.virtual_image(data, detector=d).values for d in ("adf", "icom")}
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster):
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster):
         for d, ref in local.items():
             np.testing.assert_array_equal(dmotif.virtual_image(data, detector=d).values, ref)

@@ -301,7 +301,7 @@ def test_per_frame_result_is_the_same_on_a_cluster():
     s = synthetic.tmd(size=256, frames=3, metal_vacancy=0.02)
     local = dmotif.build_hierarchy(s.atoms, s.atoms["label"], image=s.image)
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster):
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster):
         remote = dmotif.build_hierarchy(s.atoms, s.atoms["label"], image=s.image)
     a = nx.node_link_data(local, edges="edges")
     b = nx.node_link_data(remote, edges="edges")
