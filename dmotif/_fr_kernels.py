@@ -199,20 +199,20 @@ def fr_epochs(
     n_neg: int,
     seed: np.uint64,
     epoch0: int,
-    disp: np.ndarray,
+    spare: np.ndarray,
 ) -> None:
     """Run one stage of ``n_epochs`` epochs on the layout ``y`` (N, 2), float32, in place.
 
     ``indptr, indices, weights`` is the symmetric graph in CSR form with sorted rows;
     ``params = (n, m, alpha, beta)``; the learning rate decays linearly to 0 over the stage.
     ``epoch0`` numbers the epochs of this stage globally so that each stage draws fresh
-    streams. ``disp`` (N, 2), like ``y``, is the second buffer of the epochs' positions, so
+    streams. ``spare`` (N, 2), like ``y``, is the second buffer of the epochs' positions, so
     no memory is allocated per epoch.
     """
     n = y.shape[0]
     pn, pm, alpha, beta = params[0], params[1], np.float32(params[2]), np.float32(params[3])
     # Each epoch reads one buffer and writes the other: one parallel pass, one barrier.
-    src, dst = y, disp
+    src, dst = y, spare
     for epoch in range(n_epochs):
         lr = learning_rate * (1.0 - epoch / n_epochs)
         for i in prange(n):

@@ -81,12 +81,12 @@ def _relax(
     # float32 positions: half the cache footprint of the random reads of negative samples
     # (1.2× faster epochs at 200k atoms); forces are still summed in float64.
     y = _pca_start(x).astype(np.float32)
-    disp = np.empty_like(y)
+    spare = np.empty_like(y)
     epoch0 = 0
     for params, n_epochs in zip(stages, epochs, strict=True):
         fr_epochs(
             y, indptr, indices, weights, params, n_epochs, learning_rate,
-            negative_samples, seed, epoch0, disp,
+            negative_samples, seed, epoch0, spare,
         )
         epoch0 += n_epochs
     return y
