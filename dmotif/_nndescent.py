@@ -33,6 +33,8 @@ __all__ = [
     "reverse_edges",
     "rp_forest",
     "search",
+    "search_tree",
+    "tree_leaves",
 ]
 
 #: Fewest neighbours kept per node while the graph is built: a sparse graph hides neighbours.
@@ -100,7 +102,7 @@ _SPLIT_SAMPLE = 8
 
 @njit(cache=True, inline="always")
 def _split(z, order, scratch, lo, hi, state):
-    """Partition ``order[lo:hi]`` by a random bisecting hyperplane; return the cut position.
+    """Partition ``order[lo:hi]`` by a random bisecting hyperplane; return (cut, a, b).
 
     The farthest two a, b of a few members drawn from ``state`` define the plane of the points
     equidistant from them: ``margin = z·(za − zb) − (|za|² − |zb|²)/2``, positive on a's side
@@ -139,10 +141,51 @@ def _split(z, order, scratch, lo, hi, state):
             right -= 1
             scratch[right] = v
     if left in (lo, hi):
-        return lo + size // 2
+        return lo + size // 2, a, b
     order[lo:left] = scratch[lo:left]
     order[left:hi] = scratch[left:hi][::-1]
-    return left
+    return left, a, b
+
+
+@njit(cache=True, nogil=True)
+def _grow_tree(z, rows, leaf_ptr, leaf_size, seed, tree, nodes):
+    """Grow tree ``tree`` over the rows of ``z`` into ``rows`` and ``leaf_ptr`` (see rp_forest).
+
+    When ``nodes`` has rows, internal node t (in order of creation, the root first) is
+    recorded as ``nodes[t] = (a, b, left, right)``: the rows whose bisector splits it and its
+    children, a child leaf l written as ``-(l + 1)``. Returns the number of internal nodes.
+    """
+    n = z.shape[0]
+    rows[:] = np.arange(n)
+    scratch = np.empty(n, dtype=np.int64)
+    record = nodes.shape[0] > 0
+    # Depth first, left child first: leaves come out in order of position. The third column
+    # is where the node hangs: 2 * parent + side, -1 for the root.
+    stack = np.empty((n, 3), dtype=np.int64)
+    stack[0, 0], stack[0, 1], stack[0, 2] = 0, n, -1
+    top = 1
+    leaves = 0
+    n_nodes = 0
+    while top > 0:
+        top -= 1
+        lo, hi, slot = stack[top, 0], stack[top, 1], stack[top, 2]
+        if hi - lo <= leaf_size:
+            leaf_ptr[leaves] = lo
+            if record and slot >= 0:
+                nodes[slot // 2, 2 + slot % 2] = -(leaves + 1)
+            leaves += 1
+            continue
+        state = _stream(seed, _TREE_EPOCH + tree, lo * (n + 1) + hi)
+        cut, a, b = _split(z, rows, scratch, lo, hi, state)
+        if record:
+            nodes[n_nodes, 0], nodes[n_nodes, 1] = a, b
+            if slot >= 0:
+                nodes[slot // 2, 2 + slot % 2] = n_nodes
+        stack[top, 0], stack[top, 1], stack[top, 2] = cut, hi, 2 * n_nodes + 1
+        stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2] = lo, cut, 2 * n_nodes
+        top += 2
+        n_nodes += 1
+    return n_nodes
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -158,28 +201,46 @@ def rp_forest(z: np.ndarray, n_trees: int, leaf_size: int, seed: np.uint64):
     n = z.shape[0]
     order = np.empty((n_trees, n), dtype=np.int64)
     leaf_ptr = np.full((n_trees, n + 1), n, dtype=np.int64)
+    no_nodes = np.empty((0, 4), dtype=np.int64)
     for tree in prange(n_trees):
-        rows = order[tree]
-        rows[:] = np.arange(n)
-        scratch = np.empty(n, dtype=np.int64)
-        # Depth first, left child first: leaves come out in order of position.
-        stack = np.empty((n, 2), dtype=np.int64)
-        stack[0, 0], stack[0, 1] = 0, n
-        top = 1
-        leaves = 0
-        while top > 0:
-            top -= 1
-            lo, hi = stack[top, 0], stack[top, 1]
-            if hi - lo <= leaf_size:
-                leaf_ptr[tree, leaves] = lo
-                leaves += 1
-                continue
-            state = _stream(seed, _TREE_EPOCH + tree, lo * (n + 1) + hi)
-            cut = _split(z, rows, scratch, lo, hi, state)
-            stack[top, 0], stack[top, 1] = cut, hi
-            stack[top + 1, 0], stack[top + 1, 1] = lo, cut
-            top += 2
+        _grow_tree(z, order[tree], leaf_ptr[tree], leaf_size, seed, tree, no_nodes)
     return order, leaf_ptr
+
+
+@njit(cache=True, nogil=True)
+def search_tree(z: np.ndarray, leaf_size: int, seed: np.uint64):
+    """One tree of :func:`rp_forest` (its tree 0) that queries can descend (:func:`tree_leaves`).
+
+    Returns ``order`` (N,) and ``leaf_ptr`` (N + 1,) as one tree of ``rp_forest``, and
+    ``nodes`` (internal nodes, 4): the split rows and children of each internal node.
+    """
+    n = z.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    leaf_ptr = np.full(n + 1, n, dtype=np.int64)
+    nodes = np.full((max(n, 1), 4), -1, dtype=np.int64)
+    n_nodes = _grow_tree(z, order, leaf_ptr, leaf_size, seed, 0, nodes)
+    return order, leaf_ptr, nodes[:n_nodes].copy()
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def tree_leaves(q: np.ndarray, z: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """The leaf of the :func:`search_tree` (``nodes`` over the rows of ``z``) of each row of q.
+
+    A query on a splitting plane goes right (the side the build gives a row with margin ≤ 0
+    but for its random bit).
+    """
+    m = q.shape[0]
+    out = np.empty(m, dtype=np.int64)
+    for p in prange(m):
+        node = 0 if nodes.shape[0] > 0 else -1
+        while node >= 0:
+            a, b = nodes[node, 0], nodes[node, 1]
+            margin = 0.0
+            for t in range(z.shape[1]):
+                margin += (q[p, t] - 0.5 * (z[a, t] + z[b, t])) * (z[a, t] - z[b, t])
+            node = nodes[node, 2] if margin > 0.0 else nodes[node, 3]
+        out[p] = -node - 1
+    return out
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -530,7 +591,8 @@ def search(
     ind: np.ndarray,
     ptr: np.ndarray,
     rev: np.ndarray,
-    entries: np.ndarray,
+    leaf_ptr: np.ndarray,
+    leaf: np.ndarray,
     k: int,
     ef: int,
     angular: bool,
@@ -538,10 +600,11 @@ def search(
     """The approximate k nearest rows of ``z`` for each row of ``q``, by beam search.
 
     The graph of ``z`` is its kNN graph ``ind`` plus the reverse edges ``ptr, rev`` (from
-    :func:`reverse_edges`). A query starts from the ``ef`` nearest of the ``entries`` and
-    expands the nearest unexpanded node of its beam until all ``ef`` are expanded. A query
-    depends only on its own row, so the answer does not depend on batches or threads. Returns
-    distances as ``nn_descent`` does, rows sorted by (distance, index).
+    :func:`reverse_edges`). Query p starts from the rows ``leaf_ptr[leaf[p]]:leaf_ptr[leaf[p]
+    + 1]`` (its leaf of a :func:`search_tree` whose order the rows of ``z`` follow) and
+    expands the nearest unexpanded node of its beam of ``ef`` until all are expanded. A
+    query depends only on its own row, so the answer does not depend on batches or threads.
+    Returns distances as ``nn_descent`` does, rows sorted by (distance, index).
     """
     m = q.shape[0]
     out_ind = np.empty((m, k), dtype=np.int64)
@@ -551,7 +614,7 @@ def search(
         bi = np.full(ef, _NONE, dtype=np.int64)
         # _push marks an entry as new: here, not yet expanded.
         todo = np.zeros(ef, dtype=np.bool_)
-        for e in entries:
+        for e in range(leaf_ptr[leaf[p]], leaf_ptr[leaf[p] + 1]):
             _push(bd, bi, todo, _dist(q, p, z, e, angular), e)
         a = 0
         while a < ef:

@@ -159,6 +159,23 @@ def test_landmark_placement_with_index_is_batch_invariant(blobs, monkeypatch):
     np.testing.assert_array_equal(dmotif.fr_layout(x, **kwargs).values, whole)
 
 
+def test_landmark_placement_on_a_cluster_matches_this_process(monkeypatch):
+    # 12 MB of features: embedded in the task graph they made dask warn "Sending large graph"
+    # (an error here); scattered to the workers they do not.
+    from distributed import Client, LocalCluster
+
+    x, _ = unequal_blobs((70_000, 50_000, 30_000), dim=10)
+    monkeypatch.setattr(_knn, "EXACT_MAX", 100)
+    kwargs = dict(landmarks=3000, placement_epochs=3, epochs=10, seed=2)
+    here = dmotif.fr_layout(x, **kwargs).values
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as lc,
+        Client(lc),
+    ):
+        there = dmotif.fr_layout(x, **kwargs).values
+    np.testing.assert_array_equal(there, here)
+
+
 def test_atom_coordinate_carried():
     x, _ = unequal_blobs((60, 40), dim=5)
     feats = xr.DataArray(x, dims=("atom", "component"), coords={"atom": np.arange(7, 107)})

@@ -1,4 +1,5 @@
-"""Random-projection forest of NN-descent's start (dmotif._nndescent.rp_forest)."""
+"""Random-projection trees: the forest of NN-descent's start and the search tree of a landmark
+index (dmotif._nndescent.rp_forest, search_tree, tree_leaves)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from dmotif import _knn
-from dmotif._nndescent import nn_descent, rp_forest
+from dmotif._nndescent import nn_descent, rp_forest, search_tree, tree_leaves
 
 from .test_knn import _cloud, _recall
 from .test_layout import _threads
@@ -78,3 +79,27 @@ def test_forest_start_finds_neighbours_before_any_iteration():
     # leaf-mates of 8 trees of 40 more than half of them (measured 0.56).
     assert _recall(random, exact[:, 1:]) < 0.01
     assert _recall(forest, exact[:, 1:]) > 0.45
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "correlation"])
+def test_search_tree_sends_each_row_to_its_own_leaf(metric):
+    # The recorded splits replay the build: descending the tree with a row it was built on
+    # ends in the leaf that holds the row (no row of continuous data sits on a plane).
+    z = _knn._prepare(_cloud("blobs20", 3000), metric)
+    order, leaf_ptr, nodes = search_tree(z, 25, np.uint64(4))
+    forest_order, forest_ptr = rp_forest(z, 1, 25, np.uint64(4))
+    np.testing.assert_array_equal(order, forest_order[0])
+    np.testing.assert_array_equal(leaf_ptr, forest_ptr[0])
+    n_leaves = np.argmax(leaf_ptr == z.shape[0])
+    assert nodes.shape == (n_leaves - 1, 4)
+    leaf_of_position = np.repeat(np.arange(n_leaves), np.diff(leaf_ptr[: n_leaves + 1]))
+    expected = np.empty(z.shape[0], dtype=np.int64)
+    expected[order] = leaf_of_position
+    np.testing.assert_array_equal(tree_leaves(z, z, nodes), expected)
+
+
+def test_search_tree_of_one_leaf():
+    z = _knn._prepare(_cloud("blobs20", 20), "euclidean")
+    _, leaf_ptr, nodes = search_tree(z, 25, np.uint64(0))
+    assert nodes.shape == (0, 4) and leaf_ptr[0] == 0 and leaf_ptr[1] == 20
+    np.testing.assert_array_equal(tree_leaves(z[:3], z, nodes), [0, 0, 0])
