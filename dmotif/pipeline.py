@@ -349,9 +349,9 @@ def _run_stage(
         follow = ds["edge"].values if "edge" in ds else None
         labels = func(ds[on].compute(), follow=follow, **params).rename("label").astype(np.int32)
         labels.attrs["on"] = on
-        summary = _motif_summary(image, atoms, labels, ds, attrs)
+        summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
-        return merged, {"cluster_attrs": json_ready(labels.attrs)}
+        return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs)}
     else:
         import networkx as nx
 
@@ -360,14 +360,44 @@ def _run_stage(
     return out.drop_attrs().to_dataset(), {f"{stage}_attrs": json_ready(out.attrs)}
 
 
+#: The mean patch of each motif is averaged over the atoms of a seeded sample of frames that
+#: holds at least this many atoms of every motif (all frames if none does). Each frame read
+#: costs a pass over its pixels: averaging the 1.39 M patches of a 16-frame 4096² stack took
+#: 7.4 s of the cluster stage's 10.4 s; the mean of 500 noisy patches is already 22× less noisy
+#: than one patch.
+MEAN_PATCH_ATOMS = 500
+
+
+def _patch_frames(frame: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """The atoms of the frames, in seeded order, until each motif has MEAN_PATCH_ATOMS."""
+    frames = np.unique(frame)
+    frames = frames[np.random.default_rng(seed).permutation(frames.size)]
+    k = int(labels.max()) + 1
+    counts = np.zeros(max(k, 0), dtype=np.int64)
+    taken = []
+    for f in frames:
+        here = frame == f
+        taken.append(f)
+        counts += np.bincount(labels[here & (labels >= 0)], minlength=k)
+        if (counts >= MEAN_PATCH_ATOMS).all():
+            break
+    return np.flatnonzero(np.isin(frame, taken))
+
+
 def _motif_summary(
     image: xr.DataArray, atoms: xr.Dataset, labels: xr.DataArray, ds: xr.Dataset,
-    attrs: dict[str, Any],
+    attrs: dict[str, Any], seed: int,
 ) -> xr.Dataset:
-    """Per motif: count, fraction, example atoms and the mean patch (at the features' radius)."""
+    """Per motif: count, fraction, example atoms and the mean patch (at the features' radius,
+    over the frames :func:`_patch_frames` picks)."""
     from .cluster import motif_summary
     from .patches import extract_patches
 
+    summary = motif_summary(labels, layout=ds["layout"])
+    sample = _patch_frames(atoms["frame"].values, labels.values, seed)
     radius = attrs.get("features_attrs", {}).get("radius")
-    patches = extract_patches(image, atoms, radius=radius)
-    return motif_summary(labels, patches=patches, layout=ds["layout"])
+    patches = extract_patches(image, atoms.isel(atom=sample), radius=radius)
+    means = motif_summary(labels[sample], patches=patches)["mean_patch"]
+    summary["mean_patch"] = means
+    summary.attrs["mean_patch_frames"] = np.unique(atoms["frame"].values[sample]).tolist()
+    return summary

@@ -119,7 +119,11 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
         figs["layout"] = ("Force-relaxed layout of the Zernike features, coloured by motif",
                           _png(plot_layout(ds["layout"].values, labels)))
     if "mean_patch" in ds:
-        figs["motifs"] = ("Mean patch of each motif, with its count",
+        frames = res.attrs.get("cluster_attrs", {}).get("mean_patch_frames")
+        n_frames = ds["frame"].values.max() + 1 if "frame" in ds else 1
+        over = "" if frames is None or len(frames) >= n_frames else (
+            f" (patches averaged over frames {', '.join(map(str, frames))})")
+        figs["motifs"] = (f"Mean patch of each motif, with its count{over}",
                           _png(plot_motifs(ds)))
     graph = res.hierarchy
     if graph is not None and graph.number_of_nodes():

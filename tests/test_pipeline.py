@@ -91,6 +91,39 @@ def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> 
     assert set(reference.attrs["dmotif_timings"]) == set(dmotif.pipeline.STAGES)
 
 
+def test_mean_patch_is_the_mean_of_each_motifs_patches(
+    reference: dmotif.Result, tmd_store: Path
+) -> None:
+    ds = reference.dataset
+    assert reference.attrs["cluster_attrs"]["mean_patch_frames"] == [0]
+    radius = reference.attrs["features_attrs"]["radius"]
+    patches = dmotif.extract_patches(dmotif.open_image(tmd_store), reference.atoms.compute(),
+                                     radius=radius).values
+    labels = ds["label"].values
+    for m in ds["motif"].values:
+        np.testing.assert_allclose(ds["mean_patch"].sel(motif=m), patches[labels == m].mean(0),
+                                   rtol=1e-5)
+
+
+def test_mean_patches_come_from_frames_with_enough_of_every_motif(monkeypatch) -> None:
+    frame = np.repeat(np.arange(6), 100)
+    # motif 1 has 10 atoms per frame: 25 of them take three frames
+    labels = np.tile(np.r_[np.zeros(90, int), np.ones(10, int)], 6)
+    labels[:5] = -1
+    monkeypatch.setattr(dmotif.pipeline, "MEAN_PATCH_ATOMS", 25)
+    picks = {}
+    for seed in range(4):
+        take = dmotif.pipeline._patch_frames(frame, labels, seed)
+        chosen = np.unique(frame[take])
+        assert chosen.size == 3
+        np.testing.assert_array_equal(take, np.flatnonzero(np.isin(frame, chosen)))
+        np.testing.assert_array_equal(dmotif.pipeline._patch_frames(frame, labels, seed), take)
+        picks[seed] = tuple(chosen)
+    assert len(set(picks.values())) > 1
+    monkeypatch.setattr(dmotif.pipeline, "MEAN_PATCH_ATOMS", 61)
+    assert dmotif.pipeline._patch_frames(frame, labels, 0).size == frame.size
+
+
 def test_4dstem_run_learns_the_motifs_of_its_virtual_adf(client: object, tmp_path: Path) -> None:
     from dmotif.synthetic_4d import fourd
 
