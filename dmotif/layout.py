@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dask
 import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
@@ -11,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from . import _knn
 from ._fr_kernels import fr_epochs, place_epochs
 from ._random import Seed, as_generator, seed_int, spawn_seeds
+from ._shared import compute, share
 from .errors import DataError, ParameterError
 from .reduce import as_atom_matrix
 
@@ -125,28 +127,6 @@ def _place_block(
     return place_epochs(
         y_land, ind, w, atom_ids, params, n_epochs, learning_rate, negative_samples, seed
     )
-
-
-def _map_blocks(func, blocks: list, *shared, **kwargs) -> list:
-    """``[func(block, *shared, **kwargs) for block in blocks]`` on the active dask.distributed
-    client, else in this process.
-
-    On a cluster the blocks and the shared arguments (the landmark index: hundreds of MB at
-    200 000 landmarks) are scattered to the workers, each shared one once per worker, rather
-    than embedded in the task graph that goes through the scheduler. Without a client the
-    blocks run one after the other: each is already parallel over cores inside numba, and
-    numba's default thread pool must not be entered concurrently.
-    """
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        return [func(block, *shared, **kwargs) for block in blocks]
-    shared_f = client.scatter(list(shared), broadcast=True, hash=False)
-    futures = client.map(func, client.scatter(blocks, hash=False), *[[f] * len(blocks)
-                         for f in shared_f], pure=False, **kwargs)
-    return client.gather(futures)
 
 
 def fr_layout(
@@ -286,15 +266,22 @@ def fr_layout(
             ref = _knn.landmark_index(x_land, n_neighbors, metric, base)
             ind, dist = ref.neighbor_graph
         y_land = _relax(x_land, ind, dist, **relax)
-        rest = np.setdiff1d(np.arange(n_atoms), land)
+        is_land = np.zeros(n_atoms, dtype=bool)
+        is_land[land] = True
+        rest = np.flatnonzero(~is_land)
         blocks = [(x[rest[a : a + PLACE_CHUNK]], rest[a : a + PLACE_CHUNK])
                   for a in range(0, rest.size, PLACE_CHUNK)]
-        placed = _map_blocks(
-            _place_block, blocks, ref, y_land,
-            n_neighbors=n_neighbors, metric=metric, params=stage_arr[-1],
-            n_epochs=placement_epochs, learning_rate=float(learning_rate),
-            negative_samples=negative_samples, seed=place_seed,
-        )
+        # On a cluster the landmark index (hundreds of MB at 200 000 landmarks) goes to each
+        # worker once, and the blocks straight to the workers.
+        ref_s, y_land_s = share(ref), share(y_land)
+        place = dask.delayed(_place_block, pure=True)
+        placed = compute([
+            place(share(block), ref_s, y_land_s, n_neighbors=n_neighbors, metric=metric,
+                  params=stage_arr[-1], n_epochs=placement_epochs,
+                  learning_rate=float(learning_rate), negative_samples=negative_samples,
+                  seed=place_seed)
+            for block in blocks
+        ])
         y = np.empty((n_atoms, 2), dtype=np.float64)
         y[land] = y_land
         y[rest] = np.concatenate(placed)

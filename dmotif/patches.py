@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 
 from . import _zernike
 from ._image import as_image_stack, whole_chunk_window
+from ._shared import share
 from .errors import DataError, ParameterError
 
 __all__ = ["extract_patches"]
@@ -247,18 +248,21 @@ def map_atoms(
     within[order] = np.arange(n) - np.repeat(starts, counts)
     depth = reach + _zernike.READ_MARGIN
     pieces = data.to_delayed()
+    # Every task reads a slice of these (tens of MB for a million atoms): on a cluster they go
+    # to each worker once instead of into the task graph.
+    rows = share((table["y"][order], table["x"][order]))
+    places = share((tile, within))
     results = {}
     for t, s, c in zip(tiles, starts, counts, strict=True):
-        idx = order[s : s + c]
-        f = int(table["frame"][idx[0]])
-        y0, y1 = bounds_y[iy[idx[0]]], bounds_y[iy[idx[0]] + 1]
-        x0, x1 = bounds_x[ix[idx[0]]], bounds_x[ix[idx[0]] + 1]
+        first = order[s]
+        f = int(table["frame"][first])
+        y0, y1 = bounds_y[iy[first]], bounds_y[iy[first] + 1]
+        x0, x1 = bounds_x[ix[first]], bounds_x[ix[first] + 1]
         oy, ox = max(0, y0 - depth), max(0, x0 - depth)
         region = whole_chunk_window(data, pieces, f, oy, min(ny, y1 + depth), ox,
                                     min(nx, x1 + depth))
-        results[int(t)] = dask.delayed(kernel, pure=True)(
-            region, int(oy), int(ox), (int(ny), int(nx)),
-            np.ascontiguousarray(table["y"][idx]), np.ascontiguousarray(table["x"][idx]),
+        results[int(t)] = dask.delayed(_run_tile, pure=True)(
+            kernel, region, int(oy), int(ox), (int(ny), int(nx)), rows, int(s), int(c),
             **kwargs,
         )
     step = max(1, _CHUNK_BYTES // row_bytes)
@@ -267,14 +271,26 @@ def map_atoms(
         b = min(a + step, n)
         needed = np.unique(tile[a:b])
         part = dask.delayed(_gather, pure=True)(
-            tile[a:b], within[a:b], needed, [results[int(t)] for t in needed], tail, dtype
+            places, a, b, needed, [results[int(t)] for t in needed], tail, dtype
         )
         blocks.append(da.from_delayed(part, shape=(b - a, *tail), dtype=dtype))
     return da.concatenate(blocks, axis=0)
 
 
-def _gather(tile: np.ndarray, within: np.ndarray, needed: np.ndarray,
+def _run_tile(kernel: Callable[..., np.ndarray], region: np.ndarray, oy: int, ox: int,
+              shape: tuple[int, int], rows: tuple[np.ndarray, np.ndarray], start: int,
+              count: int, **kwargs: Any) -> np.ndarray:
+    """``kernel`` on the atoms ``start:start + count`` of ``rows`` (their y, x in tile order)."""
+    ys, xs = rows
+    return kernel(region, oy, ox, shape, ys[start : start + count], xs[start : start + count],
+                  **kwargs)
+
+
+def _gather(places: tuple[np.ndarray, np.ndarray], a: int, b: int, needed: np.ndarray,
             parts: list[np.ndarray], tail: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Rows ``a:b`` of the table from the tile results ``parts`` (of the tiles ``needed``);
+    ``places`` holds each atom's tile and its position within the tile's result."""
+    tile, within = places[0][a:b], places[1][a:b]
     out = np.empty((tile.size, *tail), dtype=dtype)
     for t, rows in zip(needed, parts, strict=True):
         sel = tile == t
