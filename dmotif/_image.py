@@ -25,6 +25,7 @@ __all__ = [
     "image_coords",
     "normalize_chunks",
     "pixel_size_of",
+    "refuse_bad_frames",
     "whole_chunk_window",
 ]
 
@@ -186,14 +187,19 @@ def check_finite_nonconstant(image: xr.DataArray) -> None:
     finite = da.isfinite(image.data).all(axis=(1, 2))
     lo = image.data.min(axis=(1, 2))
     hi = image.data.max(axis=(1, 2))
-    finite, lo, hi = da.compute(finite, lo, hi)
-    bad = np.flatnonzero(~finite)
+    refuse_bad_frames(*da.compute(finite, lo, hi))
+
+
+def refuse_bad_frames(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Raise :class:`DataError` for the frames that are not all ``finite`` or whose smallest
+    pixel ``lo`` is not below their largest ``hi`` (one value of each per frame)."""
+    bad = np.flatnonzero(~np.asarray(finite))
     if bad.size:
         raise DataError(
             f"the image holds NaN or inf pixels (frames {bad[:5].tolist()}). Replace them, "
             "e.g. image.fillna(image.median()), or crop them away."
         )
-    flat = np.flatnonzero(hi <= lo)
+    flat = np.flatnonzero(np.asarray(hi) <= np.asarray(lo))
     if flat.size:
         raise DataError(
             f"frames {flat[:5].tolist()} are constant (every pixel = {float(lo[flat[0]])!r}); "

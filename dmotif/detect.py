@@ -25,6 +25,7 @@ from ._image import (
     check_finite_nonconstant,
     normalize_chunks,
     pixel_size_of,
+    refuse_bad_frames,
     whole_chunk_window,
 )
 from .errors import NoAtomsError, NoLatticeError, ParameterError
@@ -178,6 +179,9 @@ def _positive(name: str, value: float | None) -> float | None:
 
 
 def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, ...]:
+    if not np.isfinite(crop).all():
+        # No levels for a frame with NaN/inf: its tiles find nothing, and refuse the frame.
+        return (math.nan,) * 4
     bg, noise, bright = _detect.background_and_noise(crop, sigma)
     contrast = bright - bg
     return (bg + max(min_snr * noise, MIN_CONTRAST * contrast),
@@ -216,6 +220,8 @@ def _detect_block(
     finally:
         numba.set_num_threads(threads)
     found["frame"] = np.full(found["y"].shape, frame, dtype=np.int32)
+    # (all finite, min, max) of the pixels read, for the frame's validity check
+    found["pixels"] = (bool(np.isfinite(block).all()), float(np.min(block)), float(np.max(block)))
     return found
 
 
@@ -329,9 +335,15 @@ def detect_atoms(
                              meta=data[:0, :0])
         image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
-    check_finite_nonconstant(img)
+    # NaN/inf and constant frames are refused from what the tiles see as they are detected,
+    # not by a pass of its own over the pixels (each pass decompresses the whole stack again).
     if spacing is None and min_distance is None:
-        spacing, translations = _lattice(img)
+        try:
+            spacing, translations = _lattice(img)
+        except NoLatticeError:
+            # A NaN or constant frame is the better explanation, if there is one.
+            check_finite_nonconstant(img)
+            raise
     else:
         spacing = spacing or min_distance / MIN_DISTANCE_FRACTION
         _check_spacing(spacing, img, ParameterError, "the given")
@@ -382,6 +394,9 @@ def detect_atoms(
                     levels=levels[f], **params,
                 ))
     parts = dask.compute(*tasks)
+    stats = np.array([p.pop("pixels") for p in parts]).reshape(arr.shape[0], -1, 3)
+    refuse_bad_frames(stats[..., 0].all(axis=1), stats[..., 1].min(axis=1),
+                      stats[..., 2].max(axis=1))
     found = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if found["y"].size == 0:
         raise NoAtomsError(

@@ -289,7 +289,9 @@ def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.Data
                 "virtual.features = 'diffraction' needs 4D-STEM input and a virtual detector "
                 "to find the atoms on; set virtual.detector (--detector), e.g. 'adf'."
             )
-        return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"]), None
+        # Detection refuses NaN/inf and constant frames from the pixels it reads anyway.
+        return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"],
+                          check=False), None
     from .fourd import open_4dstem, virtual_image
 
     if virtual["detector"] == "com":

@@ -529,6 +529,23 @@ def test_nan_image_is_refused():
         dmotif.detect_atoms(img)
 
 
+@pytest.mark.parametrize(("frame", "value", "match"), [
+    (1, np.nan, r"NaN or inf pixels \(frames \[1\]\)"),
+    (2, np.inf, r"NaN or inf pixels \(frames \[2\]\)"),
+    (2, None, r"frames \[2\] are constant"),
+])
+def test_a_bad_later_frame_is_refused(frame, value, match):
+    # Frame 0 gives the lattice; the tiles of the others see the bad pixels.
+    good = dmotif.synthetic.tmd(size=256, frames=1, seed=0).image.values[0]
+    stack = np.stack([good] * 3)
+    if value is None:
+        stack[frame] = 7.0
+    else:
+        stack[frame, 200, 17] = value
+    with pytest.raises(DataError, match=match):
+        dmotif.detect_atoms(stack)
+
+
 def test_pure_noise_has_no_lattice():
     noise = np.random.default_rng(0).normal(size=(256, 256))
     with pytest.raises(NoLatticeError, match="no lattice"):

@@ -17,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
 import dmotif
-from dmotif import ParameterError, StoreError, StoreExistsError, StoreIncompleteError
+from dmotif import DataError, ParameterError, StoreError, StoreExistsError, StoreIncompleteError
 from dmotif.cli import app
 from dmotif.pipeline import default_config, dump_config_toml, load_config
 from dmotif.store import StoreWriter
@@ -122,6 +122,18 @@ def test_mean_patches_come_from_frames_with_enough_of_every_motif(monkeypatch) -
     assert len(set(picks.values())) > 1
     monkeypatch.setattr(dmotif.pipeline, "MEAN_PATCH_ATOMS", 61)
     assert dmotif.pipeline._patch_frames(frame, labels, 0).size == frame.size
+
+
+def test_a_nan_frame_stops_the_run_in_detection(client: object, tmp_path: Path) -> None:
+    # The input is not read at open: detection refuses the frame from the pixels it reads.
+    good = dmotif.synthetic.tmd(size=256, frames=1, seed=0).image.values[0]
+    stack = np.stack([good, good])
+    stack[1, 10, 10] = np.nan
+    np.save(tmp_path / "bad.npy", stack)
+    with pytest.raises(DataError, match=r"NaN or inf pixels \(frames \[1\]\)"):
+        dmotif.run(tmp_path / "bad.npy", tmp_path / "out.zarr", client=client)
+    with pytest.raises(StoreError):
+        dmotif.open_result(tmp_path / "out.zarr")
 
 
 def test_4dstem_run_learns_the_motifs_of_its_virtual_adf(client: object, tmp_path: Path) -> None:
