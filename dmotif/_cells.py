@@ -27,6 +27,7 @@ from scipy.spatial import Delaunay, cKDTree
 from .errors import NoLatticeError
 
 __all__ = [
+    "adjacent_cells",
     "anchor_label",
     "canonical_roll",
     "cell_members",
@@ -44,6 +45,8 @@ __all__ = [
     "rebase_slots",
     "same_label_vectors",
     "slot_positions",
+    "slot_types",
+    "type_table",
 ]
 
 # A translation is a lattice vector when it maps at least this fraction of the best-supported
@@ -377,74 +380,140 @@ def lattice_cells(
     A cell ``(i, j)`` is the parallelogram ``[p, p+u, p+u+v, p+v]``; it is accepted when each of
     its four corner lattice points holds an anchor atom or is a vacancy that the lattice
     predicts (at least 3 of its 4 nearest lattice points hold anchors), and at least three
-    corners are real. Each atom belongs to at most one cell (the slot it sits on).
+    corners are real. Each atom belongs to at most one cell (the slot it sits on; of two atoms
+    on the same slot of a cell, the later one).
 
-    Returns a dict with ``ij`` (c, 2), ``centre`` (c, 2) pixel ``(y, x)``, ``members`` (c, s) atom
-    indices (-1 = empty slot) and ``slot_labels`` (c, s).
+    Returns a dict with ``ij`` (c, 2) in lexicographic order, ``centre`` (c, 2) pixel
+    ``(y, x)``, ``members`` (c, s) atom indices (-1 = empty slot) and ``slot_labels`` (c, s).
     """
     ij, slot, _, origin = cell_members(yx, labels, u, v, slots, anchor, tol)
-    is_anchor = (slot == 0) & (labels == anchor)
-    real = {tuple(p) for p in ij[is_anchor]}
-    nb = ((1, 0), (-1, 0), (0, 1), (0, -1))
-    if real:
-        arr = np.array(sorted(real))
-        lo, hi = arr.min(axis=0), arr.max(axis=0)
-        cand = {
-            (i, j)
-            for i in range(lo[0], hi[0] + 1)
-            for j in range(lo[1], hi[1] + 1)
-            if (i, j) not in real and sum((i + a, j + b) in real for a, b in nb) >= 3
-        }
-    else:
-        cand = set()
-    known = real | cand
-    corners = ((0, 0), (1, 0), (1, 1), (0, 1))
-    cells = sorted(
-        (i, j)
-        for (i, j) in known
-        if all((i + a, j + b) in known for a, b in corners)
-        and sum((i + a, j + b) in real for a, b in corners) >= 3
-    )
-    c = len(cells)
     s = len(slots)
-    members = np.full((c, s), -1, np.int64)
-    index = {cell: k for k, cell in enumerate(cells)}
-    for atom in np.flatnonzero(slot >= 0):
-        k = index.get((int(ij[atom, 0]), int(ij[atom, 1])))
-        if k is not None:
-            members[k, slot[atom]] = atom
+    anchors = ij[(slot == 0) & (labels == anchor)]
+    if len(anchors):
+        lo = anchors.min(axis=0)
+        shape = anchors.max(axis=0) - lo + 1
+        # Occupancy of the lattice points over the anchors' bounding box, with a margin of one
+        # empty point so that neighbours and corners are shifted slices.
+        real = np.zeros(shape + 2, np.int8)
+        real[anchors[:, 0] - lo[0] + 1, anchors[:, 1] - lo[1] + 1] = 1
+        around = real[:-2, 1:-1] + real[2:, 1:-1] + real[1:-1, :-2] + real[1:-1, 2:]
+        known = real.astype(bool)
+        known[1:-1, 1:-1] |= around >= 3
+        # corner (a, b) of every cell, a and b in {0, 1}
+        offsets = (slice(1, -1), slice(2, None))
+        corner_known = np.ones(shape, bool)
+        corner_real = np.zeros(shape, np.int8)
+        for rows in offsets:
+            for cols in offsets:
+                corner_known &= known[rows, cols]
+                corner_real += real[rows, cols]
+        accepted = corner_known & (corner_real >= 3)
+        cells = np.argwhere(accepted) + lo
+        index = np.full(shape, -1, np.int64)
+        index[accepted] = np.arange(len(cells))
+        atom = np.flatnonzero(slot >= 0)
+        p = ij[atom] - lo
+        inside = ((p >= 0) & (p < shape)).all(axis=1)
+        atom, p = atom[inside], p[inside]
+        k = index[p[:, 0], p[:, 1]]
+        atom, flat = atom[k >= 0], k[k >= 0] * s + slot[atom[k >= 0]]
+    else:
+        cells = np.empty((0, 2), np.int64)
+        atom = flat = np.empty(0, np.int64)
+    c = len(cells)
+    members = np.full(c * s, -1, np.int64)
+    # The first of each (cell, slot) in reversed atom order is the later atom, which wins.
+    _, last = np.unique(flat[::-1], return_index=True)
+    members[flat[::-1][last]] = atom[::-1][last]
+    members = members.reshape(c, s)
     # An anchor slot holding an atom of another label (e.g. an antisite) keeps that label.
     slot_labels = np.where(members >= 0, labels[np.maximum(members, 0)], -1).astype(np.int64)
-    ij_arr = np.array(cells, np.int64).reshape(c, 2)
+    ij_arr = cells.astype(np.int64).reshape(c, 2)
     m = np.column_stack([u, v])
     centre = origin + (ij_arr + 0.5) @ m.T
     return {"ij": ij_arr, "centre": centre, "members": members, "slot_labels": slot_labels}
 
 
+def adjacent_cells(ij: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Pairs ``(k, k2)`` of cells with ``ij[k2] == ij[k] + step`` for a step of ``steps``.
+
+    ``ij`` are distinct integer cell indices ``(c, 2)``; returns ``(p, 2)`` int64 pairs sorted
+    lexicographically.
+    """
+    ij = np.asarray(ij, np.int64).reshape(-1, 2)
+    steps = np.asarray(steps, np.int64).reshape(-1, 2)
+    if len(ij) == 0 or len(steps) == 0:
+        return np.empty((0, 2), np.int64)
+    reach = int(np.abs(steps).max())
+    lo = ij.min(axis=0) - reach
+    p = ij - lo
+    # Cell number by position, with a margin of ``reach`` so that every step stays inside.
+    index = np.full(ij.max(axis=0) - lo + reach + 1, -1, np.int64)
+    index[p[:, 0], p[:, 1]] = np.arange(len(ij))
+    pairs = []
+    for a, b in steps.tolist():
+        other = index[p[:, 0] + a, p[:, 1] + b]
+        has = np.flatnonzero(other >= 0)
+        pairs.append(np.column_stack([has, other[has]]))
+    out = np.concatenate(pairs)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def type_table(types: list[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct ``types`` in sorted order and, per item, its index in that list."""
+    table = sorted(set(types))
+    at = {t: k for k, t in enumerate(table)}
+    return table, np.array([at[t] for t in types], np.int64)
+
+
+def slot_types(slot_labels: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The cell types of rows of slot labels, as :func:`type_table` of their types.
+
+    A cell's type is its anchor slot's label, then the other slots' labels rolled by
+    :func:`canonical_roll`; each distinct row is rolled once.
+    """
+    rows, inverse = np.unique(np.asarray(slot_labels, np.int64), axis=0, return_inverse=True)
+    table, code = type_table([(int(r[0]), *canonical_roll(r[1:])) for r in rows.tolist()])
+    return table, code[inverse.reshape(-1)]
+
+
 def convention_key(parts: list[dict[str, object]]) -> tuple:
     """Score of one choice of cells among equivalent bases; the smallest key wins.
 
-    ``parts`` are the per-frame cells built on one basis (``members``, ``types``,
-    ``adjacent``). The key uses only what a rotation of the image leaves unchanged: the number
-    of atoms placed in cells (most first), then the table of type counts, then the counts of
-    each type's neighbourhood (its own type with the sorted types of its adjacent cells). Two
-    bases that tie on all of these give the same level-2 view of the image.
+    ``parts`` are the per-frame cells built on one basis (``members``, ``types`` — the distinct
+    type tuples —, ``type`` — each cell's index into ``types`` — and ``adjacent``). The key uses
+    only what a rotation of the image leaves unchanged: the number of atoms placed in cells
+    (most first), then the table of type counts, then the counts of each type's neighbourhood
+    (its own type with the sorted types of its adjacent cells). Two bases that tie on all of
+    these give the same level-2 view of the image.
     """
     placed = sum(int((np.asarray(p["members"]) >= 0).sum()) for p in parts)
-    counts: dict[tuple, int] = {}
-    hoods: dict[tuple, int] = {}
-    for p in parts:
-        types = [tuple(t) for t in p["types"]]
-        nbr: list[list[tuple]] = [[] for _ in types]
-        for a, b in np.asarray(p["adjacent"]).reshape(-1, 2).tolist():
-            nbr[a].append(types[b])
-            nbr[b].append(types[a])
-        for t, ns in zip(types, nbr, strict=True):
-            counts[t] = counts.get(t, 0) + 1
-            hood = (t, tuple(sorted(ns)))
-            hoods[hood] = hoods.get(hood, 0) + 1
-    return (-placed, sorted((-c, t) for t, c in counts.items()),
-            sorted((-c, h) for h, c in hoods.items()))
+    table = sorted({tuple(t) for p in parts for t in p["types"]})
+    rank = {t: k for k, t in enumerate(table)}
+    # Ranks follow the order of the type tuples, so sorted ranks are sorted types.
+    codes = [np.array([rank[tuple(t)] for t in p["types"]], np.int64)[
+        np.asarray(p["type"], np.int64)] for p in parts]
+    ends = [np.asarray(p["adjacent"], np.int64).reshape(-1, 2) for p in parts]
+    width = max((np.bincount(e.ravel()).max(initial=0) for e in ends if e.size), default=0)
+    rows = []
+    for code, e in zip(codes, ends, strict=True):
+        cell = np.concatenate([e[:, 0], e[:, 1]])
+        other = code[np.concatenate([e[:, 1], e[:, 0]])]
+        order = np.lexsort((other, cell))
+        cell, other = cell[order], other[order]
+        start = np.searchsorted(cell, np.arange(len(code)))
+        hood = np.full((len(code), 1 + width), -1, np.int64)
+        hood[:, 0] = code
+        hood[cell, 1 + np.arange(len(cell)) - start[cell]] = other
+        rows.append(hood)
+    hoods, n_hood = np.unique(np.concatenate(rows), axis=0, return_counts=True)
+    counts = np.bincount(np.concatenate(codes), minlength=len(table))
+    return (
+        -placed,
+        sorted((-int(c), t) for t, c in zip(table, counts.tolist(), strict=True) if c),
+        sorted((-int(c), (table[h[0]], tuple(table[x] for x in h[1:] if x >= 0)))
+               for h, c in zip(hoods.tolist(), n_hood.tolist(), strict=True)),
+    )
 
 
 def pattern_key(

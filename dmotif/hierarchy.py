@@ -32,6 +32,7 @@ import xarray as xr
 
 from . import _cells
 from ._random import Seed
+from ._shared import share
 from .errors import DataError, NoLatticeError, ParameterError, StoreError
 
 __all__ = [
@@ -103,11 +104,23 @@ def _frames(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(f), np.flatnonzero(frame == f)) for f in np.unique(frame)]
 
 
+def _atom_table(frame: np.ndarray, yx: np.ndarray, lab: np.ndarray) -> Any:
+    """The atoms as one argument of the per-frame tasks, which slice their frame out of it:
+    on a cluster it goes to the workers once instead of into the task graph."""
+    return share({"frame": frame, "yx": yx, "label": lab})
+
+
+def _frame_atoms(table: dict[str, np.ndarray], f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and labels of the atoms of frame ``f`` from :func:`_atom_table`."""
+    sel = table["frame"] == f
+    return table["yx"][sel], table["label"][sel]
+
+
 # --------------------------------------------------------------------------- lattice vectors
 
 
-def _frame_vectors(yx: np.ndarray, lab: np.ndarray, max_length: float) -> np.ndarray:
-    return _cells.same_label_vectors(yx, lab, max_length=max_length)
+def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float) -> np.ndarray:
+    return _cells.same_label_vectors(*_frame_atoms(table, f), max_length=max_length)
 
 
 def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
@@ -152,8 +165,8 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
     frame, yx = _atom_arrays(atoms)
     lab = (np.zeros(len(yx), np.int64) if labels is None else _label_array(labels, len(yx)))
     spacing = _spacing(atoms, frame, yx)
-    tasks = [dask.delayed(_frame_vectors)(yx[idx], lab[idx], 3.0 * spacing)
-             for _, idx in _frames(frame)]
+    table = _atom_table(frame, yx, lab)
+    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in _frames(frame)]
     vectors = np.concatenate(dask.compute(*tasks))
     u, v, support = _cells.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
     return xr.DataArray(
@@ -166,31 +179,34 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
 # --------------------------------------------------------------------------- motif cells
 
 
-def _frame_offsets(yx, lab, u, v, anchor):
-    return _cells.fractional_offsets(yx, lab, u, v, anchor)
+# A frame's cells ("part"): ``centre``, ``members`` (frame-local atom indices), ``ij``,
+# ``types`` (the distinct type tuples), ``type`` (each cell's index into ``types``) and
+# ``adjacent`` (pairs of cell indices).
 
 
-def _frame_lattice_cells(yx, lab, u, v, slots, anchor, tol):
-    out = _cells.lattice_cells(yx, lab, u, v, slots, anchor, tol)
-    keys = {tuple(ij): k for k, ij in enumerate(out["ij"].tolist())}
+def _frame_offsets(table, f, u, v, anchor):
+    return _cells.fractional_offsets(*_frame_atoms(table, f), u, v, anchor)
+
+
+def _frame_lattice_cells(table, f, u, v, slots, anchor, tol):
+    out = _cells.lattice_cells(*_frame_atoms(table, f), u, v, slots, anchor, tol)
     # each pair once: the neighbour offsets come in (d, -d) halves
     steps = _cells.lattice_neighbours(u, v)
-    steps = steps[: len(steps) // 2]
-    pairs = [(k, keys[(i + a, j + b)]) for (i, j), k in keys.items()
-             for a, b in steps.tolist() if (i + a, j + b) in keys]
-    types = [(int(s[0]), *_cells.canonical_roll(s[1:])) for s in out["slot_labels"]]
+    types, code = _cells.slot_types(out["slot_labels"])
     return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
-            "types": types, "adjacent": np.array(sorted(pairs), np.int64).reshape(-1, 2)}
+            "types": types, "type": code,
+            "adjacent": _cells.adjacent_cells(out["ij"], steps[: len(steps) // 2])}
 
 
-def _frame_rings(yx, lab, radius, max_ring):
-    out = _cells.planar_rings(yx, lab, radius=radius, max_ring=max_ring)
+def _frame_rings(table, f, radius, max_ring):
+    out = _cells.planar_rings(*_frame_atoms(table, f), radius=radius, max_ring=max_ring)
     members = np.full((len(out["rings"]), max_ring), -1, np.int64)
     for k, ring in enumerate(out["rings"]):
         members[k, : len(ring)] = ring
+    types, code = _cells.type_table(out["types"])
     return {"centre": out["centre"], "members": members,
             "ij": np.full((len(members), 2), -1, np.int64),
-            "types": out["types"], "adjacent": out["adjacent"]}
+            "types": types, "type": code, "adjacent": out["adjacent"]}
 
 
 def _type_name(kind: str, t: tuple[int, ...]) -> str:
@@ -288,11 +304,12 @@ def motif_cells(
     spacing = _spacing(atoms, frame, yx)
     tol = tolerance * spacing
     frames = _frames(frame)
+    table = _atom_table(frame, yx, lab)
     attrs: dict[str, Any] = {"spacing_px": spacing, "tolerance_px": tol}
     kind = "rings"
     if method in ("auto", "lattice"):
         try:
-            parts, lattice_attrs = _lattice_parts(atoms, yx, lab, frame, lattice, tol)
+            parts, lattice_attrs = _lattice_parts(atoms, yx, lab, frame, table, lattice, tol)
             kind = "lattice"
             attrs |= lattice_attrs
         except NoLatticeError:
@@ -302,13 +319,13 @@ def motif_cells(
         r = 1.3 * spacing if radius is None else float(radius)
         if r <= 0:
             raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
-        parts = dask.compute(*[dask.delayed(_frame_rings)(yx[i], lab[i], r, max_ring)
-                               for _, i in frames])
+        parts = dask.compute(*[dask.delayed(_frame_rings)(table, f, r, max_ring)
+                               for f, _ in frames])
         attrs["radius_px"] = r
     return _assemble_cells(parts, frames, kind, attrs)
 
 
-def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
+def _lattice_parts(atoms, yx, lab, frame, table, lattice, tol):
     """Per-frame lattice cells on the basis the atoms single out (NoLatticeError if none).
 
     Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
@@ -333,8 +350,8 @@ def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
         )
     bases = _cells.equivalent_bases(*uv)
     m0 = np.column_stack(bases[0])
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(yx[i], lab[i], *bases[0], anchor)
-                          for _, i in frames])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, *bases[0], anchor)
+                          for f, _ in frames])
     # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
     learned = _cells.slot_positions(np.concatenate(offs), m=m0, tol=tol,
                                     n_cells=int((lab == anchor).sum()))
@@ -345,9 +362,9 @@ def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
         spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
     n_f = len(frames)
     best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
-    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(yx[i], lab[i], *bases[b],
-                                                               slots[b], anchor, tol)
-                           for b in best for _, i in frames])
+    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(table, f, *bases[b], slots[b],
+                                                               anchor, tol)
+                           for b in best for f, _ in frames])
     per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
     k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
     u, v = bases[best[k]]
@@ -356,7 +373,12 @@ def _lattice_parts(atoms, yx, lab, frame, lattice, tol):
 
 
 def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
-    counts = Counter(t for p in parts for t in p["types"])
+    counts: Counter = Counter()
+    for p in parts:
+        for t, n in zip(p["types"], np.bincount(p["type"], minlength=len(p["types"])).tolist(),
+                        strict=True):
+            if n:
+                counts[t] += n
     if not counts:
         raise NoLatticeError(
             f"no {kind} cell found: too few atoms, or atoms too far apart for the tolerance / "
@@ -368,13 +390,13 @@ def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
     frame_l, centre_l, type_l, mem_l, ij_l, adj_l = [], [], [], [], [], []
     offset = 0
     for (f, idx), p in zip(frames, parts, strict=True):
-        n = len(p["types"])
+        n = len(p["type"])
         mem = np.full((n, width), -1, np.int64)
         local = p["members"]
         mem[:, : local.shape[1]] = np.where(local >= 0, idx[np.maximum(local, 0)], -1)
         frame_l.append(np.full(n, f, np.int32))
         centre_l.append(p["centre"].reshape(n, 2))
-        type_l.append(np.array([code[t] for t in p["types"]], np.int32))
+        type_l.append(np.array([code[t] for t in p["types"]], np.int32)[p["type"]])
         mem_l.append(mem)
         ij_l.append(p["ij"])
         adj_l.append(p["adjacent"] + offset)
