@@ -29,8 +29,10 @@ import dask
 import networkx as nx
 import numpy as np
 import xarray as xr
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from . import _cells
+from . import _cells, _window_sums
 from ._random import Seed
 from ._shared import share
 from .errors import DataError, NoLatticeError, ParameterError, StoreError
@@ -522,17 +524,12 @@ def _patch_sums(
     """Sum of the ``(2r+1)²`` patches around ``centres`` per key (patches off the image skipped)."""
     if img is None or r <= 0:
         return {}
-    out: dict[int, list] = {}
     ny, nx = img.shape
     cy, cx = np.rint(centres[:, 0]).astype(int), np.rint(centres[:, 1]).astype(int)
     inside = (cy >= r) & (cy < ny - r) & (cx >= r) & (cx < nx - r)
-    win = np.arange(-r, r + 1)
-    for key in np.unique(keys[inside]):
-        sel = inside & (keys == key)
-        stack = img[(cy[sel][:, None, None] + win[None, :, None]),
-                    (cx[sel][:, None, None] + win[None, None, :])]
-        out[int(key)] = [stack.sum(axis=0, dtype=np.float64), int(sel.sum())]
-    return out
+    uniq, code = np.unique(keys[inside], return_inverse=True)
+    sums, counts = _window_sums.window_sums(img, cy[inside], cx[inside], code, len(uniq), r)
+    return {int(k): [sums[c], int(counts[c])] for c, k in enumerate(uniq.tolist())}
 
 
 def _pattern_graph(types: list[str], edges: list[tuple[int, int]]) -> nx.Graph:
@@ -573,52 +570,90 @@ def _add_pattern(table: dict, key: Any, entry: dict[str, Any]) -> None:
         same["count"] += entry["count"]
 
 
+def _components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of the ``n`` vertices of an undirected graph."""
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _listed_edges(group: list[int], edges: list[list[int]], n: int) -> list[tuple[int, int]]:
+    """The ``edges`` of a group of cells as sorted pairs of positions in ``group`` (sorted).
+
+    Each edge is oriented from the end networkx visits first when it lists the edges of the
+    group's subgraph of an ``n``-cell graph, as the stored patterns have always had them: a
+    small subgraph's nodes in the order of a Python set of them, a large one's in graph order.
+    """
+    visit = group if 2 * len(group) >= n else set(group)
+    first = {c: k for k, c in enumerate(visit)}
+    pos = {c: k for k, c in enumerate(group)}
+    return sorted((pos[a], pos[b]) if first[a] <= first[b] else (pos[b], pos[a])
+                  for a, b in edges)
+
+
 def _frame_summary(
-    cell_idx: np.ndarray,
-    cell_type: np.ndarray,
-    cell_ij: np.ndarray,
-    centres: np.ndarray,
-    adjacent: np.ndarray,
-    atom_idx: np.ndarray,
-    atom_lab: np.ndarray,
-    atom_yx: np.ndarray,
+    f: int,
+    cells: dict[str, np.ndarray | None],
+    atoms: dict[str, np.ndarray],
     img: np.ndarray | None,
     r1: int,
     r2: int,
     type_names: list[str],
     rotations: np.ndarray | None,
     max_cells: int,
-    cell_learned: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Counts, patch sums, regions and defect patterns of one frame's cells.
+    """Counts, patch sums, regions and defect patterns of the cells of frame ``f``.
 
-    The defect cells are those not of the dominant type (type 0); each connected group of
-    ``2..max_cells`` of them is a pattern occurrence, larger groups are counted as regions.
+    ``cells`` (``frame``, ``type``, ``ij``, ``centre``, ``adjacent``, ``learned``) and
+    ``atoms`` (``frame``, ``label``, ``yx``) hold every frame. The defect cells are those not
+    of the dominant type (type 0); each connected group of ``2..max_cells`` of them is a
+    pattern occurrence, larger groups are counted as regions.
     """
-    g = nx.Graph()
-    g.add_nodes_from(range(len(cell_idx)))
-    g.add_edges_from(map(tuple, adjacent.tolist()))
-    regions = Counter()
-    for t in np.unique(cell_type):
-        same = g.subgraph(np.flatnonzero(cell_type == t).tolist())
-        regions[int(t)] = nx.number_connected_components(same)
-    odd = g.subgraph(np.flatnonzero(cell_type != 0).tolist())
+    cell_idx = np.flatnonzero(cells["frame"] == f)
+    atom_idx = np.flatnonzero(atoms["frame"] == f)
+    cell_type, cell_ij, centres = cells["type"][cell_idx], cells["ij"][cell_idx], \
+        cells["centre"][cell_idx]
+    atom_lab, atom_yx = atoms["label"][atom_idx], atoms["yx"][atom_idx]
+    local = np.full(len(cells["type"]), -1, np.int64)
+    local[cell_idx] = np.arange(len(cell_idx))
+    adjacent = local[cells["adjacent"][local[cells["adjacent"][:, 0]] >= 0]]
+    n = len(cell_idx)
+    # A component of the edges between cells of one type holds that type only.
+    same = _components(n, adjacent[cell_type[adjacent[:, 0]] == cell_type[adjacent[:, 1]]])
+    _, first = np.unique(same, return_index=True)
+    kinds, n_regions = np.unique(cell_type[first], return_counts=True)
+    regions = Counter(dict(zip(kinds.tolist(), n_regions.tolist(), strict=True)))
+    odd = cell_type != 0
+    # each edge once, as a graph holds them
+    edges = np.unique(np.sort(adjacent[odd[adjacent[:, 0]] & odd[adjacent[:, 1]]], axis=1),
+                      axis=0).reshape(-1, 2)
+    comp = _components(n, edges)
+    edge_comp = comp[edges[:, 0]]
+    by_comp = np.argsort(edge_comp, kind="stable")
+    edges, edge_comp = edges[by_comp], edge_comp[by_comp]
+    # the groups of defect cells in the order of their smallest cell, each sorted
+    defects = np.flatnonzero(odd)
+    _, smallest, inverse = np.unique(comp[defects], return_index=True, return_inverse=True)
+    group_of = smallest[inverse.reshape(-1)]
+    order = np.argsort(group_of, kind="stable")
+    groups = np.split(defects[order], np.flatnonzero(np.diff(group_of[order])) + 1)
     patterns: dict[Any, list[dict[str, Any]]] = {}
     large: list[dict[str, Any]] = []
-    for comp in sorted((sorted(c) for c in nx.connected_components(odd)), key=lambda c: c[0]):
-        types = [type_names[cell_type[c]] for c in comp]
-        if len(comp) < 2:
+    for group in groups:
+        if len(group) < 2:
             continue
-        if len(comp) > max_cells:
-            large.append({"n_cells": len(comp), "types": Counter(types)})
+        types = [type_names[t] for t in cell_type[group].tolist()]
+        if len(group) > max_cells:
+            large.append({"n_cells": len(group), "types": Counter(types)})
             continue
-        pos = {c: k for k, c in enumerate(comp)}
-        edges = sorted((pos[a], pos[b]) for a, b in odd.subgraph(comp).edges)
-        ij = None if rotations is None else cell_ij[comp]
-        _add_pattern(patterns, _pattern_key(types, edges, ij, rotations),
-                     {"count": 1, "types": types, "edges": edges,
+        lo, hi = np.searchsorted(edge_comp, comp[group[0]], side="left"), \
+            np.searchsorted(edge_comp, comp[group[0]], side="right")
+        within = _listed_edges(group.tolist(), edges[lo:hi].tolist(), n)
+        ij = None if rotations is None else cell_ij[group]
+        _add_pattern(patterns, _pattern_key(types, within, ij, rotations),
+                     {"count": 1, "types": types, "edges": within,
                       "ij": None if ij is None else (ij - ij.min(axis=0)).tolist(),
-                      "example": cell_idx[comp].tolist()})
+                      "example": cell_idx[group].tolist()})
+    learned = None if cells["learned"] is None else cells["learned"][cell_idx]
     return {
         "label_counts": Counter(atom_lab[atom_lab >= 0].tolist()),
         "type_counts": Counter(cell_type.tolist()),
@@ -627,9 +662,9 @@ def _frame_summary(
         "large": large,
         "label_patch": _patch_sums(img, atom_yx, atom_lab, r1),
         "type_patch": _patch_sums(img, centres, cell_type, r2),
-        "learned_patch": ({} if cell_learned is None
-                          else _patch_sums(img, centres[cell_learned >= 0],
-                                           cell_learned[cell_learned >= 0], r2)),
+        "learned_patch": ({} if learned is None
+                          else _patch_sums(img, centres[learned >= 0], learned[learned >= 0],
+                                           r2)),
         "label_example": {int(k): atom_idx[atom_lab == k][:10].tolist()
                           for k in np.unique(atom_lab[atom_lab >= 0])},
     }
@@ -770,21 +805,18 @@ def build_hierarchy(
     rotations = (_cells.lattice_rotations(*np.asarray(cells.attrs["lattice"], float))
                  if kind == "lattice" else None)
     cij = np.column_stack([cells["i"].values, cells["j"].values])
+    # Every task slices its frame out of these: on a cluster they go to the workers once.
+    cell_table = share({"frame": cframe, "type": ctype, "ij": cij, "centre": centres,
+                        "adjacent": adjacent.astype(np.int64), "learned": ll})
+    atom_table = share({"frame": frame, "label": lab, "yx": yx})
     tasks = []
     frame_ids = np.unique(np.concatenate([frame, cframe]))
     for f in frame_ids:
-        cidx = np.flatnonzero(cframe == f)
-        aidx = np.flatnonzero(frame == f)
-        local = np.full(len(ctype), -1, np.int64)
-        local[cidx] = np.arange(len(cidx))
-        adj = adjacent[(local[adjacent[:, 0]] >= 0)] if len(adjacent) else adjacent
-        adj = local[adj] if len(adj) else np.empty((0, 2), np.int64)
         img = image.data[int(np.flatnonzero(image["frame"].values == f)[0])] \
             if image is not None and "frame" in image.coords else (
                 image.data[int(f)] if image is not None else None)
         tasks.append(dask.delayed(_frame_summary)(
-            cidx, ctype[cidx], cij[cidx], centres[cidx], adj, aidx, lab[aidx], yx[aidx], img,
-            r1, r2, names, rotations, max_pattern_cells, None if ll is None else ll[cidx],
+            int(f), cell_table, atom_table, img, r1, r2, names, rotations, max_pattern_cells,
         ))
     parts = dask.compute(*tasks)
     g = _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing, len(frame_ids))
