@@ -459,6 +459,21 @@ def adjacent_cells(ij: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
+def _row_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct rows of an integer array, each row's index among them, and their counts.
+
+    Like ``np.unique(rows, axis=0, return_inverse=True, return_counts=True)``, whose sort of
+    whole rows as opaque records is an order of magnitude slower than a lexsort by columns.
+    """
+    order = np.lexsort(rows.T[::-1])
+    ranked = rows[order]
+    new = np.ones(len(rows), bool)
+    new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    inverse = np.empty(len(rows), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ranked[new], inverse, np.diff(np.flatnonzero(np.append(new, True)))
+
+
 def type_table(types: list[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """The distinct ``types`` in sorted order and, per item, its index in that list."""
     table = sorted(set(types))
@@ -472,9 +487,9 @@ def slot_types(slot_labels: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarr
     A cell's type is its anchor slot's label, then the other slots' labels rolled by
     :func:`canonical_roll`; each distinct row is rolled once.
     """
-    rows, inverse = np.unique(np.asarray(slot_labels, np.int64), axis=0, return_inverse=True)
+    rows, inverse, _ = _row_groups(np.asarray(slot_labels, np.int64))
     table, code = type_table([(int(r[0]), *canonical_roll(r[1:])) for r in rows.tolist()])
-    return table, code[inverse.reshape(-1)]
+    return table, code[inverse]
 
 
 def convention_key(parts: list[dict[str, object]]) -> tuple:
@@ -506,7 +521,7 @@ def convention_key(parts: list[dict[str, object]]) -> tuple:
         hood[:, 0] = code
         hood[cell, 1 + np.arange(len(cell)) - start[cell]] = other
         rows.append(hood)
-    hoods, n_hood = np.unique(np.concatenate(rows), axis=0, return_counts=True)
+    hoods, _, n_hood = _row_groups(np.concatenate(rows))
     counts = np.bincount(np.concatenate(codes), minlength=len(table))
     return (
         -placed,
