@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -143,3 +144,123 @@ def test_equivalent_bases_rotations_and_neighbours(angle, ratio, n_bases, n_neig
     nb = _cells.lattice_neighbours(*bases[0])
     assert len(nb) == n_neighbours
     assert len({tuple(d) for d in nb.tolist()}) == n_neighbours
+
+
+def _per_cell_lattice_cells(yx, labels, u, v, slots, anchor, tol):
+    """lattice_cells as it was first written, cell by cell with sets and a dict (reference)."""
+    ij, slot, _, origin = _cells.cell_members(yx, labels, u, v, slots, anchor, tol)
+    real = {tuple(p) for p in ij[(slot == 0) & (labels == anchor)].tolist()}
+    nb = ((1, 0), (-1, 0), (0, 1), (0, -1))
+    lo, hi = np.array(sorted(real)).min(axis=0), np.array(sorted(real)).max(axis=0)
+    cand = {(i, j) for i in range(lo[0], hi[0] + 1) for j in range(lo[1], hi[1] + 1)
+            if (i, j) not in real and sum((i + a, j + b) in real for a, b in nb) >= 3}
+    known = real | cand
+    corners = ((0, 0), (1, 0), (1, 1), (0, 1))
+    cells = sorted((i, j) for (i, j) in known
+                   if all((i + a, j + b) in known for a, b in corners)
+                   and sum((i + a, j + b) in real for a, b in corners) >= 3)
+    members = np.full((len(cells), len(slots)), -1, np.int64)
+    index = {cell: k for k, cell in enumerate(cells)}
+    for atom in np.flatnonzero(slot >= 0):
+        k = index.get((int(ij[atom, 0]), int(ij[atom, 1])))
+        if k is not None:
+            members[k, slot[atom]] = atom
+    ij_arr = np.array(cells, np.int64).reshape(-1, 2)
+    return {"ij": ij_arr, "members": members,
+            "centre": origin + (ij_arr + 0.5) @ np.column_stack([u, v]).T}
+
+
+def _per_cell_adjacent(ij, steps):
+    keys = {tuple(p): k for k, p in enumerate(ij.tolist())}
+    return sorted((k, keys[(i + a, j + b)]) for (i, j), k in keys.items()
+                  for a, b in steps.tolist() if (i + a, j + b) in keys)
+
+
+def _per_cell_convention_key(parts):
+    """convention_key as first written, on per-cell type tuples (reference)."""
+    placed = sum(int((p["members"] >= 0).sum()) for p in parts)
+    counts, hoods = Counter(), Counter()
+    for p in parts:
+        types = [p["types"][k] for k in p["type"].tolist()]
+        nbr = [[] for _ in types]
+        for a, b in p["adjacent"].tolist():
+            nbr[a].append(types[b])
+            nbr[b].append(types[a])
+        for t, ns in zip(types, nbr, strict=True):
+            counts[t] += 1
+            hoods[(t, tuple(sorted(ns)))] += 1
+    return (-placed, sorted((-c, t) for t, c in counts.items()),
+            sorted((-c, h) for h, c in hoods.items()))
+
+
+@pytest.fixture(scope="module")
+def doubled_tmd():
+    """A TMD with metal vacancies and 60 atoms doubled nearby: two claims on a (cell, slot)."""
+    _, yx, lab = _truth("tmd", dose=None, read_noise=0.0, metal_vacancy=0.03)
+    u, v, _, sp = _basis(yx, lab)
+    rng = np.random.default_rng(3)
+    twin = rng.choice(len(yx), 60, replace=False)
+    yx = np.concatenate([yx, yx[twin] + rng.normal(0.0, 0.5, (60, 2))])
+    lab = np.concatenate([lab, lab[twin]])
+    m = np.column_stack([u, v])
+    slots = _cells.slot_positions(_cells.fractional_offsets(yx, lab, u, v, 0), m=m,
+                                  tol=0.2 * sp, n_cells=int((lab == 0).sum()))
+    bases = [(a, b, _cells.rebase_slots(slots, m, np.column_stack([a, b])))
+             for a, b in _cells.equivalent_bases(u, v)]
+    return yx, lab, sp, bases
+
+
+def test_lattice_cells_equal_the_per_cell_formulation(doubled_tmd):
+    yx, lab, sp, bases = doubled_tmd
+    for u, v, slots in bases:
+        out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+        ref = _per_cell_lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+        for key in ("ij", "members", "centre"):
+            np.testing.assert_array_equal(out[key], ref[key])
+        assert (out["members"] >= len(yx) - 60).any()  # some doubled atom won its slot
+        assert len(out["ij"]) > 100
+
+
+def test_adjacent_cells_equal_the_per_cell_formulation():
+    rng = np.random.default_rng(5)
+    grid = np.argwhere(rng.random((30, 25)) < 0.8) - [4, 9]
+    for steps in (np.array([(1, 0), (0, 1), (1, 1)]), np.array([(1, 0), (0, 1), (1, -1)]),
+                  np.array([(2, -1), (0, 1)])):
+        out = _cells.adjacent_cells(grid, steps)
+        assert out.dtype == np.int64
+        assert out.tolist() == [list(p) for p in _per_cell_adjacent(grid, steps)]
+    assert _cells.adjacent_cells(np.empty((0, 2), int), steps).shape == (0, 2)
+
+
+def test_slot_types_roll_each_row():
+    rng = np.random.default_rng(2)
+    rows = rng.integers(-1, 3, (500, 4))
+    table, code = _cells.slot_types(rows)
+    assert table == sorted(set(table))
+    assert [table[k] for k in code.tolist()] == [
+        (r[0], *_cells.canonical_roll(r[1:])) for r in rows.tolist()]
+
+
+def test_convention_key_equals_the_per_cell_formulation(doubled_tmd):
+    yx, lab, sp, bases = doubled_tmd
+    keys = []
+    for u, v, slots in bases:
+        out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+        steps = _cells.lattice_neighbours(u, v)
+        types, code = _cells.slot_types(out["slot_labels"])
+        part = {"members": out["members"], "types": types, "type": code,
+                "adjacent": _cells.adjacent_cells(out["ij"], steps[: len(steps) // 2])}
+        keys.append(_cells.convention_key([part, part]))
+        assert keys[-1] == _per_cell_convention_key([part, part])
+    assert len(set(map(repr, keys))) > 1  # the bases are told apart
+    # types of several lengths (rings), one a prefix of another, and uneven degrees
+    rng = np.random.default_rng(8)
+    kinds = [(4, 0, 0, 0, 0), (4, 0, 0, 0), (5, 1, 0, 0, 0, 0), (6,), (4, 0, 0, 1, 0)]
+    parts = []
+    for n in (40, 0, 25):
+        pairs = np.unique(np.sort(rng.integers(0, max(n, 1), (3 * n, 2)), axis=1), axis=0)
+        used = sorted(set(rng.choice(len(kinds), 3).tolist()))
+        parts.append({"members": rng.integers(-1, 5, (n, 3)),
+                      "types": [kinds[k] for k in used], "type": rng.integers(0, len(used), n),
+                      "adjacent": pairs[pairs[:, 0] != pairs[:, 1]].reshape(-1, 2)})
+    assert _cells.convention_key(parts) == _per_cell_convention_key(parts)

@@ -401,3 +401,83 @@ def test_plot_hierarchy_draws_every_node(tmp_path):
     assert len(mults) == g.number_of_edges()
     fig.savefig(tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_window_sums_equal_the_stacked_sum_bit_for_bit():
+    from dmotif._window_sums import window_sums
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(120, 90)).astype(np.float32) * 1e3
+    r = 6
+    cy, cx = rng.integers(r, 120 - r, 700), rng.integers(r, 90 - r, 700)
+    key = rng.integers(0, 4, 700)
+    sums, counts = window_sums(img, cy, cx, key, 5, r)
+    win = np.arange(-r, r + 1)
+    for k in range(5):
+        sel = key == k
+        stack = img[cy[sel][:, None, None] + win[None, :, None],
+                    cx[sel][:, None, None] + win[None, None, :]]
+        np.testing.assert_array_equal(sums[k], stack.sum(axis=0, dtype=np.float64))
+        assert counts[k] == sel.sum()
+
+
+def _networkx_groups(n, cell_type, adjacent):
+    """Regions per type and defect groups with their edges, as networkx lists them (reference)."""
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(map(tuple, adjacent.tolist()))
+    regions = {int(t): nx.number_connected_components(
+        g.subgraph(np.flatnonzero(cell_type == t).tolist())) for t in np.unique(cell_type)}
+    odd = g.subgraph(np.flatnonzero(cell_type != 0).tolist())
+    groups = {}
+    for comp in sorted((sorted(c) for c in nx.connected_components(odd)), key=lambda c: c[0]):
+        pos = {c: k for k, c in enumerate(comp)}
+        groups[tuple(comp)] = sorted((pos[a], pos[b]) for a, b in odd.subgraph(comp).edges)
+    return regions, groups
+
+
+@pytest.mark.parametrize(("shape", "p_defect"), [((40, 30), 0.35), ((2, 3), 0.9)])
+def test_frame_summary_groups_equal_networkx(shape, p_defect):
+    from dmotif.hierarchy import _frame_summary
+
+    rng = np.random.default_rng(6)
+    ij = np.argwhere(np.ones(shape, bool))
+    n = len(ij)
+    ctype = np.where(rng.random(n) < p_defect, rng.integers(1, 3, n), 0)
+    ctype[0] = 0
+    steps = np.array([(1, 0), (0, 1), (1, 1)])
+    adjacent = dmotif._cells.adjacent_cells(ij, steps)
+    # a second frame before this one, so that the frame is sliced out of the tables
+    cells = {"frame": np.r_[np.zeros(3, int), np.ones(n, int)],
+             "type": np.r_[[1, 1, 0], ctype], "ij": np.r_[ij[:3], ij],
+             "centre": np.zeros((n + 3, 2)), "adjacent": np.r_[[[0, 1]], adjacent + 3],
+             "learned": None}
+    atoms = {"frame": np.ones(4, int), "label": np.array([0, 1, -1, 0]), "yx": np.zeros((4, 2))}
+    names = ["a", "b", "c"]
+    out = _frame_summary(1, cells, atoms, None, 1, 1, names, None, 6)
+    regions, groups = _networkx_groups(n, ctype, adjacent)
+    assert dict(out["regions"]) == regions
+    seen = [e for bucket in out["patterns"].values() for e in bucket]
+    for entry in seen:  # each pattern's first occurrence, with its edges as networkx has them
+        assert groups[tuple(c - 3 for c in entry["example"])] == entry["edges"]
+    sizes = [len(c) for c in groups if len(c) >= 2]
+    assert sum(e["count"] for e in seen) == sum(2 <= s <= 6 for s in sizes)
+    assert sorted(r["n_cells"] for r in out["large"]) == sorted(s for s in sizes if s > 6)
+    assert seen and (shape == (2, 3) or out["large"])
+
+
+@pytest.mark.parametrize("n", [35, 100])
+def test_listed_edges_orient_as_networkx(n):
+    from dmotif.hierarchy import _listed_edges
+
+    # 18 cells in a set of 32 slots: 33 and 34 wrap round to slots 2 and 4, before cell 3
+    group = [0, 1, 3, 6, 7, 8, 9, 11, 12, 13, 16, 17, 21, 23, 26, 27, 33, 34]
+    edges = [(3, 33), (6, 34), (33, 34), (0, 1), (27, 34)]
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(edges)
+    pos = {c: k for k, c in enumerate(group)}
+    listed = sorted((pos[a], pos[b]) for a, b in g.subgraph(group).subgraph(group).edges)
+    assert _listed_edges(group, edges, n) == listed
+    # a small subgraph is walked in set order, a large one in graph order
+    assert ((16, 2) in listed) == (n == 100)
