@@ -610,8 +610,8 @@ def _frame_summary(
     """
     cell_idx = np.flatnonzero(cells["frame"] == f)
     atom_idx = np.flatnonzero(atoms["frame"] == f)
-    cell_type, cell_ij, centres = cells["type"][cell_idx], cells["ij"][cell_idx], \
-        cells["centre"][cell_idx]
+    cell_type = cells["type"][cell_idx]
+    cell_ij, centres = cells["ij"][cell_idx], cells["centre"][cell_idx]
     atom_lab, atom_yx = atoms["label"][atom_idx], atoms["yx"][atom_idx]
     local = np.full(len(cells["type"]), -1, np.int64)
     local[cell_idx] = np.arange(len(cell_idx))
@@ -645,8 +645,7 @@ def _frame_summary(
         if len(group) > max_cells:
             large.append({"n_cells": len(group), "types": Counter(types)})
             continue
-        lo, hi = np.searchsorted(edge_comp, comp[group[0]], side="left"), \
-            np.searchsorted(edge_comp, comp[group[0]], side="right")
+        lo, hi = np.searchsorted(edge_comp, [comp[group[0]], comp[group[0]] + 1])
         within = _listed_edges(group.tolist(), edges[lo:hi].tolist(), n)
         ij = None if rotations is None else cell_ij[group]
         _add_pattern(patterns, _pattern_key(types, within, ij, rotations),
