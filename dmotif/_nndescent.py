@@ -358,8 +358,11 @@ def _member(ind, ptr, rev, u, a):
     return rev[ptr[u] + a - k]
 
 
-#: Nodes per parallel task of a descent step; each task reuses its scratch arrays.
+#: Nodes (or queries) per parallel task of a descent step or a search; each task reuses its
+#: scratch arrays.
 _NODE_BLOCK = 256
+#: Slots of a query's table of rows met during a search (a query meets a few hundred).
+_SEEN_SIZE = 2048
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -609,25 +612,41 @@ def search(
     m = q.shape[0]
     out_ind = np.empty((m, k), dtype=np.int64)
     out_dist = np.empty((m, k), dtype=np.float64)
-    for p in prange(m):
-        bd = np.full(ef, np.inf)
-        bi = np.full(ef, _NONE, dtype=np.int64)
+    for block in prange((m + _NODE_BLOCK - 1) // _NODE_BLOCK):
+        bd = np.empty(ef)
+        bi = np.empty(ef, dtype=np.int64)
         # _push marks an entry as new: here, not yet expanded.
-        todo = np.zeros(ef, dtype=np.bool_)
-        for e in range(leaf_ptr[leaf[p]], leaf_ptr[leaf[p] + 1]):
-            _push(bd, bi, todo, _dist(q, p, z, e, angular), e)
-        a = 0
-        while a < ef:
-            if not todo[a]:
-                a += 1
-                continue
-            todo[a] = False
-            u = bi[a]
-            for b in range(ind.shape[1] + ptr[u + 1] - ptr[u]):
-                w = _member(ind, ptr, rev, u, b)
-                _push(bd, bi, todo, _dist(q, p, z, w, angular), w)
-            # A nearer node may have entered the beam ahead of position a.
+        todo = np.empty(ef, dtype=np.bool_)
+        keys = np.empty(_SEEN_SIZE, dtype=np.int64)
+        stamps = np.full(_SEEN_SIZE, -1, dtype=np.int64)
+        for p in range(block * _NODE_BLOCK, min((block + 1) * _NODE_BLOCK, m)):
+            bd[:] = np.inf
+            bi[:] = _NONE
+            todo[:] = False
+            # A row met again would be refused by the beam: it was refused before, or is in
+            # the beam, or was pushed out by nearer rows. Skipping it saves its distance.
+            seen = 0
+            for e in range(leaf_ptr[leaf[p]], leaf_ptr[leaf[p] + 1]):
+                if _first_visit(keys, stamps, e, p):
+                    seen += 1
+                    _push(bd, bi, todo, _dist(q, p, z, e, angular), e)
             a = 0
-        out_ind[p] = bi[:k]
-        out_dist[p] = bd[:k]
+            while a < ef:
+                if not todo[a]:
+                    a += 1
+                    continue
+                todo[a] = False
+                u = bi[a]
+                for b in range(ind.shape[1] + ptr[u + 1] - ptr[u]):
+                    w = _member(ind, ptr, rev, u, b)
+                    # A full table would probe forever: past half of it, rows are not recorded.
+                    if seen < _SEEN_SIZE // 2:
+                        if not _first_visit(keys, stamps, w, p):
+                            continue
+                        seen += 1
+                    _push(bd, bi, todo, _dist(q, p, z, w, angular), w)
+                # A nearer node may have entered the beam ahead of position a.
+                a = 0
+            out_ind[p] = bi[:k]
+            out_dist[p] = bd[:k]
     return out_ind, out_dist

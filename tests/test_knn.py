@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
+
 import numba
 import numpy as np
 import pytest
 
 from dmotif import _knn
-from dmotif._nndescent import FRESH, _candidates, nn_descent
+from dmotif._nndescent import _SEEN_SIZE, FRESH, _candidates, nn_descent, search, tree_leaves
 
 from .conftest import unequal_blobs
 from .test_layout import _threads
@@ -166,3 +168,43 @@ def test_query_reaches_every_component():
     assert (truth[ind] == q_truth[:, None]).all()
     exact, _ = _knn.exact_knn(q, 9, "euclidean", ref=x)
     assert _recall(ind, exact) >= 0.98
+
+
+
+def _plain_search(q, z, ind, ptr, rev, leaf_ptr, leaf, k, ef):
+    """Beam search as first written: every member of an expanded node is measured again."""
+    out = []
+    for p in range(len(q)):
+        beam: list[tuple[float, int]] = []  # sorted by (distance, index)
+        todo: set[int] = set()
+
+        def push(d: float, j: int, beam=beam, todo=todo) -> None:
+            if any(b[1] == j for b in beam) or (len(beam) == ef and (d, j) >= beam[-1]):
+                return
+            bisect.insort(beam, (d, j))
+            todo.add(j)
+            if len(beam) > ef:
+                todo.discard(beam.pop()[1])
+
+        for e in range(leaf_ptr[leaf[p]], leaf_ptr[leaf[p] + 1]):
+            push(float(((q[p] - z[e]) ** 2).sum()), e)
+        while todo:
+            u = next(j for _, j in beam if j in todo)
+            todo.discard(u)
+            for w in [*ind[u], *rev[ptr[u] : ptr[u + 1]]]:
+                push(float(((q[p] - z[w]) ** 2).sum()), int(w))
+        out.append([j for _, j in beam[:k]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("beam", "n_queries"), [(16, 60), (_SEEN_SIZE // 2 + 100, 3)])
+def test_search_skips_rows_met_before_without_changing_the_answer(beam, n_queries):
+    # The wide beam holds more rows than the kernel's table of rows met records (past
+    # _SEEN_SIZE / 2 they are measured again), so both paths of the kernel are compared.
+    x = _cloud("blobs20", 4000)
+    index = _knn.landmark_index(x[::2], 10, "euclidean", seed=0)
+    q = _knn._prepare(x[1::2][:n_queries], "euclidean")
+    leaf = tree_leaves(q, index.z, index.nodes)
+    args = (q, index.z, index.nbr, index.ptr, index.rev, index.leaf_ptr, leaf)
+    ind, _ = search(*args, 9, beam, False)
+    np.testing.assert_array_equal(ind, _plain_search(*args, 9, beam))
