@@ -230,4 +230,22 @@ def whole_chunk_window(
 
 
 def _cut(parts: list[list[np.ndarray]], f: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    return np.block([[p[f] for p in row] for row in parts])[y0:y1, x0:x1]
+    """Pixels ``[f, y0:y1, x0:x1]`` of the grid of chunks ``parts``, copied piece by piece.
+
+    Joining the chunks first (``np.block``) would copy up to nine whole chunks to keep one
+    tile's window of them.
+    """
+    out = np.empty((y1 - y0, x1 - x0), dtype=parts[0][0].dtype)
+    top = 0
+    for row in parts:
+        left = 0
+        for chunk in row:
+            h, w = chunk.shape[1:]
+            a, b = max(top, y0), min(top + h, y1)
+            c, d = max(left, x0), min(left + w, x1)
+            if a < b and c < d:
+                piece = chunk[f, a - top : b - top, c - left : d - left]
+                out[a - y0 : b - y0, c - x0 : d - x0] = piece
+            left += w
+        top += h
+    return out

@@ -6,9 +6,16 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dmotif import DataError, ParameterError
-from dmotif._image import as_image_stack, check_finite_nonconstant, normalize_chunks
+from dmotif._image import (
+    as_image_stack,
+    check_finite_nonconstant,
+    normalize_chunks,
+    whole_chunk_window,
+)
 
 
 def test_2d_becomes_one_frame_float32_tiles() -> None:
@@ -84,3 +91,21 @@ def test_normalize_chunks() -> None:
         normalize_chunks(0, (1, 10, 10))
     with pytest.raises(ParameterError):
         normalize_chunks("big", (1, 10, 10))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.tuples(st.integers(1, 3), st.integers(3, 40), st.integers(3, 40)),
+    window=st.tuples(st.integers(0, 3), st.integers(0, 59), st.integers(1, 60),
+                     st.integers(0, 49), st.integers(1, 50)),
+)
+def test_whole_chunk_window_is_the_slice(chunks, window) -> None:
+    # A window cut from the whole chunks it touches holds the same pixels as the plain slice,
+    # whatever the chunking, across chunk edges and at the image border.
+    f, y0, h, x0, w = window
+    y1, x1 = min(y0 + h, 60), min(x0 + w, 50)
+    y0, x0 = min(y0, y1 - 1), min(x0, x1 - 1)
+    values = np.arange(4 * 60 * 50, dtype=np.float32).reshape(4, 60, 50)
+    arr = da.from_array(values, chunks=chunks)
+    cut = whole_chunk_window(arr, arr.to_delayed(), f, y0, y1, x0, x1).compute()
+    np.testing.assert_array_equal(cut, values[f, y0:y1, x0:x1])
