@@ -300,6 +300,8 @@ def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
         def progress(stage: str, message: str) -> None:
             if message == "start":
                 status.update(f"[bold]{stage}[/] …")
+            elif message.startswith("tasks "):
+                status.update(f"[bold]{stage}[/] … {message} on the cluster")
             else:
                 console.print(f"[green]✓[/] {stage}: {message}")
 

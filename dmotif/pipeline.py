@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._progress import stage_tasks
 from ._random import seed_int
 from .deploy import dask_client
 from .errors import ParameterError, StoreError
@@ -211,7 +212,9 @@ def run(
         For 4D-STEM input: the virtual detector (``bf``, ``abf``, ``adf``, ``haadf``, ``icom``)
         that makes the image; overrides ``config["virtual"]["detector"]``.
     progress : callable, optional
-        Called as ``progress(stage, message)`` when a stage starts and finishes.
+        Called as ``progress(stage, message)``: ``"start"`` when a stage starts, ``"tasks
+        D/T"`` while its work on the cluster runs (D of the T tasks it submitted so far are
+        done; every half second, and once at its end) and a line when it finishes.
 
     Returns
     -------
@@ -244,7 +247,7 @@ def run(
 
     with dask_client(client=client, scheduler=scheduler, cluster=cluster,
                      cluster_config=cluster_config, workers=workers,
-                     log=lambda msg: report("cluster", msg)):
+                     log=lambda msg: report("cluster", msg)) as active:
         if done:
             report("resume", f"resuming after {', '.join(done)}")
         for stage in STAGES:
@@ -255,10 +258,12 @@ def run(
             # Later stages read their inputs back from the store, so a resumed run sees
             # exactly what an uninterrupted one saw.
             stored = writer.dataset() if writer.stages else None
-            data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(), cfg,
-                                     fourd)
-            # Lazy stages compute while they are written: time both.
-            writer.write_stage(stage, data, attrs={**base_attrs, **attrs})
+            with stage_tasks(active, lambda done, total, stage=stage:
+                             report(stage, f"tasks {done}/{total}")):
+                data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(),
+                                         cfg, fourd)
+                # Lazy stages compute while they are written: time both.
+                writer.write_stage(stage, data, attrs={**base_attrs, **attrs})
             timings[stage] = time.perf_counter() - t0
             writer.record({"dmotif_timings": timings})
             report(stage, f"done in {timings[stage]:.1f} s")

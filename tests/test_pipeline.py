@@ -43,10 +43,42 @@ def tmd_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tmd_store: Path, client: object, tmp_path_factory: pytest.TempPathFactory):
-    """One uninterrupted run that the other tests compare with."""
+def reference_run(tmd_store: Path, client: object, tmp_path_factory: pytest.TempPathFactory):
+    """One uninterrupted run that the other tests compare with, and its progress messages."""
     out = tmp_path_factory.mktemp("out") / "ref.zarr"
-    return dmotif.run(tmd_store, out, client=client)
+    messages: list[tuple[str, str]] = []
+    res = dmotif.run(tmd_store, out, client=client,
+                     progress=lambda stage, msg: messages.append((stage, msg)))
+    return res, messages
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> dmotif.Result:
+    return reference_run[0]
+
+
+def test_progress_counts_each_stages_tasks_on_the_cluster(reference_run) -> None:
+    _, messages = reference_run
+    tasks: dict[str, list[tuple[int, int]]] = {}
+    for stage, msg in messages:
+        if msg.startswith("tasks "):
+            done, total = map(int, msg.removeprefix("tasks ").split("/"))
+            tasks.setdefault(stage, []).append((done, total))
+    # Detection and features run per tile, the hierarchy per frame, on the workers; the
+    # layout's fit and the clustering run in the calling process (too few atoms here to
+    # place any among landmarks).
+    assert {"detect", "features", "hierarchy"} <= set(tasks)
+    for stage, counts in tasks.items():
+        assert all(0 <= d <= t for d, t in counts), stage
+        assert [d for d, _ in counts] == sorted(d for d, _ in counts), stage
+        # the last report, at the end of the stage: everything it submitted is done
+        assert counts[-1][0] == counts[-1][1] > 0, stage
+    order = [stage for stage, msg in messages if msg == "start"]
+    assert order == list(dmotif.pipeline.STAGES)
+    # a stage reports its tasks between its start and its end
+    for stage in tasks:
+        lines = [i for i, (s, _) in enumerate(messages) if s == stage]
+        assert messages[lines[0]][1] == "start" and messages[lines[-1]][1].startswith("done")
 
 
 def truth_ari(sample_path: Path, res: dmotif.Result) -> tuple[float, float]:
