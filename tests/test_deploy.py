@@ -3,6 +3,7 @@ and every command line in them is one the dmotif CLI accepts."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -14,7 +15,7 @@ import typer
 import yaml
 
 from dmotif.cli import app
-from dmotif.deploy import slurm_cluster
+from dmotif.deploy import LOCAL_WORKER_ENV, dask_client, slurm_cluster
 from dmotif.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +119,17 @@ def test_kubernetes_job_runs_a_command_the_cli_accepts() -> None:
     params = _run_command_parses(args)
     assert params["scheduler"].startswith("tcp://dmotif-scheduler")
     assert params["output"].startswith("s3://")
+
+
+def _environment(names: list[str]) -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in names}
+
+
+def test_embedded_cluster_workers_get_their_environment() -> None:
+    messages: list[str] = []
+    with dask_client(workers=1, log=messages.append) as client:
+        seen = client.run(_environment, [*LOCAL_WORKER_ENV, "MALLOC_TRIM_THRESHOLD_"])
+    (env,) = seen.values()
+    # dmotif's settings are added to distributed's own, which stay
+    assert env == {**LOCAL_WORKER_ENV, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    assert messages and "dashboard http://127.0.0.1:" in messages[0]
