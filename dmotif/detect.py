@@ -179,6 +179,9 @@ def _positive(name: str, value: float | None) -> float | None:
 
 
 def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, ...]:
+    """The (threshold, site, support, strong) levels of the smoothed image of one frame, read
+    off its central crop."""
+    crop = np.asarray(crop, dtype=np.float64)
     if not np.isfinite(crop).all():
         # No levels for a frame with NaN/inf: its tiles find nothing, and refuse the frame.
         return (math.nan,) * 4
@@ -188,17 +191,6 @@ def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, ...]
             bg + SITE_SNR * noise + SITE_CONTRAST * contrast,
             *(bg + max(max(snr, min_snr) * noise, MIN_CONTRAST * contrast)
               for snr in (SUPPORT_SNR, STRONG_SNR)))
-
-
-def _frame_thresholds(
-    img: xr.DataArray, sigma: float, min_snr: float
-) -> list[tuple[float, ...]]:
-    """Per frame, the (threshold, site, support, strong) levels of the smoothed image."""
-    ys, xs = _central_crop(img)
-    crops = img.data[:, ys, xs].astype(np.float64)
-    tasks = [dask.delayed(_levels, pure=True)(crops[f], sigma, min_snr)
-             for f in range(crops.shape[0])]
-    return list(dask.compute(*tasks))
 
 
 def _detect_block(
@@ -356,8 +348,6 @@ def detect_atoms(
     min_distance = min_distance or MIN_DISTANCE_FRACTION * spacing
     sigma = sigma or SIGMA_FRACTION * spacing
     window = window or WINDOW_FRACTION * spacing
-    levels = (_frame_thresholds(img, sigma, float(min_snr)) if threshold is None
-              else [(float(threshold),) * 4] * img.sizes["frame"])
     link = LINK_FRACTION * spacing
     tolerance = TOLERANCE_FRACTION * spacing
     # How far beyond itself the support of a competitor reads: the strong peaks (and the pixels
@@ -380,6 +370,15 @@ def detect_atoms(
     params = {"sigma": sigma, "min_distance": min_distance, "refine": refine, "window": window,
               "link": link, "translations": translations, "tolerance": tolerance}
     pieces = arr.to_delayed()
+    if threshold is None:
+        # Each frame's levels come from its central crop, cut from the same chunk tasks as the
+        # tiles: one pass over the stack, and a frame's tiles wait only for their own levels.
+        ys, xs = _central_crop(img)
+        levels = [dask.delayed(_levels, pure=True)(
+            whole_chunk_window(arr, pieces, f, ys.start, ys.stop, xs.start, xs.stop),
+            sigma, float(min_snr)) for f in range(arr.shape[0])]
+    else:
+        levels = [(float(threshold),) * 4] * arr.shape[0]
     tasks = []
     for f in range(arr.shape[0]):
         for y0, y1 in itertools.pairwise(starts_y.tolist()):
@@ -393,7 +392,7 @@ def detect_atoms(
                     block, frame=f, origin=(oy, ox), core=(y0 - oy, y1 - oy, x0 - ox, x1 - ox),
                     levels=levels[f], **params,
                 ))
-    parts = dask.compute(*tasks)
+    parts, levels = dask.compute(tasks, levels)
     stats = np.array([p.pop("pixels") for p in parts]).reshape(arr.shape[0], -1, 3)
     refuse_bad_frames(stats[..., 0].all(axis=1), stats[..., 1].min(axis=1),
                       stats[..., 2].max(axis=1))
