@@ -1,5 +1,5 @@
 """Shared fixtures: small synthetic samples and feature sets (made once per session, they are
-pure functions), and real dask processes."""
+pure functions), a LocalCluster client, and real dask processes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ import numpy as np
 import pytest
 
 from dmotif import synthetic
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    """A LocalCluster of 2 worker processes (1 thread each) and its client, per test module."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                     dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
 
 
 @pytest.fixture(scope="session")
