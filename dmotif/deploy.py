@@ -64,8 +64,8 @@ def kubernetes_cluster(config: str | os.PathLike, *, workers: int) -> Any:
 
 #: Environment of the embedded LocalCluster's workers. distributed sets MALLOC_TRIM_THRESHOLD_,
 #: which freezes glibc's mmap threshold at 128 KiB: every tile's temporaries (tens of MB) are
-#: then fresh mmaps, paid in page faults and zeroing at each task. Above 64 MiB only: detection
-#: of 16 x 4096² on 2 workers 19.8-21.7 s -> 17.1-18.1 s.
+#: then fresh mmaps, paid in page faults and zeroing at each task. With this setting only arrays
+#: over 64 MiB are: detection of 16 x 4096² on 2 workers 19.8-21.7 s -> 17.1-18.1 s.
 LOCAL_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
 
