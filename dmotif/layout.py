@@ -26,10 +26,11 @@ INIT_SCALE = 10.0
 PLACE_CHUNK = 65_536
 #: Beam of the landmark queries that place atoms. On the PCA scores of a 1.39 M-atom TMD stack
 #: (200 000 landmarks) a beam of 10 finds 0.955 of the 9 nearest landmarks, a beam of 16 0.983
-#: at 1.44× the time (32: 0.998 at about twice the time of 16); a placed atom starts at the weighted mean of its
-#: neighbours and then relaxes among them, so a missed ninth neighbour barely moves it: on the
-#: 4-frame stack (347 k atoms, 3 seeds) beams of 10 and 16 give the same ARI (0.986-0.987) and
-#: the same share of single chalcogens and antisites in their own motifs.
+#: at 1.44× the time (32: 0.998 at about twice the time of 16). A placed atom starts at the
+#: weighted mean of its neighbours and then relaxes among them, so a missed ninth neighbour
+#: barely moves it: on the 4-frame stack (347 k atoms, 3 seeds) beams of 10 and 16 give the
+#: same ARI (0.986-0.987) and the same share of single chalcogens and antisites in their own
+#: motifs.
 PLACE_BEAM = 10
 
 
