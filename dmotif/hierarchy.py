@@ -125,6 +125,15 @@ def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float) -> n
     return _cells.same_label_vectors(*_frame_atoms(table, f), max_length=max_length)
 
 
+def _pooled_basis(
+    table: Any, frame: np.ndarray, lab: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(u, v, support)`` from the same-label vectors of every frame of :func:`_atom_table`."""
+    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in _frames(frame)]
+    vectors = np.concatenate(dask.compute(*tasks))
+    return _cells.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+
+
 def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
     """The two shortest independent Bravais vectors of the atoms' lattice.
 
@@ -167,10 +176,7 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
     frame, yx = _atom_arrays(atoms)
     lab = (np.zeros(len(yx), np.int64) if labels is None else _label_array(labels, len(yx)))
     spacing = _spacing(atoms, frame, yx)
-    table = _atom_table(frame, yx, lab)
-    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in _frames(frame)]
-    vectors = np.concatenate(dask.compute(*tasks))
-    u, v, support = _cells.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+    u, v, support = _pooled_basis(_atom_table(frame, yx, lab), frame, lab, spacing)
     return xr.DataArray(
         np.stack([u, v]), dims=("vector", "axis"),
         coords={"vector": ["u", "v"], "axis": ["y", "x"]}, name="lattice",
@@ -311,7 +317,8 @@ def motif_cells(
     kind = "rings"
     if method in ("auto", "lattice"):
         try:
-            parts, lattice_attrs = _lattice_parts(atoms, yx, lab, frame, table, lattice, tol)
+            parts, lattice_attrs = _lattice_parts(yx, lab, frame, table, lattice, spacing,
+                                                  tol)
             kind = "lattice"
             attrs |= lattice_attrs
         except NoLatticeError:
@@ -327,7 +334,7 @@ def motif_cells(
     return _assemble_cells(parts, frames, kind, attrs)
 
 
-def _lattice_parts(atoms, yx, lab, frame, table, lattice, tol):
+def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
     """Per-frame lattice cells on the basis the atoms single out (NoLatticeError if none).
 
     Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
@@ -336,9 +343,9 @@ def _lattice_parts(atoms, yx, lab, frame, table, lattice, tol):
     :func:`_cells.convention_key` are returned. Both steps use only distances, angles and
     counts, so the cells of a turned image are the turned cells.
     """
-    if lattice is None:
-        lattice = lattice_vectors(atoms, labels=lab)
-    uv = np.asarray(lattice, dtype=float)
+    # The frames' vectors come from the table the cell tasks read, not from a second copy.
+    uv = (np.stack(_pooled_basis(table, frame, lab, spacing)[:2]) if lattice is None
+          else np.asarray(lattice, dtype=float))
     if uv.shape != (2, 2) or abs(np.linalg.det(uv)) < 1e-6 * max(np.abs(uv).max(), 1.0):
         raise ParameterError(
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
@@ -807,7 +814,7 @@ def build_hierarchy(
     # Every task slices its frame out of these: on a cluster they go to the workers once.
     cell_table = share({"frame": cframe, "type": ctype, "ij": cij, "centre": centres,
                         "adjacent": adjacent.astype(np.int64), "learned": ll})
-    atom_table = share({"frame": frame, "label": lab, "yx": yx})
+    atom_table = _atom_table(frame, yx, lab)
     tasks = []
     frame_ids = np.unique(np.concatenate([frame, cframe]))
     for f in frame_ids:
