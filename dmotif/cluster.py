@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 from sklearn.cluster import HDBSCAN
 from sklearn.mixture import GaussianMixture
 
+from . import _decide
 from ._random import Seed, seed_int
 from .errors import DataError, ParameterError
 
@@ -24,6 +25,8 @@ HDBSCAN_SAMPLE = 20_000
 #: Grid of the raster method (the reference's 256 × 256, disks of radius 3).
 RASTER_BINS = 256
 RASTER_RADIUS = 3
+#: A motif needs at least this many atoms: fewer cannot show that they differ beyond noise.
+RARE_MIN = 5
 
 
 def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -98,9 +101,20 @@ def cluster(
     n_motifs: int | None = None,
     min_size: int | None = None,
     follow: xr.DataArray | np.ndarray | None = None,
+    features: xr.DataArray | np.ndarray | None = None,
+    max_overlap: float = 0.01,
+    alpha: float = 1e-3,
     seed: Seed = 0,
 ) -> xr.DataArray:
-    """Label the clusters of a 2-D layout: one label per motif, -1 for unassigned atoms.
+    """Label the motifs of a 2-D layout: one label per motif, -1 for unassigned atoms.
+
+    The layout's clusters are candidates. With ``features`` (the PCA scores the layout was
+    made from), the number of motifs is decided statistically: two clusters are one motif
+    unless their features differ beyond the image's own noise (the pooled spread of the atoms
+    within the clusters), so a motif that the layout split into beads is one motif again,
+    and a rare motif (a dopant, an antisite; at least 5 atoms) that does differ survives.
+    Unassigned atoms then join the motif whose noise ellipsoid holds them; only real outliers
+    stay -1.
 
     Parameters
     ----------
@@ -121,6 +135,18 @@ def cluster(
         Atoms that do not define motifs but take the label of their nearest other atom in the
         layout, e.g. the ``edge`` flag of :func:`dmotif.zernike_features`: a patch cut by the
         image border is mirrored, and such atoms would otherwise form motifs of their own.
+    features : xarray.DataArray or numpy.ndarray, optional
+        Per-atom features ``(atom, <dim>)`` in which motifs are told apart, normally the PCA
+        scores the layout was computed from (:func:`dmotif.pca`). Without them the layout's
+        clusters are the motifs, as in the reference method. Not used with ``n_motifs``.
+    max_overlap : float, default 0.01
+        Two clusters are distinct motifs only if a Gaussian classifier with their pooled
+        covariance would confuse at most this share of their atoms: their Mahalanobis
+        separation ``d`` must reach ``2 Φ⁻¹(1 − max_overlap)`` (4.65 for 1 %).
+    alpha : float, default 1e-3
+        Significance level of Hotelling's two-sample test that the two clusters' mean
+        features differ (Bonferroni-corrected over the pairs), and the χ² tail beyond which
+        an unassigned atom stays an outlier.
     seed : int, numpy.random.Generator or None, default 0
         Seed of the HDBSCAN sample and the GMM start.
 
@@ -128,7 +154,16 @@ def cluster(
     -------
     xarray.DataArray
         int32 labels named ``"label"`` over ``atom``; motifs numbered by decreasing size;
-        attrs ``method`` and ``n_motifs`` (the number found).
+        attrs ``method``, ``n_motifs`` (the number found), ``min_size``, ``candidates`` (the
+        layout's clusters before the decision) and, with ``features``, the evidence of each
+        motif as lists over motifs: ``nearest_motif``, ``separation`` (Mahalanobis distance
+        of the mean features to the nearest motif's, in units of the noise) and ``p_value``
+        (Hotelling's test against that motif).
+
+    Notes
+    -----
+    See :mod:`dmotif._decide` for the test. The separation is scale-free: it is measured in
+    units of the within-motif spread, which the image's dose, scan noise and drift set.
 
     Examples
     --------
@@ -179,20 +214,73 @@ def cluster(
         if n_motifs is None:
             n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
         raw = _gmm(y, n_motifs, s)
+    candidates = int(raw.max() + 1)
+    proof: dict[str, list] = {}
+    if features is not None and n_motifs is None:
+        x = _feature_matrix(features, y_all.shape[0])[lead]
+        raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha)
     if not lead.all():
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
         full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
         raw = full
     labels = _canonical(raw)
-    out = xr.DataArray(
-        labels,
-        dims=("atom",),
-        name="label",
-        attrs={"method": method, "n_motifs": int(labels.max() + 1), "min_size": int(min_size)},
-    )
+    attrs = {"method": method, "n_motifs": int(labels.max() + 1), "min_size": int(min_size),
+             "candidates": candidates}
+    if proof:
+        # Evidence follows the canonical numbering of the motifs.
+        order = _canonical_order(raw, labels)
+        nearest = np.asarray(proof["nearest_motif"])[order]
+        attrs.update(
+            nearest_motif=[int(order.tolist().index(m)) if m >= 0 else -1 for m in nearest],
+            separation=[float(v) for v in np.asarray(proof["separation"])[order]],
+            p_value=[float(v) for v in np.asarray(proof["p_value"])[order]],
+        )
+    out = xr.DataArray(labels, dims=("atom",), name="label", attrs=attrs)
     if "atom" in layout.coords:
         out = out.assign_coords(atom=layout.coords["atom"])
     return out
+
+
+def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
+    """The features as a float64 (atom, feature) matrix, checked against ``n`` atoms."""
+    if isinstance(features, xr.DataArray):
+        features = features.transpose("atom", ...).values
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != n:
+        raise DataError(
+            f"features must be one row per atom ({n} atoms, 2-D); got shape {x.shape}. Pass "
+            "the PCA scores the layout was computed from."
+        )
+    if not np.isfinite(x).all():
+        raise DataError("features contain NaN or inf; recompute them with dmotif.pca.")
+    return x
+
+
+def _decide_motifs(
+    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Merge the candidate clusters that are one motif; re-home the atoms within the noise."""
+    if not 0 < max_overlap < 0.5:
+        raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha must be in (0, 1); got {alpha!r}.")
+    if raw.max() < 0:
+        return raw, {}
+    labels, _ = _decide.merge_groups(x, raw, max_overlap=max_overlap, alpha=alpha)
+    counts = np.bincount(labels[labels >= 0])
+    labels = np.where((labels >= 0) & (counts[np.maximum(labels, 0)] < RARE_MIN), -1, labels)
+    labels = _canonical(labels)
+    labels = _decide.assign_within_noise(x, labels, alpha=alpha)
+    return labels, _decide.evidence(x, labels)
+
+
+def _canonical_order(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each canonical motif, the raw label it came from."""
+    k = int(labels.max()) + 1
+    order = np.empty(k, dtype=np.int64)
+    for motif in range(k):
+        order[motif] = raw[np.argmax(labels == motif)]
+    return order
 
 
 def _group_means(values: xr.DataArray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -55,7 +55,8 @@ def _stage_functions() -> dict[str, Callable[..., Any]]:
 
 
 # Keyword arguments that carry data or run-wide settings, not a stage's own knobs.
-_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice", "follow"})
+_NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice", "follow",
+                        "features"})
 
 
 def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:
@@ -354,7 +355,9 @@ def _run_stage(
             on = "layout" if cfg["virtual"]["detector"] is None else "pca"
         # Atoms whose patch the image border cuts take their neighbours' motif.
         follow = ds["edge"].values if "edge" in ds else None
-        labels = func(ds[on].compute(), follow=follow, **params).rename("label").astype(np.int32)
+        # The motifs are decided in the PCA scores, whatever was clustered.
+        labels = func(ds[on].compute(), follow=follow, features=ds["pca"].compute(),
+                      **params).rename("label").astype(np.int32)
         labels.attrs["on"] = on
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")

@@ -85,20 +85,22 @@ def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> 
                  "mean_patch", "count"):
         assert name in ds, name
     ari, unassigned = truth_ari(tmd_store, reference)
-    assert ari >= 0.95
-    assert unassigned <= 0.02
-    # metal, chalcogen pair and single chalcogen each have motifs of their own (the 17
-    # antisites, 1.2x a metal's intensity at peak SNR 5, join the metals on this image; the
-    # 55 single chalcogens may split into two small motifs, but do not join the pairs)
+    assert ari >= 0.92
+    assert unassigned <= 0.002
+    # metal and chalcogen pair have motifs of their own; the 17 antisites, 1.2x a metal's
+    # intensity at peak SNR 5, join the metals, and the single chalcogens join the pairs:
+    # their mean features are 3.2 noise sigmas from the pairs' (5.5 % of the atoms would be
+    # confused, more than the 1 % a motif of its own needs, see dmotif.cluster)
     truth = dmotif.synthetic.load(tmd_store).atoms
     atoms = reference.atoms.compute()
     _, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
     true, found = truth["label"].values[j], atoms["label"].values
     majority = [np.bincount(found[true == c][found[true == c] >= 0]).argmax() for c in range(3)]
-    assert len(set(majority)) == 3
-    for c in (0, 1):
-        assert np.mean(found[true == c] == majority[c]) >= 0.95
-    assert np.mean(~np.isin(found[true == 2], majority[:2])) >= 0.8
+    assert majority[0] != majority[1] == majority[2]
+    for c in (0, 1, 2):
+        assert np.mean(found[true == c] == majority[c]) >= 0.99
+    assert reference.attrs["cluster_attrs"]["n_motifs"] == 2
+    assert reference.attrs["cluster_attrs"]["separation"][0] == pytest.approx(10.0, abs=0.5)
     # atoms whose patch the border cuts join their neighbours' motifs, never one of their own
     edge = atoms["edge"].values
     assert edge.any()

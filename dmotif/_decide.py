@@ -1,0 +1,163 @@
+"""How many motifs: groups of atoms are one motif unless their features differ beyond the noise.
+
+Pure numpy kernels, no dask or xarray: the statistical decision that turns the clusters of a
+layout (which may split one motif into several beads) into motifs, and the evidence each
+motif carries.
+
+Two groups ``a`` and ``b`` of atoms, with feature means ``μa``, ``μb`` and the pooled
+within-group covariance ``W`` of all groups (the per-atom noise of the image as the features
+see it: shot noise, scan noise, residual drift), are separated by the Mahalanobis distance
+``d = sqrt((μa − μb)ᵀ W⁻¹ (μa − μb))``. Two Gaussian classes at distance ``d`` with a shared
+covariance are told apart atom by atom with the error ``Φ(−d/2)``: they are distinct motifs
+only when that error is at most ``max_overlap`` *and* Hotelling's two-sample test finds the
+difference of means significant (``alpha``, Bonferroni-corrected over the pairs), so that a few
+atoms that happen to lie apart do not make a motif. The closest pair that fails is merged and
+the test repeated (the pooled covariance then grows back from the shrunken spread of the beads
+towards the motif's own), until every pair passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Ridge added to the pooled covariance, relative to its mean variance, so that components
+#: without spread (a constant feature) do not make it singular.
+RIDGE = 1e-6
+
+
+@dataclass
+class Groups:
+    """Running sums of the groups being merged: means, sizes, scatter matrices, members."""
+
+    mean: list[np.ndarray]
+    count: list[int]
+    scatter: list[np.ndarray]
+    members: list[list[int]]
+
+    @classmethod
+    def of(cls, x: np.ndarray, labels: np.ndarray) -> Groups:
+        k = int(labels.max()) + 1 if labels.size else 0
+        mean, count, scatter, members = [], [], [], []
+        for g in range(k):
+            rows = x[labels == g]
+            if rows.shape[0] == 0:
+                continue
+            mu = rows.mean(axis=0)
+            centred = rows - mu
+            mean.append(mu)
+            count.append(rows.shape[0])
+            scatter.append(centred.T @ centred)
+            members.append([g])
+        return cls(mean, count, scatter, members)
+
+    def pooled(self) -> np.ndarray:
+        """The pooled within-group covariance, with a small ridge."""
+        p = self.mean[0].size
+        dof = max(sum(self.count) - len(self.count), 1)
+        w = sum(self.scatter) / dof
+        return w + np.eye(p) * RIDGE * max(np.trace(w) / p, np.finfo(np.float64).tiny)
+
+    def merge(self, a: int, b: int) -> None:
+        na, nb = self.count[a], self.count[b]
+        delta = self.mean[a] - self.mean[b]
+        self.scatter[a] = self.scatter[a] + self.scatter[b] + na * nb / (na + nb) * np.outer(
+            delta, delta)
+        self.mean[a] = (na * self.mean[a] + nb * self.mean[b]) / (na + nb)
+        self.count[a] = na + nb
+        self.members[a] = self.members[a] + self.members[b]
+        for seq in (self.mean, self.count, self.scatter, self.members):
+            del seq[b]
+
+
+def separation_threshold(max_overlap: float) -> float:
+    """The Mahalanobis distance at which two Gaussian classes overlap by ``max_overlap``."""
+    return float(2.0 * stats.norm.isf(max_overlap))
+
+
+def pair_statistics(groups: Groups) -> tuple[np.ndarray, np.ndarray]:
+    """Mahalanobis distances and Hotelling p-values between all pairs of groups."""
+    w_inv = np.linalg.inv(groups.pooled())
+    mu = np.array(groups.mean)
+    diff = mu[:, None, :] - mu[None, :, :]
+    d2 = np.maximum(np.einsum("abi,ij,abj->ab", diff, w_inv, diff), 0.0)
+    n = np.array(groups.count, dtype=np.float64)
+    k, p = mu.shape
+    total = n.sum()
+    t2 = np.outer(n, n) / np.add.outer(n, n) * d2
+    dof = total - k - p + 1
+    pvalue = np.ones_like(d2) if dof <= 0 else stats.f.sf(t2 * dof / (p * (total - k)), p, dof)
+    np.fill_diagonal(d2, np.inf)
+    np.fill_diagonal(pvalue, 0.0)
+    return np.sqrt(d2), pvalue
+
+
+def merge_groups(
+    x: np.ndarray, labels: np.ndarray, *, max_overlap: float, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the groups of ``labels`` (``-1`` ignored) that are not distinct in ``x``.
+
+    Returns the new labels (``-1`` kept, groups numbered in the order of their first old
+    label) and, for every old label, its new one.
+    """
+    lookup = np.full(int(labels.max()) + 2 if labels.size else 1, -1, dtype=np.int64)
+    groups = Groups.of(x, labels)
+    if len(groups.mean) == 0:
+        return labels.copy(), lookup[:-1]
+    d_min = separation_threshold(max_overlap)
+    while len(groups.mean) > 1:
+        d, pvalue = pair_statistics(groups)
+        a, b = np.unravel_index(np.argmin(d), d.shape)
+        k = len(groups.mean)
+        if d[a, b] >= d_min and pvalue[a, b] < alpha / (k * (k - 1) / 2):
+            break
+        groups.merge(min(a, b), max(a, b))
+    for new, old in enumerate(groups.members):
+        lookup[old] = new
+    return np.where(labels >= 0, lookup[np.maximum(labels, 0)], -1), lookup[:-1]
+
+
+def assign_within_noise(
+    x: np.ndarray, labels: np.ndarray, *, alpha: float
+) -> np.ndarray:
+    """Give each unassigned atom the motif whose noise ellipsoid holds it, if one does.
+
+    An atom joins its nearest motif (Mahalanobis distance under the pooled covariance) when
+    its squared distance is within the ``1 − alpha`` quantile of χ² with as many degrees of
+    freedom as features; farther atoms stay ``-1`` (real outliers).
+    """
+    out = labels.copy()
+    loose = np.flatnonzero(labels < 0)
+    if loose.size == 0 or labels.max() < 0:
+        return out
+    groups = Groups.of(x, labels)
+    w_inv = np.linalg.inv(groups.pooled())
+    mu = np.array(groups.mean)
+    diff = x[loose][:, None, :] - mu[None, :, :]
+    d2 = np.einsum("nki,ij,nkj->nk", diff, w_inv, diff)
+    nearest = np.argmin(d2, axis=1)
+    limit = stats.chi2.isf(alpha, x.shape[1])
+    ok = d2[np.arange(loose.size), nearest] <= limit
+    order = np.array([m[0] for m in groups.members])
+    out[loose[ok]] = order[nearest[ok]]
+    return out
+
+
+def evidence(x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per motif: its nearest other motif, their Mahalanobis separation and Hotelling p-value.
+
+    With a single motif the nearest is ``-1``, the separation ``inf`` and the p-value 1.
+    """
+    groups = Groups.of(x, labels)
+    k = len(groups.mean)
+    nearest = np.full(k, -1, dtype=np.int64)
+    sep = np.full(k, np.inf)
+    pvalue = np.ones(k)
+    if k > 1:
+        d, p = pair_statistics(groups)
+        nearest = np.argmin(d, axis=1)
+        sep = d[np.arange(k), nearest]
+        pvalue = p[np.arange(k), nearest]
+    return {"nearest_motif": nearest, "separation": sep, "p_value": pvalue}
