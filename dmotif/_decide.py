@@ -14,6 +14,12 @@ difference of means significant (``alpha``, Bonferroni-corrected over the pairs)
 atoms that happen to lie apart do not make a motif. The closest pair that fails is merged and
 the test repeated (the pooled covariance then grows back from the shrunken spread of the beads
 towards the motif's own), until every pair passes.
+
+On a nearly noise-free image (a high dose, a simulation, a virtual image of 4D-STEM) the noise
+no longer hides the small differences that a column's surroundings make (a metal beside a
+vacancy), and every environment would pass the test. A difference must therefore also matter:
+the two mean feature vectors must differ by at least ``min_contrast`` times the largest
+difference between any two groups (the contrast between the most different column types).
 """
 
 from __future__ import annotations
@@ -95,7 +101,8 @@ def pair_statistics(groups: Groups) -> tuple[np.ndarray, np.ndarray]:
 
 
 def merge_groups(
-    x: np.ndarray, labels: np.ndarray, *, max_overlap: float, alpha: float
+    x: np.ndarray, labels: np.ndarray, *, max_overlap: float, alpha: float,
+    min_contrast: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge the groups of ``labels`` (``-1`` ignored) that are not distinct in ``x``.
 
@@ -109,10 +116,17 @@ def merge_groups(
     d_min = separation_threshold(max_overlap)
     while len(groups.mean) > 1:
         d, pvalue = pair_statistics(groups)
-        a, b = np.unravel_index(np.argmin(d), d.shape)
+        mu = np.array(groups.mean)
+        gap = np.sqrt(((mu[:, None, :] - mu[None, :, :]) ** 2).sum(axis=-1))
         k = len(groups.mean)
-        if d[a, b] >= d_min and pvalue[a, b] < alpha / (k * (k - 1) / 2):
+        distinct = (d >= d_min) & (pvalue < alpha / (k * (k - 1) / 2))
+        distinct &= gap >= min_contrast * gap.max()
+        # The least separated pair that is not distinct merges first.
+        d_open = np.where(distinct, np.inf, d)
+        np.fill_diagonal(d_open, np.inf)
+        if not np.isfinite(d_open).any():
             break
+        a, b = np.unravel_index(np.argmin(d_open), d.shape)
         groups.merge(min(a, b), max(a, b))
     for new, old in enumerate(groups.members):
         lookup[old] = new

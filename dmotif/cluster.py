@@ -104,6 +104,7 @@ def cluster(
     features: xr.DataArray | np.ndarray | None = None,
     max_overlap: float = 0.01,
     alpha: float = 1e-3,
+    min_contrast: float = 0.1,
     seed: Seed = 0,
 ) -> xr.DataArray:
     """Label the motifs of a 2-D layout: one label per motif, -1 for unassigned atoms.
@@ -147,6 +148,11 @@ def cluster(
         Significance level of Hotelling's two-sample test that the two clusters' mean
         features differ (Bonferroni-corrected over the pairs), and the χ² tail beyond which
         an unassigned atom stays an outlier.
+    min_contrast : float, default 0.1
+        Two clusters are distinct motifs only if their mean features differ by at least this
+        share of the largest difference between two clusters: on nearly noise-free images the
+        surroundings of a column (a neighbouring vacancy) are significant but do not make
+        another column type.
     seed : int, numpy.random.Generator or None, default 0
         Seed of the HDBSCAN sample and the GMM start.
 
@@ -218,7 +224,8 @@ def cluster(
     proof: dict[str, list] = {}
     if features is not None and n_motifs is None:
         x = _feature_matrix(features, y_all.shape[0])[lead]
-        raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha)
+        raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha,
+                                    min_contrast=min_contrast)
     if not lead.all():
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
         full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
@@ -257,16 +264,19 @@ def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
 
 
 def _decide_motifs(
-    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float
+    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Merge the candidate clusters that are one motif; re-home the atoms within the noise."""
     if not 0 < max_overlap < 0.5:
         raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
     if not 0 < alpha < 1:
         raise ParameterError(f"alpha must be in (0, 1); got {alpha!r}.")
+    if not 0 <= min_contrast < 1:
+        raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     if raw.max() < 0:
         return raw, {}
-    labels, _ = _decide.merge_groups(x, raw, max_overlap=max_overlap, alpha=alpha)
+    labels, _ = _decide.merge_groups(x, raw, max_overlap=max_overlap, alpha=alpha,
+                                     min_contrast=min_contrast)
     counts = np.bincount(labels[labels >= 0])
     labels = np.where((labels >= 0) & (counts[np.maximum(labels, 0)] < RARE_MIN), -1, labels)
     labels = _canonical(labels)

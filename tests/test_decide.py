@@ -129,3 +129,17 @@ def test_cluster_decision_errors():
         dmotif.cluster(lay, features=x, alpha=0)
     with pytest.raises(dmotif.DataError, match="one row per atom"):
         dmotif.cluster(lay, features=x[:10])
+
+
+def test_environment_splits_of_a_noise_free_image_do_not_count():
+    # Nearly noise-free: a 2 % variant of one column type is significant (d = 50) but is not
+    # another type beside the contrast between the two types.
+    rng = np.random.default_rng(7)
+    truth = np.repeat([0, 0, 1], [900, 60, 700])
+    shift = np.repeat([0.0, 0.2, 10.0], [900, 60, 700])
+    x = centre(1.0)[None, :] * shift[:, None] + rng.normal(scale=0.004, size=(truth.size, DIM))
+    labels = np.repeat([0, 1, 2], [900, 60, 700])
+    kept, _ = _decide.merge_groups(x, labels, max_overlap=0.01, alpha=1e-3)
+    merged, _ = _decide.merge_groups(x, labels, max_overlap=0.01, alpha=1e-3, min_contrast=0.1)
+    assert np.unique(kept).size == 3
+    assert adjusted_rand_score(truth, merged) == 1.0
