@@ -18,6 +18,8 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "GAUSS_TRUNCATE",
+    "autocorrelation",
+    "autocorrelation_peaks",
     "autocorrelation_spacing",
     "background_and_noise",
     "centre_of_mass",
@@ -26,6 +28,7 @@ __all__ = [
     "gaussian_fit",
     "local_maxima",
     "noise_gain",
+    "refined_lags",
     "smooth",
 ]
 
@@ -726,44 +729,21 @@ def detect_tile(
     return out
 
 
-def _refined_vectors(sub: np.ndarray, iy: np.ndarray, ix: np.ndarray, m: int) -> np.ndarray:
-    # Sub-pixel lag of each peak: centroid of its 3x3 neighbourhood above the local minimum.
-    out = []
-    for y, x in zip(iy, ix, strict=True):
-        dy = dx = 0.0
-        if 1 <= y < sub.shape[0] - 1 and 1 <= x < sub.shape[1] - 1:
-            w = sub[y - 1 : y + 2, x - 1 : x + 2]
-            w = w - w.min()
-            total = w.sum()
-            if total > 0:
-                dy = (w.sum(axis=1) @ np.arange(-1, 2)) / total
-                dx = (w.sum(axis=0) @ np.arange(-1, 2)) / total
-        out.append((y - m + dy, x - m + dx))
-    return np.array(out, dtype=np.float64).reshape(-1, 2)
-
-
-def autocorrelation_spacing(
-    img: np.ndarray, *, max_lag: float
-) -> tuple[float, float, np.ndarray]:
-    """Nearest-neighbour spacing and lattice translations from the image's autocorrelation.
+def autocorrelation(img: np.ndarray, *, max_lag: float) -> np.ndarray:
+    """The 2-D autocorrelation of an image for lags up to ``max_lag`` (+2) pixels.
 
     Parameters
     ----------
     img : ndarray (ny, nx)
     max_lag : float
-        Largest spacing considered, pixels.
+        Largest lag needed, pixels.
 
     Returns
     -------
-    spacing : float
-        Median radius of the nearest ring of strong autocorrelation peaks (sub-pixel); NaN when
-        there is none.
-    contrast : float
-        Height of that ring above the minimum inside it, in units of the zero-lag value: a
-        lattice gives tenths, noise gives about ``1/sqrt(n_pixels)``.
-    translations : ndarray (k, 2)
-        ``(dy, dx)`` of the nearest ring of the highest peaks, where like columns meet like
-        columns: the lattice translations (both signs).
+    ndarray (2m + 1, 2m + 1)
+        The autocorrelation of the mean-subtracted image at lags ``-m .. m`` in each axis,
+        ``m = ceil(max_lag) + 2`` (zero lag at ``[m, m]``), per overlapping pixel and in units
+        of the zero-lag value. It is the same for the image and its negative.
     """
     a = np.asarray(img, dtype=np.float64)
     a = a - a.mean()
@@ -778,27 +758,94 @@ def autocorrelation_spacing(
     sub = ac[np.ix_(lag_y % shape[0], lag_x % shape[1])]
     # Divide by the number of overlapping pixels so that large lags are not damped.
     sub = sub / np.outer(ny - np.abs(lag_y), nx - np.abs(lag_x))
-    sub = sub / sub[m, m]
+    return sub / sub[m, m]
+
+
+def autocorrelation_peaks(ac: np.ndarray, *, max_lag: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The peaks of an :func:`autocorrelation` within ``max_lag`` (and beyond 2 px).
+
+    Returns
+    -------
+    lags : ndarray (k, 2) int
+        ``(dy, dx)`` of the peaks (5x5 maxima).
+    heights : ndarray (k,)
+        Their heights above the floor (the minimum within ``max_lag``).
+    floor : float
+    """
+    m = ac.shape[0] // 2
     yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
     rad = np.hypot(yy, xx)
-    peak = (sub == ndi.maximum_filter(sub, size=5)) & (rad >= 2) & (rad <= max_lag)
-    if not peak.any():
-        return math.nan, 0.0, np.zeros((0, 2))
+    peak = (ac == ndi.maximum_filter(ac, size=5)) & (rad >= 2) & (rad <= max_lag)
+    floor = float(ac[rad <= max_lag].min())
     iy, ix = np.nonzero(peak)
-    heights, r = sub[iy, ix], rad[iy, ix]
+    return np.c_[iy - m, ix - m], ac[iy, ix] - floor, floor
+
+
+def refined_lags(ac: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Sub-pixel ``(dy, dx)`` of autocorrelation peaks at integer ``lags``: the centroid of
+    each peak's 3x3 neighbourhood above its minimum."""
+    m = ac.shape[0] // 2
+    out = []
+    for ly, lx in np.asarray(lags, dtype=np.int64).reshape(-1, 2):
+        y, x = ly + m, lx + m
+        dy = dx = 0.0
+        if 1 <= y < ac.shape[0] - 1 and 1 <= x < ac.shape[1] - 1:
+            w = ac[y - 1 : y + 2, x - 1 : x + 2]
+            w = w - w.min()
+            total = w.sum()
+            if total > 0:
+                dy = (w.sum(axis=1) @ np.arange(-1, 2)) / total
+                dx = (w.sum(axis=0) @ np.arange(-1, 2)) / total
+        out.append((ly + dy, lx + dx))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def autocorrelation_spacing(
+    img: np.ndarray, *, max_lag: float, ac: np.ndarray | None = None
+) -> tuple[float, float, np.ndarray]:
+    """Nearest-neighbour spacing and lattice translations from the image's autocorrelation.
+
+    Parameters
+    ----------
+    img : ndarray (ny, nx)
+    max_lag : float
+        Largest spacing considered, pixels.
+    ac : ndarray, optional
+        The image's :func:`autocorrelation` for ``max_lag``, if already computed.
+
+    Returns
+    -------
+    spacing : float
+        Median radius of the nearest ring of strong autocorrelation peaks (sub-pixel); NaN when
+        there is none.
+    contrast : float
+        Height of that ring above the minimum inside it, in units of the zero-lag value: a
+        lattice gives tenths, noise gives about ``1/sqrt(n_pixels)``.
+    translations : ndarray (k, 2)
+        ``(dy, dx)`` of the nearest ring of the highest peaks, where like columns meet like
+        columns: the lattice translations (both signs).
+    """
+    sub = autocorrelation(img, max_lag=max_lag) if ac is None else ac
+    lags, heights, floor = autocorrelation_peaks(sub, max_lag=max_lag)
+    if not len(lags):
+        return math.nan, 0.0, np.zeros((0, 2))
+    r = np.hypot(*lags.T)
     # A lattice gives rings of strong peaks; noise ripples are far weaker than the strongest
     # ring, so the nearest peak rising a tenth as high above the floor is the first ring (a
     # ring of unlike neighbours, e.g. metal-chalcogen, is a third of the like ring).
-    floor = sub[rad <= max_lag].min()
-    strong = heights - floor >= 0.1 * (heights.max() - floor)
+    strong = heights >= 0.1 * heights.max()
     first = r[strong].min()
     ring = strong & (r <= 1.1 * first)
-    spacing = float(np.median(np.hypot(*_refined_vectors(sub, iy[ring], ix[ring], m).T)))
+    spacing = float(np.median(np.hypot(*refined_lags(sub, lags[ring]).T)))
+    m = sub.shape[0] // 2
+    yy, xx = np.mgrid[-m : m + 1, -m : m + 1]
+    rad = np.hypot(yy, xx)
     lo = sub[(rad >= 1) & (rad <= first)].min()
-    top = heights - floor >= 0.8 * (heights.max() - floor)
+    top = heights >= 0.8 * heights.max()
     nearest_top = top & (r <= 1.1 * r[top].min())
-    translations = _refined_vectors(sub, iy[nearest_top], ix[nearest_top], m)
-    return spacing, float(heights[ring].max() - lo), translations
+    translations = refined_lags(sub, lags[nearest_top])
+    return spacing, float(heights[ring].max() + floor - lo), translations
 
 
 def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, float]:
