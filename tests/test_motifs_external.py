@@ -53,7 +53,7 @@ def test_abtem_mose2_motifs_are_its_column_types(name, n_motifs, ari):
 def test_real_mos2_has_a_few_motifs_not_dozens():
     pytest.importorskip("rsciio")
     image = dmotif.open_image(DATA / "real_mos2_se_implanted.dm3")
-    atoms, labels = motifs(image)
+    _, labels = motifs(image)
     # Mo and S2 columns and the brighter Se-substituted S sites.
     assert 3 <= labels.attrs["n_motifs"] <= 6
     assert np.mean(labels.values < 0) <= 0.02
@@ -62,7 +62,7 @@ def test_real_mos2_has_a_few_motifs_not_dozens():
 
 def test_real_perovskite_a_and_b_columns():
     image = np.load(DATA / "real_perovskite_adf.npy").astype(np.float32)
-    atoms, labels = motifs(image)
+    _, labels = motifs(image)
     counts = np.bincount(labels.values[labels.values >= 0])
     # A and B columns hold nearly all columns between them.
     assert counts[:2].sum() >= 0.85 * labels.size
