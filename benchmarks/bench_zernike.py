@@ -51,9 +51,10 @@ def _load(work: Path):
 
 def run_dmotif(work: Path, rotinv: bool) -> dict:
     import dmotif
+    from dmotif._image import as_image_stack
 
     image, atoms = _load(work)
-    stack = dmotif._image.as_image_stack(np.asarray(image), chunks=1024).persist()
+    stack = as_image_stack(np.asarray(image), chunks=1024).persist()
     # compile (or load) the numba kernels and the cached basis outside the timing
     dmotif.zernike_features(stack, atoms.isel(atom=slice(0, 10)), radius=RADIUS, n_max=N_MAX,
                             rotinv=rotinv).compute()
