@@ -142,7 +142,7 @@ def main() -> None:
         oriented = np.load(work / "dmotif_0.npy").astype(np.float64)
         ref = np.load(work / "mtflearn.npy")
         n_ref, m_ref = np.load(work / "mtflearn_nm.npy")
-        basis = dmotif.zernike_basis(RADIUS, N_MAX)
+        basis = dmotif.zernike_basis(RADIUS, n_max=N_MAX)
         cols = [int(np.flatnonzero((n_ref == a) & (m_ref == (-b if p == "sin" else b)))[0])
                 for a, b, p in zip(basis.n.values, basis.m.values, basis.part.values,
                                    strict=True)]

@@ -54,8 +54,8 @@ class MotifAccessor:
 
         return zernike_features(self._obj, atoms, **kwargs)
 
-    def run(self, out: str, **kwargs: Any) -> Any:
-        """The whole pipeline on this image into the store ``out``; see :func:`dmotif.run`."""
+    def run(self, output: str, **kwargs: Any) -> Any:
+        """The whole pipeline on this image into the store ``output``; see :func:`dmotif.run`."""
         from .pipeline import run
 
-        return run(self._obj, out, **kwargs)
+        return run(self._obj, output, **kwargs)

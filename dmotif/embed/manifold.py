@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .._random import Seed, seed_int
 from ..errors import DataError, ParameterError
 
 __all__ = ["manifold_coordinate"]
@@ -16,7 +17,7 @@ def manifold_coordinate(
     n_components: int = 1,
     n_neighbors: int = 15,
     max_landmarks: int = 2000,
-    seed: int = 0,
+    seed: Seed = 0,
 ) -> xr.DataArray:
     """A coordinate along the manifold a layout traces (continuous variation, not clusters).
 
@@ -35,8 +36,9 @@ def manifold_coordinate(
         Neighbours of the kNN graph.
     max_landmarks : int
         Largest sample Isomap is fitted on.
-    seed : int
-        Seed of the landmark sample.
+    seed : int, numpy.random.Generator or None
+        Seed of the landmark sample (normalised as every dmotif seed: None is 0, a Generator
+        gives one draw).
 
     Returns
     -------
@@ -60,7 +62,7 @@ def manifold_coordinate(
             f"layout must be a finite (atom, axis) array with more than n_neighbors="
             f"{n_neighbors} points; got shape {pts.shape}."
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_int(seed))
     fit_idx = (np.sort(rng.choice(len(pts), max_landmarks, replace=False))
                if len(pts) > max_landmarks else np.arange(len(pts)))
     iso = Isomap(n_neighbors=n_neighbors, n_components=n_components)

@@ -134,14 +134,14 @@ def zernike_features(
     )
 
 
-def zernike_basis(radius: float, n_max: int) -> xr.DataArray:
+def zernike_basis(radius: float, *, n_max: int = DEFAULT_N_MAX) -> xr.DataArray:
     """The real Zernike basis as images, orthonormal over the pixels of the disk.
 
     Parameters
     ----------
     radius : float
         Disk radius in pixels (≥ 2); the images are ``(2h+1)²``, ``h = floor(radius)``.
-    n_max : int
+    n_max : int, default 10
         Highest radial order, 0 ≤ n_max ≤ radius.
 
     Returns
@@ -159,7 +159,7 @@ def zernike_basis(radius: float, n_max: int) -> xr.DataArray:
     Examples
     --------
     >>> import dmotif
-    >>> b = dmotif.zernike_basis(10, 10)
+    >>> b = dmotif.zernike_basis(10, n_max=10)
     >>> b.shape
     (66, 21, 21)
     >>> gram = b.values.reshape(66, -1) @ b.values.reshape(66, -1).T
@@ -209,7 +209,7 @@ def reconstruct(features: xr.DataArray, radius: float | None = None) -> xr.DataA
     Examples
     --------
     >>> import numpy as np, xarray as xr, dmotif
-    >>> b = dmotif.zernike_basis(6, 4)
+    >>> b = dmotif.zernike_basis(6, n_max=4)
     >>> coef = xr.DataArray(np.eye(15)[3], dims="zernike", coords=b["zernike"].coords)
     >>> bool(np.allclose(dmotif.reconstruct(coef, 6), b[3]))
     True
@@ -236,7 +236,7 @@ def reconstruct(features: xr.DataArray, radius: float | None = None) -> xr.DataA
         )
     n = features["n"].values.astype(int)
     m = features["m"].values.astype(int)
-    basis = zernike_basis(radius, int(n.max()))
+    basis = zernike_basis(radius, n_max=int(n.max()))
     row = {(int(a), int(b), str(c)): k for k, (a, b, c) in
            enumerate(zip(basis["n"].values, basis["m"].values, basis["part"].values, strict=True))}
     try:

@@ -35,7 +35,7 @@ _CONFIG_ATTR = "dmotif_run_config"
 
 def run(
     source: Any,
-    out: str | os.PathLike,
+    output: str | os.PathLike,
     *,
     config: str | os.PathLike | dict[str, Any] | None = None,
     client: Any = None,
@@ -48,13 +48,13 @@ def run(
     detector: str | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> Result:
-    """Run the whole pipeline on ``source`` and write the result store ``out``.
+    """Run the whole pipeline on ``source`` and write the result store ``output``.
 
     Parameters
     ----------
     source : path, URL or array
         Anything :func:`dmotif.open_image` opens.
-    out : str or os.PathLike
+    output : str or os.PathLike
         The result store to create (``*.zarr``; a local path or an fsspec URL).
     config : path, dict or None
         Parameters (see :func:`default_config`); missing ones take their defaults.
@@ -67,7 +67,7 @@ def run(
         LocalCluster of processes (default), ``"slurm"`` or ``"kubernetes"`` from the recipes
         in ``deploy/``; see :func:`dmotif.pipeline.deploy.dask_client`.
     overwrite : bool
-        Replace an existing ``out``. Default: refuse.
+        Replace an existing ``output``. Default: refuse.
     seed : int, optional
         Overrides ``config["seed"]``.
     detector : str, optional
@@ -89,7 +89,7 @@ def run(
     if detector is not None:
         cfg["virtual"]["detector"] = detector
     report = progress or (lambda stage, msg: None)
-    writer = StoreWriter(out, overwrite=overwrite, resume=True)
+    writer = StoreWriter(output, overwrite=overwrite, resume=True)
     previous = writer.attrs().get(_CONFIG_ATTR)
     if previous is not None and previous != json_ready(cfg):
         raise StoreError(
@@ -98,7 +98,7 @@ def run(
         )
     done = writer.stages if previous is not None else []
     if previous is None and writer.stages:
-        writer = StoreWriter(out, overwrite=overwrite, resume=False)
+        writer = StoreWriter(output, overwrite=overwrite, resume=False)
     image, fourd = _open_input(source, cfg)
     funcs = stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
@@ -132,7 +132,7 @@ def run(
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
-    return open_result(out)
+    return open_result(output)
 
 
 def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.DataArray | None]:

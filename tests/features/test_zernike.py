@@ -62,7 +62,7 @@ def test_coefficient_counts_and_labels():
     assert n.size == _zernike.n_coefficients(10) == 66
     assert ((n - m) % 2 == 0).all() and (m <= n).all()
     assert (part == "cos").sum() == 36 and not ((part == "sin") & (m == 0)).any()
-    b = dmotif.zernike_basis(10, 10)
+    b = dmotif.zernike_basis(10, n_max=10)
     assert b.dims == ("zernike", "py", "px") and b.shape == (66, 21, 21)
     assert b.n.values.tolist() == n.tolist() and b.part.values.tolist() == part.tolist()
 
@@ -280,7 +280,7 @@ def test_reconstruction_converges_to_the_patch():
 
 
 def test_reconstruct_rejects_magnitudes_and_needs_a_radius():
-    b = dmotif.zernike_basis(6, 4)
+    b = dmotif.zernike_basis(6, n_max=4)
     coef = xr.DataArray(np.ones(15), dims="zernike", coords=b["zernike"].coords)
     with pytest.raises(ParameterError, match="radius"):
         dmotif.reconstruct(coef)
@@ -317,4 +317,4 @@ def test_bad_parameters_raise_a_clear_error(kwargs, match):
 @pytest.mark.parametrize(("radius", "n_max"), [(1, 0), (5, 6), (5, -2)])
 def test_bad_basis_parameters_raise(radius, n_max):
     with pytest.raises(ParameterError):
-        dmotif.zernike_basis(radius, n_max)
+        dmotif.zernike_basis(radius, n_max=n_max)
