@@ -5,7 +5,6 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask_ml.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, ParameterError
@@ -107,6 +106,8 @@ def pca(
     >>> scores.dims, scores.shape
     (('atom', 'component'), (500, 2))
     """
+    from dask_ml.decomposition import PCA  # dask-ml (and scikit-learn) on first use: ~0.4 s
+
     features = as_atom_matrix(features)
     n_atoms, n_features = features.shape
     if n_components is not None:

@@ -22,14 +22,16 @@ import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import xarray as xr
 
 from ..errors import DataError, DmotifError, ParameterError, StoreError
 from .store import Result, json_ready, open_result
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "LEARNED",
@@ -199,6 +201,7 @@ def save_labels(
     True
     """
     import zarr
+    from networkx import node_link_data
 
     result = _as_result(store, storage_options)
     n_atoms = result.dataset.sizes.get("atom", 0)
@@ -221,7 +224,7 @@ def save_labels(
     numbers = [int(_EDIT.match(k).group(1)) for k in recorded | set(present)]
     name = f"label_edit_{max(numbers, default=0) + 1}"
     parent = group.attrs.get("active_labels") or LEARNED
-    hierarchy = None if graph is None else nx.node_link_data(graph, edges="edges")
+    hierarchy = None if graph is None else node_link_data(graph, edges="edges")
     record = {
         "name": name,
         "parent": parent,

@@ -14,12 +14,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import xarray as xr
 
 from ..errors import StoreError, StoreExistsError, StoreIncompleteError
+
+if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only where a graph is read or written
+    import networkx as nx
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -260,6 +262,8 @@ class Result:
         data = self.attrs.get("hierarchy")
         if data is None:
             return None
+        import networkx as nx
+
         return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
 
 
@@ -298,6 +302,8 @@ def write_result(
 
     attrs: dict[str, Any] = {"dmotif_version": __version__, "config": config or {}}
     if hierarchy is not None:
+        import networkx as nx
+
         attrs["hierarchy"] = nx.node_link_data(hierarchy, edges="edges")
     return write_dataset(ds, path, overwrite=overwrite, attrs=attrs,
                          storage_options=storage_options)

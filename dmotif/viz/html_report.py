@@ -10,14 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..io.images import open_image
 from ..io.store import Result, open_result
+from .hierarchy_plot import plot_hierarchy
+from .plots import MOTIF_COLORS, plot_layout, plot_motifs
 
 __all__ = ["plot_atoms_on_image", "plot_frame_fractions", "report", "summary_rows"]
 
@@ -49,10 +48,10 @@ def plot_atoms_on_image(image: Any, atoms: Any, labels: np.ndarray, *, frame: in
     fy = np.asarray(atoms["frame"].values) == frame
     ay, ax_ = np.asarray(atoms["y"].values), np.asarray(atoms["x"].values)
     inside = fy & (ay >= y0) & (ay < y1) & (ax_ >= x0) & (ax_ < x1)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4 * (y1 - y0) / max(x1 - x0, 1)))
+    fig = Figure(figsize=(6.4, 6.4 * (y1 - y0) / max(x1 - x0, 1)))
+    ax = fig.add_subplot()
     ax.imshow(pixels, cmap="gray", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
-    from .plots import MOTIF_COLORS as cmap
-
+    cmap = MOTIF_COLORS
     lab = labels[inside]
     for k in np.unique(lab):
         sel = lab == k
@@ -76,9 +75,9 @@ def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray) -> Figure:
     fractions = np.array(
         [[np.mean(labels[frames == f] == m) for f in ids] for m in motifs]
     )
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    from .plots import MOTIF_COLORS as cmap
-
+    fig = Figure(figsize=(6.4, 3.2))
+    ax = fig.add_subplot()
+    cmap = MOTIF_COLORS
     bottom = np.zeros(ids.size)
     for m, frac in zip(motifs, fractions, strict=True):
         color = "0.6" if m < 0 else cmap(int(m) % cmap.N)
@@ -97,21 +96,16 @@ def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray) -> Figure:
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
     """Every figure the store allows, as (caption, PNG bytes), in page order."""
-    from .plots import plot_layout, plot_motifs
-
     ds = res.dataset
     figs: dict[str, tuple[str, bytes]] = {}
     labels = ds["label"].values if "label" in ds else None
     src = res.config.get("input", {}).get("path")
     if labels is not None and src and (Path(src).exists() or "://" in src):
-        from ..io.images import open_image
-
         image = open_image(src, check=False)
         figs["atoms"] = ("Atoms coloured by motif (central crop of frame 0)",
                          _png(plot_atoms_on_image(image, ds, labels)))
@@ -127,8 +121,6 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
                           _png(plot_motifs(ds)))
     graph = res.hierarchy
     if graph is not None and graph.number_of_nodes():
-        from .hierarchy_plot import plot_hierarchy
-
         figs["hierarchy"] = ("Motif hierarchy: an arrow B → A reads 'B is made of A'",
                              _png(plot_hierarchy(graph)))
     if labels is not None and "frame" in ds:
