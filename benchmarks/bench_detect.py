@@ -169,7 +169,8 @@ def main() -> None:
         return
 
     import dmotif
-    from dmotif import detect as detect_mod
+    from dmotif._image import as_image_stack
+    from dmotif.detect import atoms as detect_mod
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -185,8 +186,10 @@ def main() -> None:
         # The baselines get dmotif's scales and thresholds, so that they differ only in method.
         spacing = dmotif.estimate_spacing(stack)
         sigma = detect_mod.SIGMA_FRACTION * spacing
-        img = dmotif._image.as_image_stack(stack)
-        levels = detect_mod._frame_thresholds(img, sigma, detect_mod.MIN_SNR)
+        img = as_image_stack(stack)
+        ys, xs = detect_mod._central_crop(img)
+        levels = [detect_mod._levels(np.asarray(img.data[f, ys, xs]), sigma, detect_mod.MIN_SNR)
+                  for f in range(img.sizes["frame"])]
         cfg = {"sigma": sigma, "threshold": [t for t, *_ in levels],
                "min_distance": round(detect_mod.MIN_DISTANCE_FRACTION * spacing),
                "window": math.ceil(detect_mod.WINDOW_FRACTION * spacing), "repeat": args.repeat}

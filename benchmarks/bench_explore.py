@@ -3,7 +3,7 @@
 The data: a stand-in result store of 1,000,000 atoms (the truth columns of a synthetic 8192²
 TMD frame, three jittered copies of each) with a blob-per-motif layout, and the 8192² image.
 
-- dmotif: ``dmotif.explorer.serve`` (rasterised layout, image overview + tiles).
+- dmotif: ``dmotif.viz.explorer.serve`` (rasterised layout, image overview + tiles).
 - baseline: the plain bokeh way, every atom a point of a ``scatter`` in the layout (client-side
   box selection, indices synced to the server) beside the same image overview.
 
@@ -72,7 +72,7 @@ def make_store(directory: Path, n_atoms: int, size: int) -> str:
 
 
 def serve_dmotif(store: str) -> None:
-    from dmotif.explorer import serve
+    from dmotif.viz.explorer import serve
 
     server = serve(store, block=False)
     print(server.url, flush=True)
@@ -92,7 +92,8 @@ def serve_baseline(store: str) -> None:
     from bokeh.plotting import figure
     from bokeh.server.server import Server
 
-    from dmotif.explorer import ExplorerData, _free_port
+    from dmotif.viz.explorer import ExplorerData
+    from dmotif.viz.explorer.server import _free_port
 
     data = ExplorerData(store)
     small, step, (low, high) = data.overview(0)

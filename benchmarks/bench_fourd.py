@@ -43,7 +43,7 @@ DOSE = 2.0e4
 
 
 def sample(scan: int, k: int):
-    from dmotif.synthetic_4d import fourd
+    from dmotif.synthetic.stem4d import fourd
 
     return fourd("tmd", size=scan, k_size=k, dose=DOSE, chunks=32, seed=SEED)
 

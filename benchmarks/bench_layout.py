@@ -91,7 +91,7 @@ KNN_METHODS = ("dmotif", "pynndescent-1", "pynndescent")
 
 
 def _knn_graph(method: str, x: np.ndarray) -> np.ndarray:
-    from dmotif import _knn
+    from dmotif.embed import _knn
 
     if method == "dmotif":
         return _knn.approx_knn(x, 10, "correlation", 0)[0]
@@ -103,7 +103,7 @@ def _knn_graph(method: str, x: np.ndarray) -> np.ndarray:
 
 
 def _run_knn(method: str, n: int, queue: mp.Queue) -> None:
-    from dmotif import _knn
+    from dmotif.embed import _knn
 
     warnings.simplefilter("ignore")
     x, _ = blobs(n)

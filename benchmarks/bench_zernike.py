@@ -51,9 +51,10 @@ def _load(work: Path):
 
 def run_dmotif(work: Path, rotinv: bool) -> dict:
     import dmotif
+    from dmotif._image import as_image_stack
 
     image, atoms = _load(work)
-    stack = dmotif._image.as_image_stack(np.asarray(image), chunks=1024).persist()
+    stack = as_image_stack(np.asarray(image), chunks=1024).persist()
     # compile (or load) the numba kernels and the cached basis outside the timing
     dmotif.zernike_features(stack, atoms.isel(atom=slice(0, 10)), radius=RADIUS, n_max=N_MAX,
                             rotinv=rotinv).compute()
@@ -141,7 +142,7 @@ def main() -> None:
         oriented = np.load(work / "dmotif_0.npy").astype(np.float64)
         ref = np.load(work / "mtflearn.npy")
         n_ref, m_ref = np.load(work / "mtflearn_nm.npy")
-        basis = dmotif.zernike_basis(RADIUS, N_MAX)
+        basis = dmotif.zernike_basis(RADIUS, n_max=N_MAX)
         cols = [int(np.flatnonzero((n_ref == a) & (m_ref == (-b if p == "sin" else b)))[0])
                 for a, b, p in zip(basis.n.values, basis.m.values, basis.part.values,
                                    strict=True)]

@@ -1,7 +1,8 @@
 """The ``.motif`` accessor of image DataArrays: ``image.motif.detect()`` and friends.
 
 The accessor only stores the DataArray and delegates to the public functions, so that
-``image.motif.detect(**kw)`` is exactly ``dmotif.detect_atoms(image, **kw)``.
+``image.motif.detect(**kw)`` is exactly ``dmotif.detect_atoms(image, **kw)``. It is registered
+when dmotif is imported; the functions it calls are imported when first called.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import xarray as xr
-
-from .detect import detect_atoms, estimate_spacing
-from .patches import extract_patches
-from .zernike import zernike_features
 
 __all__ = ["MotifAccessor"]
 
@@ -35,22 +32,30 @@ class MotifAccessor:
 
     def detect(self, **kwargs: Any) -> xr.Dataset:
         """Detect atom columns; see :func:`dmotif.detect_atoms` for the parameters."""
+        from .detect import detect_atoms
+
         return detect_atoms(self._obj, **kwargs)
 
     def spacing(self, **kwargs: Any) -> float:
         """Nearest-neighbour column spacing, px; see :func:`dmotif.estimate_spacing`."""
+        from .detect import estimate_spacing
+
         return estimate_spacing(self._obj, **kwargs)
 
     def patches(self, atoms: xr.Dataset, **kwargs: Any) -> xr.DataArray:
         """Atom-centred patches; see :func:`dmotif.extract_patches`."""
+        from .features import extract_patches
+
         return extract_patches(self._obj, atoms, **kwargs)
 
     def zernike(self, atoms: xr.Dataset, **kwargs: Any) -> xr.DataArray:
         """Zernike features of the atoms' patches; see :func:`dmotif.zernike_features`."""
+        from .features import zernike_features
+
         return zernike_features(self._obj, atoms, **kwargs)
 
-    def run(self, out: str, **kwargs: Any) -> Any:
-        """The whole pipeline on this image into the store ``out``; see :func:`dmotif.run`."""
+    def run(self, output: str, **kwargs: Any) -> Any:
+        """The whole pipeline on this image into the store ``output``; see :func:`dmotif.run`."""
         from .pipeline import run
 
-        return run(self._obj, out, **kwargs)
+        return run(self._obj, output, **kwargs)

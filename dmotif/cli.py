@@ -81,7 +81,7 @@ def info(path: Annotated[str, typer.Argument(help="An image, stack or result sto
 
 def describe(path: str) -> list[Table]:
     """Tables that describe ``path``: its image stack, truth, or result contents."""
-    from .store import open_zarr_group
+    from .io.store import open_zarr_group
 
     tables: list[Table] = []
     group = None
@@ -92,7 +92,7 @@ def describe(path: str) -> list[Table]:
     if group is not None and "image" not in group:
         tables.extend(_describe_result(path))
         return tables
-    from .io import open_image
+    from .io.images import open_image
 
     img = open_image(path)
     t = Table(title=f"image stack {path}", show_header=False)
@@ -130,7 +130,7 @@ def _describe_truth(path: str) -> Table:
 def _describe_result(path: str) -> list[Table]:
     import numpy as np
 
-    from .store import open_result
+    from .io.store import open_result
 
     res = open_result(path)
     atoms = res.atoms
@@ -211,7 +211,7 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML report (and PNG figures) of a result."""
-    from .report import report as make_report
+    from .viz.html_report import report as make_report
 
     with console.status("drawing figures …"):
         path = make_report(result, output)
@@ -231,7 +231,7 @@ def demo(
     """Synthesise a TMD stack with known defects, run the pipeline on it, and report."""
     from . import synthetic
     from .pipeline import run as run_pipeline
-    from .report import report as make_report
+    from .viz.html_report import report as make_report
 
     output.mkdir(parents=True, exist_ok=True)
     stack = output / "tmd.zarr"
@@ -263,8 +263,8 @@ def detect(
 ) -> None:
     """Find the atom columns of an image (sub-pixel) and write their table."""
     from .detect import detect_atoms
-    from .io import open_image, source_identity
-    from .store import write_result
+    from .io.images import open_image, source_identity
+    from .io.store import write_result
 
     image = open_image(input, pixel_size=pixel_size)
     with console.status("detecting atom columns …"):
@@ -288,7 +288,7 @@ def explore(
     browser: Annotated[bool, typer.Option(help="Open a web browser.")] = False,
 ) -> None:
     """Serve the linked layout ↔ image explorer, with motif editing, until Ctrl-C."""
-    from .explorer import serve
+    from .viz.explorer import serve
 
     serve(result, address=address, port=port, open_browser=browser)
 
@@ -309,7 +309,7 @@ def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
 
 
 def _print_run_summary(res: Any) -> None:
-    from .report import summary_rows
+    from .viz.html_report import summary_rows
 
     table = Table(title=f"dmotif run → {res.path}", show_header=False)
     for key, value in summary_rows(res):

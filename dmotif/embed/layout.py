@@ -1,0 +1,311 @@
+"""Two-stage force-relaxed (FR) layout of the reduced features (DESIGN.md §1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dask
+import numpy as np
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from .._random import Seed, as_generator, seed_int, spawn_seeds
+from .._shared import compute, share
+from ..errors import DataError, ParameterError
+from . import _knn
+from ._fr_kernels import fr_epochs, place_epochs
+from .reduce import as_atom_matrix
+
+__all__ = ["DEFAULT_STAGES", "fr_layout"]
+
+#: (n, m, alpha, beta) per stage: repulsion-dominated, then attraction-dominated.
+DEFAULT_STAGES: tuple[tuple[float, float, float, float], ...] = ((0, 2, 1, 1), (2, 4, 5, 2))
+#: Scale of the PCA start: the largest |coordinate| of the initial layout.
+INIT_SCALE = 10.0
+#: Rows per dask task when atoms are placed among the landmarks.
+PLACE_CHUNK = 65_536
+#: Beam of the landmark queries that place atoms. On the PCA scores of a 1.39 M-atom TMD stack
+#: (200 000 landmarks) a beam of 10 finds 0.955 of the 9 nearest landmarks, a beam of 16 0.983
+#: at 1.44× the time (32: 0.998 at about twice the time of 16). A placed atom starts at the
+#: weighted mean of its neighbours and then relaxes among them, so a missed ninth neighbour
+#: barely moves it: on the 4-frame stack (347 k atoms, 3 seeds) beams of 10 and 16 give the
+#: same ARI (0.986-0.987) and the same share of single chalcogens and antisites in their own
+#: motifs.
+PLACE_BEAM = 10
+
+
+def _pca_start(x: np.ndarray) -> np.ndarray:
+    """First two principal components, scaled so that max |coordinate| = 10."""
+    xc = x - x.mean(axis=0)
+    # One BLAS thread: a threaded GEMM's rounding depends on the thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        top = vecs[:, np.argsort(vals)[::-1][:2]]
+        # eigh's signs are arbitrary: make each axis' largest loading positive.
+        top *= np.sign(top[np.argmax(np.abs(top), axis=0), [0, 1]])
+        y = xc @ top
+    scale = np.abs(y).max()
+    return np.ascontiguousarray(y * (INIT_SCALE / scale if scale > 0 else 1.0))
+
+
+def _stage_epochs(epochs: int | Sequence[int], n_stages: int) -> list[int]:
+    if isinstance(epochs, int | np.integer):
+        per = [int(epochs) // n_stages + (i < int(epochs) % n_stages) for i in range(n_stages)]
+    else:
+        per = [int(e) for e in epochs]
+    if len(per) != n_stages or min(per) < 1:
+        raise ParameterError(
+            f"epochs must be a positive int or one positive int per stage ({n_stages} stages); "
+            f"got {epochs!r}."
+        )
+    return per
+
+
+def _check_stages(stages) -> np.ndarray:
+    arr = np.asarray(stages, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1 or not np.isfinite(arr).all():
+        raise ParameterError(
+            f"stages must be a sequence of (n, m, alpha, beta) tuples; got {stages!r}. "
+            f"The reference uses {DEFAULT_STAGES}."
+        )
+    return arr
+
+
+def _relax(
+    x: np.ndarray,
+    ind: np.ndarray,
+    dist: np.ndarray,
+    *,
+    n_neighbors: int,
+    stages: np.ndarray,
+    epochs: list[int],
+    negative_samples: int,
+    learning_rate: float,
+    seed: np.uint64,
+) -> np.ndarray:
+    graph = _knn.fuzzy_graph(ind, dist, n_neighbors)
+    indptr = graph.indptr.astype(np.int64)
+    indices = graph.indices.astype(np.int64)
+    weights = graph.data.astype(np.float64)
+    # float32 positions: half the cache footprint of the random reads of negative samples
+    # (1.2× faster epochs at 200k atoms); forces are still summed in float64.
+    y = _pca_start(x).astype(np.float32)
+    spare = np.empty_like(y)
+    epoch0 = 0
+    for params, n_epochs in zip(stages, epochs, strict=True):
+        fr_epochs(
+            y, indptr, indices, weights, params, n_epochs, learning_rate,
+            negative_samples, seed, epoch0, spare,
+        )
+        epoch0 += n_epochs
+    return y
+
+
+def _place_block(
+    block: tuple[np.ndarray, np.ndarray],
+    ref,
+    y_land: np.ndarray,
+    *,
+    n_neighbors: int,
+    metric: str,
+    params: np.ndarray,
+    n_epochs: int,
+    learning_rate: float,
+    negative_samples: int,
+    seed: np.uint64,
+) -> np.ndarray:
+    """Place one block ``(features, atom ids)`` among the fixed landmarks (``ref``: index or
+    features)."""
+    x, atom_ids = block
+    k = n_neighbors - 1
+    if isinstance(ref, np.ndarray):
+        ind, dist = _knn.exact_knn(x, k, metric, ref=ref)
+    else:
+        ind, dist = _knn.query_index(ref, x, k, PLACE_BEAM)
+    w = _knn.membership(dist, n_neighbors)
+    # Sorted neighbour rows let the kernel skip neighbours among negative samples quickly.
+    order = np.argsort(ind, axis=1, kind="stable")
+    ind = np.take_along_axis(ind, order, axis=1)
+    w = np.take_along_axis(w, order, axis=1)
+    return place_epochs(
+        y_land, ind, w, atom_ids, params, n_epochs, learning_rate, negative_samples, seed
+    )
+
+
+def fr_layout(
+    reduced: xr.DataArray | np.ndarray,
+    *,
+    n_neighbors: int = 10,
+    metric: str = "correlation",
+    stages: Sequence[Sequence[float]] = DEFAULT_STAGES,
+    epochs: int | Sequence[int] = 100,
+    negative_samples: int = 10,
+    learning_rate: float = 1.0,
+    landmarks: int = 200_000,
+    placement_epochs: int = 10,
+    seed: Seed = 0,
+) -> xr.DataArray:
+    """Lay out the atoms in 2-D with the two-stage force-relaxed (FR) method.
+
+    Parameters
+    ----------
+    reduced : xarray.DataArray or numpy.ndarray
+        Reduced features, dims ``("atom", <component dim>)``, numpy- or dask-backed (the
+        output of :func:`dmotif.pca`); a plain 2-D array is read as one row per atom.
+    n_neighbors : int, default 10
+        Neighbours per atom in the kNN graph, the atom itself included (as in UMAP).
+    metric : {"correlation", "cosine", "euclidean"}, default "correlation"
+        Distance between feature vectors.
+    stages : sequence of (n, m, alpha, beta), default ``((0, 2, 1, 1), (2, 4, 5, 2))``
+        One tuple per stage: attraction ``alpha / (1 + d**n)`` along each edge (times its
+        weight), repulsion ``beta / (1 + d**m)`` from each negative sample.
+    epochs : int or sequence of int, default 100
+        Total epochs split evenly over the stages, or the epochs of each stage.
+    negative_samples : int, default 10
+        Negative samples per edge and epoch, in expectation: an atom whose edges weigh Σw
+        draws ``negative_samples * Σw`` of them (stochastically rounded), each weighted up so
+        that the expected repulsion is that of ``negative_samples`` per edge (see Notes).
+    learning_rate : float, default 1.0
+        Step size at the start of each stage; it decays linearly to 0 within a stage.
+    landmarks : int, default 200000
+        Above this many atoms the layout is fitted on a seeded sample of ``landmarks`` atoms
+        and the others are placed among them, block by block.
+    placement_epochs : int, default 10
+        Epochs of the last stage's forces that place an atom among the fixed landmarks.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of every random choice (negative samples, landmark sample, kNN index).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, dims ``("atom", "axis")``, coords ``axis = ["l0", "l1"]`` (and the input's
+        ``atom`` coordinate); the parameters used in attrs (JSON-serialisable).
+
+    Notes
+    -----
+    Graph: kNN (exact up to 12 000 atoms, NN-descent above) with UMAP-style fuzzy weights,
+    symmetrised as ``P + Pᵀ − P∘Pᵀ``. Start: the first two principal components scaled to
+    max |coordinate| = 10. Each force component is clipped to ±4; negative samples are drawn
+    uniformly, skipping the atom's graph neighbours. The reference draws 10 for every edge
+    whatever its weight; here an atom draws in proportion to its edges' total weight (as
+    UMAP samples edges by weight) and each sample counts ``deg / Σw`` times, so the expected
+    repulsion on an atom is the reference's while 2.5× fewer samples are drawn on a typical
+    graph (Σw ≈ 6 over ≈ 15 edges per atom). Candidates that are the atom's graph neighbours
+    are found through two 64-bit Bloom masks of its row before an exact search.
+
+    Unlike the reference (sequential, in-place updates), each epoch sums the forces on every
+    atom at the previous epoch's positions, in parallel over atoms, and then moves all atoms.
+    An atom's negative samples come from a counter-based stream of (seed, epoch, atom), so the
+    layout is bit-identical for any number of numba threads and any chunking of the input.
+    The reference moves both ends of an edge at each of its two visits (i→j and j→i); here
+    each end moves once per epoch from its own row, which gives the same expected forces.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> x, _ = make_blobs(600, n_features=10, centers=3, random_state=0)
+    >>> lay = fr_layout(x, epochs=20, seed=0)
+    >>> lay.dims, lay.shape, lay.dtype.name
+    (('atom', 'axis'), (600, 2), 'float32')
+    """
+    reduced = as_atom_matrix(reduced, name="reduced")
+    x = np.asarray(reduced.values, dtype=np.float64)
+    n_atoms, n_dims = x.shape
+    if metric not in _knn.METRICS:
+        raise ParameterError(f"metric must be one of {_knn.METRICS}; got {metric!r}.")
+    for name, value, low in (
+        ("n_neighbors", n_neighbors, 2),
+        ("negative_samples", negative_samples, 0),
+        ("placement_epochs", placement_epochs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ParameterError(f"{name} must be an int >= {low}; got {value!r}.")
+    if not (isinstance(landmarks, int | np.integer) and landmarks > n_neighbors):
+        raise ParameterError(f"landmarks must be an int > n_neighbors; got {landmarks!r}.")
+    if not learning_rate > 0:
+        raise ParameterError(f"learning_rate must be > 0; got {learning_rate!r}.")
+    stage_arr = _check_stages(stages)
+    per_stage = _stage_epochs(epochs, stage_arr.shape[0])
+    if n_atoms < n_neighbors + 1:
+        raise DataError(
+            f"the layout needs more atoms than n_neighbors: got {n_atoms} atoms with "
+            f"n_neighbors={n_neighbors}. Lower n_neighbors or give at least "
+            f"{n_neighbors + 1} atoms."
+        )
+    if n_dims < 2:
+        raise DataError(f"reduced features need at least 2 columns; got {n_dims}.")
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int((~finite.all(axis=1)).sum())
+        raise DataError(
+            f"reduced features contain NaN or inf in {bad} of {n_atoms} atoms; "
+            "drop or fill those atoms before the layout."
+        )
+    base = seed_int(seed)
+    relax_seed, place_seed = (np.uint64(s) for s in spawn_seeds(base, 2))
+    relax = dict(
+        n_neighbors=n_neighbors,
+        stages=stage_arr,
+        epochs=per_stage,
+        negative_samples=negative_samples,
+        learning_rate=float(learning_rate),
+        seed=relax_seed,
+    )
+    n_land = 0
+    if n_atoms <= landmarks:
+        if n_atoms <= _knn.EXACT_MAX:
+            ind, dist = _knn.exact_knn(x, n_neighbors, metric)
+        else:
+            ind, dist = _knn.approx_knn(x, n_neighbors, metric, base)
+        y = _relax(x, ind, dist, **relax)
+    else:
+        n_land = int(landmarks)
+        land = np.sort(as_generator(base, 1).choice(n_atoms, n_land, replace=False))
+        x_land = x[land]
+        if n_land <= _knn.EXACT_MAX:
+            ind, dist = _knn.exact_knn(x_land, n_neighbors, metric)
+            ref = x_land
+        else:
+            ref = _knn.landmark_index(x_land, n_neighbors, metric, base)
+            ind, dist = ref.neighbor_graph
+        y_land = _relax(x_land, ind, dist, **relax)
+        is_land = np.zeros(n_atoms, dtype=bool)
+        is_land[land] = True
+        rest = np.flatnonzero(~is_land)
+        blocks = [(x[rest[a : a + PLACE_CHUNK]], rest[a : a + PLACE_CHUNK])
+                  for a in range(0, rest.size, PLACE_CHUNK)]
+        # On a cluster the landmark index (hundreds of MB at 200 000 landmarks) goes to each
+        # worker once, and the blocks straight to the workers.
+        ref_s, y_land_s = share(ref), share(y_land)
+        place = dask.delayed(_place_block, pure=True)
+        placed = compute([
+            place(share(block), ref_s, y_land_s, n_neighbors=n_neighbors, metric=metric,
+                  params=stage_arr[-1], n_epochs=placement_epochs,
+                  learning_rate=float(learning_rate), negative_samples=negative_samples,
+                  seed=place_seed)
+            for block in blocks
+        ])
+        y = np.empty((n_atoms, 2), dtype=np.float64)
+        y[land] = y_land
+        y[rest] = np.concatenate(placed)
+    out = xr.DataArray(
+        y.astype(np.float32),
+        dims=("atom", "axis"),
+        coords={"axis": ["l0", "l1"]},
+        name="layout",
+        attrs={
+            "method": "fr2",
+            "seed": base,
+            "n_neighbors": int(n_neighbors),
+            "metric": metric,
+            "stages": stage_arr.tolist(),
+            "epochs": per_stage,
+            "negative_samples": int(negative_samples),
+            "learning_rate": float(learning_rate),
+            "landmarks": n_land,
+            "placement_epochs": int(placement_epochs) if n_land else 0,
+        },
+    )
+    if "atom" in reduced.coords:
+        out = out.assign_coords(atom=reduced.coords["atom"])
+    return out

@@ -1,0 +1,27 @@
+"""Features of each atom: its patch, the patch's Zernike moments, or its diffraction pattern.
+
+- :mod:`dmotif.features.patches`: atom-centred patches (:func:`extract_patches`) and the
+  tiling every per-atom feature shares;
+- :mod:`dmotif.features.zernike`: Zernike moments of the patches (:func:`zernike_features`),
+  the basis (:func:`zernike_basis`) and :func:`reconstruct`; kernels in ``_zernike``;
+- :mod:`dmotif.features.virtual`: virtual detectors that reduce 4D-STEM data to images
+  (:func:`virtual_image`);
+- :mod:`dmotif.features.diffraction`: descriptors of each probe position's diffraction pattern
+  (:func:`diffraction_features`); the 4D-STEM kernels of both in ``_fourd_kernels``.
+"""
+
+from __future__ import annotations
+
+from .diffraction import diffraction_features
+from .patches import extract_patches
+from .virtual import virtual_image
+from .zernike import reconstruct, zernike_basis, zernike_features
+
+__all__ = [
+    "diffraction_features",
+    "extract_patches",
+    "reconstruct",
+    "virtual_image",
+    "zernike_basis",
+    "zernike_features",
+]

@@ -1,0 +1,87 @@
+"""The inputs of the hierarchy's functions: the atom table as plain arrays, checked, and shared
+with the per-frame dask tasks that slice their frame out of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._shared import share
+from ..errors import DataError, NoLatticeError
+from . import _lattice
+
+__all__ = [
+    "atom_arrays",
+    "atom_spacing",
+    "atom_table",
+    "frame_atoms",
+    "frame_groups",
+    "label_array",
+]
+
+
+def atom_arrays(atoms: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(atoms, xr.Dataset) or "atom" not in atoms.dims:
+        raise DataError(
+            f"atoms must be an xarray.Dataset over dim 'atom' (as detect_atoms returns); got "
+            f"{type(atoms).__name__}."
+        )
+    missing = [v for v in ("y", "x") if v not in atoms]
+    if missing:
+        raise DataError(f"atoms lacks the variables {missing}; it needs frame, y and x (pixels).")
+    n = atoms.sizes["atom"]
+    if n == 0:
+        raise DataError("atoms is empty: no atoms to build cells from; detect atoms first.")
+    frame = atoms["frame"].values.astype(np.int64) if "frame" in atoms else np.zeros(n, np.int64)
+    yx = np.column_stack([atoms["y"].values, atoms["x"].values]).astype(np.float64)
+    if not np.isfinite(yx).all():
+        raise DataError("atoms has non-finite y/x positions; drop or fix those atoms first.")
+    return frame, yx
+
+
+def label_array(labels: Any, n: int) -> np.ndarray:
+    lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels)
+    if lab.shape != (n,):
+        raise DataError(
+            f"labels must have one entry per atom ({n}); got shape {lab.shape}. Pass the "
+            "labels returned by cluster() for these atoms."
+        )
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(f"labels must be integers (-1 = unassigned); got dtype {lab.dtype}.")
+    lab = lab.astype(np.int64)
+    if (lab < 0).all():
+        raise DataError(
+            f"all {n} atoms are unassigned (label -1): there are no motifs to build cells "
+            "or a hierarchy from; check the clustering (e.g. its minimum cluster size)."
+        )
+    return lab
+
+
+def atom_spacing(atoms: xr.Dataset, frame: np.ndarray, yx: np.ndarray) -> float:
+    sp = atoms.attrs.get("spacing_px")
+    if sp is None or not np.isfinite(sp) or sp <= 0:
+        sp = _lattice.neighbour_spacing(yx, frame)
+    if not np.isfinite(sp) or sp <= 0:
+        raise NoLatticeError(
+            "cannot estimate the nearest-neighbour spacing: every frame has fewer than two "
+            "atoms; give more atoms."
+        )
+    return float(sp)
+
+
+def frame_groups(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    return [(int(f), np.flatnonzero(frame == f)) for f in np.unique(frame)]
+
+
+def atom_table(frame: np.ndarray, yx: np.ndarray, lab: np.ndarray) -> Any:
+    """The atoms as one argument of the per-frame tasks, which slice their frame out of it:
+    on a cluster it goes to the workers once instead of into the task graph."""
+    return share({"frame": frame, "yx": yx, "label": lab})
+
+
+def frame_atoms(table: dict[str, np.ndarray], f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and labels of the atoms of frame ``f`` from :func:`atom_table`."""
+    sel = table["frame"] == f
+    return table["yx"][sel], table["label"][sel]

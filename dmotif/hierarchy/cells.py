@@ -1,0 +1,339 @@
+"""Motif-cells: the Bravais vectors of the atoms' lattice, and the cells (lattice cells where a
+lattice holds, rings of the bond graph where it does not) with their types.
+
+The work is split over frames with dask (one task per frame, run by whatever scheduler or
+``distributed.Client`` is active) and reduced in frame order, so the result does not depend on
+the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from ..errors import NoLatticeError, ParameterError
+from . import _cells, _lattice, _rings
+from ._atoms import atom_arrays, atom_spacing, atom_table, frame_atoms, frame_groups, label_array
+
+__all__ = ["lattice_vectors", "motif_cells"]
+
+_METHODS = ("auto", "lattice", "rings")
+
+
+# --------------------------------------------------------------------------- lattice vectors
+
+
+def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float) -> np.ndarray:
+    return _lattice.same_label_vectors(*frame_atoms(table, f), max_length=max_length)
+
+
+def _pooled_basis(
+    table: Any, frame: np.ndarray, lab: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(u, v, support)`` from the same-label vectors of every frame of :func:`atom_table`."""
+    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in frame_groups(frame)]
+    vectors = np.concatenate(dask.compute(*tasks))
+    return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+
+
+def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
+    """The two shortest independent Bravais vectors of the atoms' lattice.
+
+    Translations are found from the vectors between atoms of the same label (all atoms count as
+    one label when ``labels`` is None) within each frame, pooled over frames: a translation that
+    maps most atoms onto atoms of the same label is a lattice vector, one that maps only a
+    sublattice (a bond of a two-site basis) is not. Defects and a few wrong labels only lower
+    the support.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table over ``atom`` with ``frame``, ``y``, ``x`` (pixels).
+    labels : array_like of int, optional
+        Motif label per atom (-1 = unassigned). Without labels the lattice of the column
+        positions is returned (e.g. a/2 for an ABO3 perovskite, whose A, B and O columns
+        together form a square lattice of half the cell).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(vector, axis)`` = ``[[u_y, u_x], [v_y, v_x]]`` in pixels, reduced, ``det > 0`` and
+        ``u`` closest to the +x axis among equivalent choices (a display convention:
+        :func:`motif_cells` picks among them by the atoms); attrs ``spacing_px`` and
+        ``support`` (fraction of atoms the vectors map onto an atom of the same label).
+
+    Raises
+    ------
+    NoLatticeError
+        When fewer than two independent translations are supported (amorphous atoms, a line).
+
+    Examples
+    --------
+    >>> import dmotif
+    >>> s = dmotif.synthetic.tmd(size=256)
+    >>> uv = dmotif.lattice_vectors(s.atoms, labels=s.atoms["label"])
+    >>> round(float((uv[0] ** 2).sum() ** 0.5), 1)
+    21.1
+    """
+    frame, yx = atom_arrays(atoms)
+    lab = (np.zeros(len(yx), np.int64) if labels is None else label_array(labels, len(yx)))
+    spacing = atom_spacing(atoms, frame, yx)
+    u, v, support = _pooled_basis(atom_table(frame, yx, lab), frame, lab, spacing)
+    return xr.DataArray(
+        np.stack([u, v]), dims=("vector", "axis"),
+        coords={"vector": ["u", "v"], "axis": ["y", "x"]}, name="lattice",
+        attrs={"spacing_px": spacing, "support": support, "units": "px"},
+    )
+
+
+# --------------------------------------------------------------------------- motif cells
+
+
+# A frame's cells ("part"): ``centre``, ``members`` (frame-local atom indices), ``ij``,
+# ``types`` (the distinct type tuples), ``type`` (each cell's index into ``types``) and
+# ``adjacent`` (pairs of cell indices).
+
+
+def _frame_offsets(table, f, u, v, anchor):
+    return _lattice.fractional_offsets(*frame_atoms(table, f), u, v, anchor)
+
+
+def _frame_lattice_cells(table, f, u, v, slots, anchor, tol):
+    out = _cells.lattice_cells(*frame_atoms(table, f), u, v, slots, anchor, tol)
+    # each pair once: the neighbour offsets come in (d, -d) halves
+    steps = _lattice.lattice_neighbours(u, v)
+    types, code = _cells.slot_types(out["slot_labels"])
+    return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
+            "types": types, "type": code,
+            "adjacent": _cells.adjacent_cells(out["ij"], steps[: len(steps) // 2])}
+
+
+def _frame_rings(table, f, radius, max_ring):
+    out = _rings.planar_rings(*frame_atoms(table, f), radius=radius, max_ring=max_ring)
+    members = np.full((len(out["rings"]), max_ring), -1, np.int64)
+    for k, ring in enumerate(out["rings"]):
+        members[k, : len(ring)] = ring
+    types, code = _cells.type_table(out["types"])
+    return {"centre": out["centre"], "members": members,
+            "ij": np.full((len(members), 2), -1, np.int64),
+            "types": types, "type": code, "adjacent": out["adjacent"]}
+
+
+def _type_name(kind: str, t: tuple[int, ...]) -> str:
+    if kind == "lattice":
+        return f"cell[{t[0]}|{','.join(map(str, t[1:]))}]"
+    return f"ring{t[0]}[{','.join(map(str, t[1:]))}]"
+
+
+def motif_cells(
+    atoms: xr.Dataset,
+    labels: Any,
+    *,
+    lattice: xr.DataArray | np.ndarray | None = None,
+    method: str = "auto",
+    tolerance: float = 0.2,
+    radius: float | None = None,
+    max_ring: int = 10,
+) -> xr.Dataset:
+    """Motif-cells of the atoms: lattice cells where a lattice holds, else rings.
+
+    ``method="lattice"``: for Bravais vectors ``u, v`` the cell of lattice point ``p`` is
+    ``[p, p+u, p+u+v, p+v]``. Lattice points are those of the *anchor* sublattice (the most
+    frequent label with at most one atom per cell, e.g. the metal of a TMD, the A site of a
+    perovskite); a point with no atom is a vacancy when at least 3 of its 4 nearest lattice
+    points hold an anchor. A cell is kept when its 4 corners are anchors or vacancies, at least
+    3 real, within ``tolerance`` × spacing of the lattice. The basis *slots* (anchor plus the
+    positions other atoms take inside a cell, e.g. the chalcogen at (u+v)/3) are learned from
+    the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
+    slot's label followed by the other slots' labels (-1 = empty) in angular order about the
+    anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
+    type; a mirrored cell does not (chirality is kept). Which of the lattice's equivalent bases
+    (related by its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides
+    which atoms share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms,
+    not by the pixel axes: the bases whose slots sit closest to the anchor, then the one that
+    places the most atoms in cells, then by the table of type counts and of each type's
+    neighbour types. So the cells of an image turned by any angle are the turned cells.
+
+    ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
+    long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
+    its vertices' labels in angular order, rolled the same way.
+
+    ``method="auto"`` uses the lattice when :func:`lattice_vectors` finds one, else rings.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table (``frame``, ``y``, ``x`` in pixels); attrs ``spacing_px`` is used if present.
+    labels : array_like of int
+        Motif label per atom, -1 = unassigned (such atoms are ignored).
+    lattice : (2, 2) array or DataArray, optional
+        Bravais vectors ``[[u_y, u_x], [v_y, v_x]]``; default from :func:`lattice_vectors`.
+    method : {"auto", "lattice", "rings"}
+        Neighbourhood kind.
+    tolerance : float
+        Position tolerance as a fraction of the nearest-neighbour spacing.
+    radius : float, optional
+        Bond length cut-off for rings, pixels; default 1.3 × spacing.
+    max_ring : int
+        Largest ring kept.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``cell``: ``frame``, ``y``, ``x`` (centre, pixels), ``type`` (int32 index into
+        attrs ``type_names``, ordered by decreasing count), ``members(cell, slot)`` (atom
+        indices, -1 = empty slot), ``i``, ``j`` (lattice indices; -1 for rings) and over
+        ``pair``: ``adjacent(pair, end)`` (lattice cells whose anchors are nearest lattice
+        neighbours, 6 on a hexagonal lattice; rings sharing a bond). Attrs: ``method``,
+        ``type_names``, ``type_labels`` (JSON), ``spacing_px`` and, for lattice cells,
+        ``lattice`` (the basis the cells are built on), ``anchor_label``, ``slots``.
+
+    Raises
+    ------
+    DataError
+        When every atom is unassigned or the inputs are malformed.
+    NoLatticeError
+        ``method="lattice"`` and no lattice is found.
+    ParameterError
+        Unknown ``method`` or a tolerance outside (0, 0.5].
+
+    Examples
+    --------
+    >>> import dmotif
+    >>> s = dmotif.synthetic.perovskite(size=256)
+    >>> cells = dmotif.motif_cells(s.atoms, s.atoms["label"])
+    >>> cells.attrs["type_names"][0]
+    'cell[0|1,2,2]'
+    """
+    if method not in _METHODS:
+        raise ParameterError(f"method must be one of {_METHODS}; got {method!r}.")
+    if not 0 < tolerance <= 0.5:
+        raise ParameterError(f"tolerance must be in (0, 0.5] of the spacing; got {tolerance!r}.")
+    frame, yx = atom_arrays(atoms)
+    lab = label_array(labels, len(yx))
+    spacing = atom_spacing(atoms, frame, yx)
+    tol = tolerance * spacing
+    frames = frame_groups(frame)
+    table = atom_table(frame, yx, lab)
+    attrs: dict[str, Any] = {"spacing_px": spacing, "tolerance_px": tol}
+    kind = "rings"
+    if method in ("auto", "lattice"):
+        try:
+            parts, lattice_attrs = _lattice_parts(yx, lab, frame, table, lattice, spacing,
+                                                  tol)
+            kind = "lattice"
+            attrs |= lattice_attrs
+        except NoLatticeError:
+            if method == "lattice":
+                raise
+    if kind == "rings":
+        r = 1.3 * spacing if radius is None else float(radius)
+        if r <= 0:
+            raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
+        parts = dask.compute(*[dask.delayed(_frame_rings)(table, f, r, max_ring)
+                               for f, _ in frames])
+        attrs["radius_px"] = r
+    return _assemble_cells(parts, frames, kind, attrs)
+
+
+def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
+    """Per-frame lattice cells on the basis the atoms single out (NoLatticeError if none).
+
+    Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
+    are learned on each, the bases whose slots sit closest to the anchor (the most compact
+    cell) are kept, and among those the cells of the one with the smallest
+    :func:`_cells.convention_key` are returned. Both steps use only distances, angles and
+    counts, so the cells of a turned image are the turned cells.
+    """
+    # The frames' vectors come from the table the cell tasks read, not from a second copy.
+    uv = (np.stack(_pooled_basis(table, frame, lab, spacing)[:2]) if lattice is None
+          else np.asarray(lattice, dtype=float))
+    if uv.shape != (2, 2) or abs(np.linalg.det(uv)) < 1e-6 * max(np.abs(uv).max(), 1.0):
+        raise ParameterError(
+            f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
+        )
+    anchor = _lattice.anchor_label(yx, lab, uv[0], frame)
+    frames = frame_groups(frame)
+    if anchor < 0:
+        raise NoLatticeError(
+            f"no label occupies a single sublattice of the lattice u={uv[0].round(2).tolist()},"
+            f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
+        )
+    bases = _lattice.equivalent_bases(*uv)
+    m0 = np.column_stack(bases[0])
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, *bases[0], anchor)
+                          for f, _ in frames])
+    # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
+    learned = _lattice.slot_positions(np.concatenate(offs), m=m0, tol=tol,
+                                    n_cells=int((lab == anchor).sum()))
+    slots, spread = [], []
+    for u, v in bases:
+        m = np.column_stack([u, v])
+        slots.append(_lattice.rebase_slots(learned, m0, m))
+        spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
+    n_f = len(frames)
+    best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
+    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(table, f, *bases[b], slots[b],
+                                                               anchor, tol)
+                           for b in best for f, _ in frames])
+    per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
+    k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
+    u, v = bases[best[k]]
+    return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
+                          "slots": slots[best[k]].tolist()}
+
+
+def _assemble_cells(parts, frames, kind, attrs) -> xr.Dataset:
+    counts: Counter = Counter()
+    for p in parts:
+        for t, n in zip(p["types"], np.bincount(p["type"], minlength=len(p["types"])).tolist(),
+                        strict=True):
+            if n:
+                counts[t] += n
+    if not counts:
+        raise NoLatticeError(
+            f"no {kind} cell found: too few atoms, or atoms too far apart for the tolerance / "
+            "radius; check the labels and the spacing."
+        )
+    order = sorted(counts, key=lambda t: (-counts[t], _type_name(kind, t)))
+    code = {t: k for k, t in enumerate(order)}
+    width = max(p["members"].shape[1] for p in parts)
+    frame_l, centre_l, type_l, mem_l, ij_l, adj_l = [], [], [], [], [], []
+    offset = 0
+    for (f, idx), p in zip(frames, parts, strict=True):
+        n = len(p["type"])
+        mem = np.full((n, width), -1, np.int64)
+        local = p["members"]
+        mem[:, : local.shape[1]] = np.where(local >= 0, idx[np.maximum(local, 0)], -1)
+        frame_l.append(np.full(n, f, np.int32))
+        centre_l.append(p["centre"].reshape(n, 2))
+        type_l.append(np.array([code[t] for t in p["types"]], np.int32)[p["type"]])
+        mem_l.append(mem)
+        ij_l.append(p["ij"])
+        adj_l.append(p["adjacent"] + offset)
+        offset += n
+    centre = np.concatenate(centre_l)
+    ij = np.concatenate(ij_l)
+    ds = xr.Dataset(
+        {
+            "frame": ("cell", np.concatenate(frame_l)),
+            "y": ("cell", centre[:, 0]),
+            "x": ("cell", centre[:, 1]),
+            "type": ("cell", np.concatenate(type_l)),
+            "members": (("cell", "slot"), np.concatenate(mem_l)),
+            "i": ("cell", ij[:, 0]),
+            "j": ("cell", ij[:, 1]),
+            "adjacent": (("pair", "end"), np.concatenate(adj_l).reshape(-1, 2)),
+        }
+    )
+    ds.attrs = attrs | {
+        "method": kind,
+        "type_names": [_type_name(kind, t) for t in order],
+        "type_labels": json.dumps([list(t) for t in order]),
+    }
+    return ds

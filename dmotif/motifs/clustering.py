@@ -1,0 +1,294 @@
+"""Motifs from the 2-D layout (or the PCA scores): clustering into labelled motifs."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .._random import Seed, seed_int
+from ..errors import DataError, ParameterError
+
+__all__ = ["METHODS", "cluster"]
+
+METHODS = ("hdbscan", "raster", "gmm")
+#: HDBSCAN runs on at most this many seeded layout points; the others take their nearest's label.
+#: scikit-learn builds HDBSCAN's spanning tree by Prim's method over all pairs, so the time is
+#: quadratic: 7 s for 50 000 points, 0.9 s for 20 000, with the same labels on an 87k-atom TMD
+#: layout (4 motifs, ARI 0.981 against the truth either way).
+HDBSCAN_SAMPLE = 20_000
+#: Grid of the raster method (the reference's 256 × 256, disks of radius 3).
+RASTER_BINS = 256
+RASTER_RADIUS = 3
+#: A motif needs at least this many atoms: fewer cannot show that they differ beyond noise.
+RARE_MIN = 5
+
+
+def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
+    if not isinstance(layout, xr.DataArray):
+        layout = xr.DataArray(np.asarray(layout), dims=("atom", "axis"))
+    if layout.ndim != 2 or "atom" not in layout.dims:
+        raise DataError(f"layout must be 2-D with an 'atom' dim; got dims {layout.dims}.")
+    layout = layout.transpose("atom", ...)
+    if not np.isfinite(layout.values).all():
+        raise DataError("layout contains NaN or inf; recompute it with dmotif.fr_layout.")
+    return layout
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters by decreasing size (ties: first member), keeping -1."""
+    found = np.unique(labels[labels >= 0])
+    if found.size == 0:
+        return np.full(labels.shape, -1, dtype=np.int32)
+    sizes = np.array([np.count_nonzero(labels == f) for f in found])
+    first = np.array([np.argmax(labels == f) for f in found])
+    order = np.lexsort((first, -sizes))
+    lookup = np.full(found.max() + 2, -1, dtype=np.int32)
+    lookup[found[order]] = np.arange(found.size, dtype=np.int32)
+    return lookup[labels]
+
+
+def _nearest_labels(ref: np.ndarray, labels: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The label of each query point's nearest point of ``ref``."""
+    # A k-d tree over 2-D points: 1.39 M queries on 20 000 points in 0.5 s (scikit-learn's
+    # NearestNeighbors, single-threaded, took 0.9 s; the same labels).
+    return labels[cKDTree(ref).query(query, k=1, workers=-1)[1]]
+
+
+def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN  # scikit-learn costs 0.3-0.7 s to import: on first use
+
+    n = y.shape[0]
+    sample = np.arange(n)
+    if n > HDBSCAN_SAMPLE:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, HDBSCAN_SAMPLE, replace=False))
+        min_size = max(2, round(min_size * HDBSCAN_SAMPLE / n))
+    sub = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y[sample])
+    if sample.size == n:
+        return sub
+    return _nearest_labels(y[sample], sub, y)
+
+
+def _raster(y: np.ndarray, min_size: int) -> np.ndarray:
+    lo = y.min(axis=0)
+    span = np.maximum(y.max(axis=0) - lo, np.finfo(np.float64).tiny)
+    pix = np.minimum((y - lo) / span * RASTER_BINS, RASTER_BINS - 1).astype(np.int64)
+    occupied = np.zeros((RASTER_BINS, RASTER_BINS), dtype=bool)
+    occupied[pix[:, 0], pix[:, 1]] = True
+    r = RASTER_RADIUS
+    disk = np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2) <= r * r
+    grown = ndimage.binary_dilation(occupied, structure=disk)
+    regions, _ = ndimage.label(grown)
+    labels = regions[pix[:, 0], pix[:, 1]] - 1
+    counts = np.bincount(labels)
+    labels[counts[labels] < min_size] = -1
+    return labels
+
+
+def _gmm(y: np.ndarray, n_motifs: int, seed: int) -> np.ndarray:
+    from sklearn.mixture import GaussianMixture
+
+    model = GaussianMixture(n_motifs, covariance_type="full", random_state=seed % 2**32)
+    return model.fit(y).predict(y)
+
+
+def cluster(
+    layout: xr.DataArray | np.ndarray,
+    *,
+    method: str = "hdbscan",
+    n_motifs: int | None = None,
+    min_size: int | None = None,
+    follow: xr.DataArray | np.ndarray | None = None,
+    features: xr.DataArray | np.ndarray | None = None,
+    max_overlap: float = 0.01,
+    alpha: float = 1e-3,
+    min_contrast: float = 0.1,
+    seed: Seed = 0,
+) -> xr.DataArray:
+    """Label the motifs of a 2-D layout: one label per motif, -1 for unassigned atoms.
+
+    The layout's clusters are candidates. With ``features`` (the PCA scores the layout was
+    made from), the number of motifs is decided statistically: two clusters are one motif
+    unless their features differ beyond the image's own noise (the pooled spread of the atoms
+    within the clusters), so a motif that the layout split into beads is one motif again,
+    and a rare motif (a dopant, an antisite; at least 5 atoms) that does differ survives.
+    Unassigned atoms then join the motif whose noise ellipsoid holds them; only real outliers
+    stay -1.
+
+    Parameters
+    ----------
+    layout : xarray.DataArray or numpy.ndarray
+        Layout with dims ``("atom", "axis")``, e.g. from :func:`dmotif.fr_layout`.
+    method : {"hdbscan", "raster", "gmm"}, default "hdbscan"
+        ``"hdbscan"``: density clusters (above 50 000 atoms fitted on a seeded sample, the
+        others take the label of their nearest sampled atom). ``"raster"``: the reference's
+        method, connected regions of the layout drawn on a 256 × 256 grid with disks of
+        radius 3. ``"gmm"``: a Gaussian mixture with ``n_motifs`` components (by default as
+        many as HDBSCAN finds), which assigns every atom.
+    n_motifs : int, optional
+        Number of motifs; only for ``method="gmm"`` (the others find it).
+    min_size : int, optional
+        Smallest motif, in atoms (default: 0.2 % of the atoms, at least 5). Smaller HDBSCAN
+        clusters and raster regions are unassigned.
+    follow : array of bool over atom, optional
+        Atoms that do not define motifs but take the label of their nearest other atom in the
+        layout, e.g. the ``edge`` flag of :func:`dmotif.zernike_features`: a patch cut by the
+        image border is mirrored, and such atoms would otherwise form motifs of their own.
+    features : xarray.DataArray or numpy.ndarray, optional
+        Per-atom features ``(atom, <dim>)`` in which motifs are told apart, normally the PCA
+        scores the layout was computed from (:func:`dmotif.pca`). Without them the layout's
+        clusters are the motifs, as in the reference method. Not used with ``n_motifs``.
+    max_overlap : float, default 0.01
+        Two clusters are distinct motifs only if a Gaussian classifier with their pooled
+        covariance would confuse at most this share of their atoms: their Mahalanobis
+        separation ``d`` must reach ``2 Φ⁻¹(1 − max_overlap)`` (4.65 for 1 %).
+    alpha : float, default 1e-3
+        Significance level of Hotelling's two-sample test that the two clusters' mean
+        features differ (Bonferroni-corrected over the pairs), and the χ² tail beyond which
+        an unassigned atom stays an outlier.
+    min_contrast : float, default 0.1
+        Two clusters are distinct motifs only if their mean features differ by at least this
+        share of the largest difference between two clusters: on nearly noise-free images the
+        surroundings of a column (a neighbouring vacancy) are significant but do not make
+        another column type.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the HDBSCAN sample and the GMM start.
+
+    Returns
+    -------
+    xarray.DataArray
+        int32 labels named ``"label"`` over ``atom``; motifs numbered by decreasing size;
+        attrs ``method``, ``n_motifs`` (the number found), ``min_size``, ``candidates`` (the
+        layout's clusters before the decision) and, with ``features``, the evidence of each
+        motif as lists over motifs: ``nearest_motif``, ``separation`` (Mahalanobis distance
+        of the mean features to the nearest motif's, in units of the noise) and ``p_value``
+        (Hotelling's test against that motif).
+
+    Notes
+    -----
+    See :mod:`dmotif._decide` for the test. The separation is scale-free: it is measured in
+    units of the within-motif spread, which the image's dose, scan noise and drift set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.vstack([rng.normal(0, 1, (300, 2)), rng.normal(30, 1, (100, 2))])
+    >>> labels = cluster(y)
+    >>> labels.attrs["n_motifs"], int((labels == 1).sum())
+    (2, 100)
+    """
+    layout = _as_layout(layout)
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {METHODS}; got {method!r}.")
+    y_all = np.asarray(layout.values, dtype=np.float64)
+    lead = np.ones(y_all.shape[0], dtype=bool)
+    if follow is not None:
+        follow = np.asarray(follow.values if isinstance(follow, xr.DataArray) else follow)
+        if follow.shape != (y_all.shape[0],) or follow.dtype != bool:
+            raise DataError(
+                f"follow must be one bool per atom ({y_all.shape[0]}); got shape "
+                f"{follow.shape}, dtype {follow.dtype}."
+            )
+        lead = ~follow
+    y = y_all[lead]
+    n = y.shape[0]
+    if n_motifs is not None:
+        if method != "gmm":
+            raise ParameterError(
+                f"n_motifs={n_motifs} is only used by method='gmm'; method={method!r} finds "
+                "the number of motifs itself. Pass method='gmm' or drop n_motifs."
+            )
+        if not 1 <= n_motifs < n:
+            raise ParameterError(f"n_motifs must be in [1, {n}); got {n_motifs}.")
+    if min_size is None:
+        min_size = max(5, n // 500)
+    if n < 2 * min_size:
+        raise DataError(
+            f"clustering needs at least 2 * min_size = {2 * min_size} atoms; got {n}."
+        )
+    s = seed_int(seed)
+    if method == "hdbscan":
+        raw = _hdbscan(y, min_size, s)
+    elif method == "raster":
+        raw = _raster(y, min_size)
+    else:
+        # FR clusters are compact but not Gaussian, so BIC over-splits them: count the
+        # motifs by density instead and let the mixture share out every atom.
+        if n_motifs is None:
+            n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
+        raw = _gmm(y, n_motifs, s)
+    candidates = int(raw.max() + 1)
+    proof: dict[str, list] = {}
+    if features is not None and n_motifs is None:
+        x = _feature_matrix(features, y_all.shape[0])[lead]
+        raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha,
+                                    min_contrast=min_contrast)
+    if not lead.all():
+        full = np.empty(y_all.shape[0], dtype=raw.dtype)
+        full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
+        raw = full
+    labels = _canonical(raw)
+    attrs = {"method": method, "n_motifs": int(labels.max() + 1), "min_size": int(min_size),
+             "candidates": candidates}
+    if proof:
+        # Evidence follows the canonical numbering of the motifs.
+        order = _canonical_order(raw, labels)
+        nearest = np.asarray(proof["nearest_motif"])[order]
+        attrs.update(
+            nearest_motif=[int(order.tolist().index(m)) if m >= 0 else -1 for m in nearest],
+            separation=[float(v) for v in np.asarray(proof["separation"])[order]],
+            p_value=[float(v) for v in np.asarray(proof["p_value"])[order]],
+        )
+    out = xr.DataArray(labels, dims=("atom",), name="label", attrs=attrs)
+    if "atom" in layout.coords:
+        out = out.assign_coords(atom=layout.coords["atom"])
+    return out
+
+
+def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
+    """The features as a float64 (atom, feature) matrix, checked against ``n`` atoms."""
+    if isinstance(features, xr.DataArray):
+        features = features.transpose("atom", ...).values
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != n:
+        raise DataError(
+            f"features must be one row per atom ({n} atoms, 2-D); got shape {x.shape}. Pass "
+            "the PCA scores the layout was computed from."
+        )
+    if not np.isfinite(x).all():
+        raise DataError("features contain NaN or inf; recompute them with dmotif.pca.")
+    return x
+
+
+def _decide_motifs(
+    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Merge the candidate clusters that are one motif; re-home the atoms within the noise."""
+    from . import _decide  # scipy.stats: imported on first use, not with dmotif
+    if not 0 < max_overlap < 0.5:
+        raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha must be in (0, 1); got {alpha!r}.")
+    if not 0 <= min_contrast < 1:
+        raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
+    if raw.max() < 0:
+        return raw, {}
+    labels, _ = _decide.merge_groups(x, raw, max_overlap=max_overlap, alpha=alpha,
+                                     min_contrast=min_contrast)
+    counts = np.bincount(labels[labels >= 0])
+    labels = np.where((labels >= 0) & (counts[np.maximum(labels, 0)] < RARE_MIN), -1, labels)
+    labels = _canonical(labels)
+    labels = _decide.assign_within_noise(x, labels, alpha=alpha)
+    return labels, _decide.evidence(x, labels)
+
+
+def _canonical_order(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each canonical motif, the raw label it came from."""
+    k = int(labels.max()) + 1
+    order = np.empty(k, dtype=np.int64)
+    for motif in range(k):
+        order[motif] = raw[np.argmax(labels == motif)]
+    return order
