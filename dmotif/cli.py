@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -290,7 +291,18 @@ def explore(
     """Serve the linked layout ↔ image explorer, with motif editing, until Ctrl-C."""
     from .viz.explorer import serve
 
+    _show_log()  # the server logs its address
     serve(result, address=address, port=port, open_browser=browser)
+
+
+def _show_log() -> None:
+    """Print dmotif's INFO log records on the console: the library logs, the CLI shows them."""
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("dmotif")
+    if not any(isinstance(h, RichHandler) for h in log.handlers):
+        log.addHandler(RichHandler(console=console, show_time=False, show_path=False))
+    log.setLevel(logging.INFO)
 
 
 def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:

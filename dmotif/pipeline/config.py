@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from ..detect import detect_atoms
 from ..embed import fr_layout, pca
 from ..errors import ParameterError
@@ -139,22 +141,61 @@ def load_config(source: str | os.PathLike | dict[str, Any] | None) -> dict[str, 
     return cfg
 
 
-def dump_config_toml(config: dict[str, Any]) -> str:
-    """Render a configuration as TOML; ``None`` (automatic) values become comments."""
+#: Keys of a stored configuration that describe the run rather than set it.
+_RECORD_KEYS = ("dmotif_version", "input")
 
-    def value(v: Any) -> str:
-        return json.dumps(v)
 
+def _toml_lines(values: dict[str, Any], where: str) -> list[str]:
+    """One TOML assignment per key of ``values``, a comment for each ``None`` (automatic)."""
     lines: list[str] = []
-    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
-    for k, v in config.items():
-        if k in tables or k in ("dmotif_version", "input"):
+    for key, value in values.items():
+        if value is None:
+            lines.append(f"# {key} = (automatic)")  # keys are parameter names: bare TOML keys
             continue
-        lines.append(f"# {k} = (automatic)" if v is None else f"{k} = {value(v)}")
+        try:
+            lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
+        except TypeError as exc:  # e.g. None inside a list: TOML has no null
+            raise ParameterError(
+                f"configuration {where + key!r} = {value!r} cannot be written as TOML ({exc}); "
+                "write it as JSON instead, or give a value without None."
+            ) from exc
+    return lines
+
+
+def dump_config_toml(config: dict[str, Any]) -> str:
+    """Render a configuration as TOML; ``None`` (automatic) values become comments.
+
+    The TOML is written by ``tomli_w``, so that it always parses; read back with
+    :func:`load_config`, it gives the same configuration (a commented key takes its default,
+    which is ``None`` for every automatic parameter).
+
+    Parameters
+    ----------
+    config : dict
+        A configuration as :func:`default_config` or :func:`load_config` return it, or the
+        ``config`` of a result (its ``dmotif_version`` and ``input`` records are left out).
+
+    Returns
+    -------
+    str
+        The TOML document: top-level settings first, then one table per section.
+
+    Raises
+    ------
+    ParameterError
+        When a value cannot be written as TOML (``None`` inside a list).
+
+    Examples
+    --------
+    >>> text = dump_config_toml(default_config())
+    >>> "# pixel_size = (automatic)" in text and "[layout]" in text
+    True
+    """
+    settings = {k: v for k, v in config.items() if k not in _RECORD_KEYS}
+    tables = {k: v for k, v in settings.items() if isinstance(v, dict)}
+    lines = _toml_lines({k: v for k, v in settings.items() if k not in tables}, "")
     for name, table in tables.items():
-        if name == "input":
-            continue
-        lines.append(f"\n[{name}]")
-        for k, v in table.items():
-            lines.append(f"# {k} = (automatic)" if v is None else f"{k} = {value(v)}")
+        lines.append("")
+        lines.append(tomli_w.dumps({name: {}}).rstrip("\n"))
+        lines.extend(_toml_lines(table, f"{name}."))
     return "\n".join(lines) + "\n"

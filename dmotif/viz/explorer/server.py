@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -16,6 +17,8 @@ from .data import ExplorerData
 from .state import Explorer
 
 __all__ = ["ExplorerServer", "explore", "serve"]
+
+logger = logging.getLogger(__name__)
 
 
 def _require_bokeh() -> None:
@@ -201,7 +204,8 @@ def serve(
     allow_websocket_origin : list of str, optional
         Further ``host:port`` origins the page may be loaded from (e.g. behind a proxy).
     block : bool
-        Serve until interrupted (the command line). False: serve from a background thread and
+        Serve until interrupted (the command line; the address is logged at INFO level by the
+        logger ``dmotif.viz.explorer.server``). False: serve from a background thread and
         return at once; call ``.stop()`` when done.
 
     Returns
@@ -230,6 +234,6 @@ def serve(
     server = ExplorerServer(data, address, int(port), max_points, allow_websocket_origin)
     if not block:
         return server.start()
-    print(f"dmotif explore: serving {data.result.path} at {server.url} (Ctrl-C to stop)")
+    logger.info("serving %s at %s (Ctrl-C to stop)", data.result.path, server.url)
     server.run(open_browser=open_browser)
     return server
