@@ -32,7 +32,8 @@ def load(path: Path) -> tuple[np.ndarray, dict | None]:
     """The image (y, x) and, for a corpus ``.npz``, its truth."""
     if path.suffix == ".npz":
         data = np.load(path, allow_pickle=False)
-        truth = {k: data[k] for k in ("column_y", "column_x", "column_type")}
+        visible = data["column_visible"] if "column_visible" in data else slice(None)
+        truth = {k: data[k][visible] for k in ("column_y", "column_x", "column_type")}
         return np.asarray(data["image"], dtype=np.float32), truth
     import dmotif
 
