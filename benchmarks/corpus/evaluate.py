@@ -61,14 +61,20 @@ def run_dmotif(image: np.ndarray, seed: int) -> dict:
             "radius": feats.attrs.get("radius"), "attrs": labels.attrs}
 
 
-def run_motif_learn(image: np.ndarray, seed: int, spacing: float) -> dict:
-    """The authors' chain: local maxima, ZPs, PCA, ForceGraph8, raster labels."""
+def run_motif_learn(image: np.ndarray, seed: int, spacing: float, contrast: str) -> dict:
+    """The authors' chain: local maxima, ZPs, PCA, ForceGraph8, raster labels.
+
+    It finds bright columns only: an image of dark columns (ABF) is negated first, as its
+    user would do by hand.
+    """
     from mtflearn.clustering import seg_lbs
     from mtflearn.features import ZPs, local_max
     from mtflearn.manifold import ForceGraph8
     from scipy import ndimage
     from sklearn.decomposition import PCA
 
+    if contrast == "dark":
+        image = -image
     smooth = ndimage.gaussian_filter(image.astype(np.float64), spacing / 8)
     min_distance = max(1, int(spacing * 0.4))
     with warnings.catch_warnings():
@@ -93,11 +99,12 @@ def run_motif_learn(image: np.ndarray, seed: int, spacing: float) -> dict:
             "radius": r, "attrs": {}}
 
 
-def _spacing(image: np.ndarray) -> float:
+def _lattice(image: np.ndarray) -> tuple[float, str]:
+    """The column spacing (pixels) and contrast ("bright" or "dark") dmotif reads."""
     import dmotif
 
     atoms = dmotif.detect_atoms(image)
-    return float(atoms.attrs["spacing_px"])
+    return float(atoms.attrs["spacing_px"]), str(atoms.attrs["contrast"])
 
 
 def score(found: dict, truth: dict | None, shape: tuple[int, int], margin: float) -> dict:
@@ -178,13 +185,13 @@ def main() -> None:
     print(" | ".join("---" for _ in cols))
     for path in args.images:
         image, truth = load(path)
-        spacing = _spacing(image)
+        spacing, contrast = _lattice(image)
         for method in args.methods:
             t0 = time.perf_counter()
             if method == "dmotif":
                 found = run_dmotif(image, args.seed)
             else:
-                found = run_motif_learn(image, args.seed, spacing)
+                found = run_motif_learn(image, args.seed, spacing, contrast)
             row = score(found, truth, image.shape, margin=spacing / 2)
             row.update(image=path.stem, method=method, s=time.perf_counter() - t0)
             print(" | ".join(_fmt(row.get(c, "")) for c in cols), flush=True)
