@@ -126,10 +126,8 @@ def rebuild_hierarchy(store: Result | str | os.PathLike, labels: Any) -> nx.DiGr
 
     Parameters
     ----------
-    store : Result, str or os.PathLike
-        The result store (opened, or its path).
-    labels : array-like of int
-        One motif id per atom, -1 unassigned.
+    store, labels
+        As for :func:`save_labels`: the result store and one motif id per atom.
 
     Returns
     -------
