@@ -50,7 +50,7 @@ def _layout(method: str, x: np.ndarray) -> np.ndarray:
     if method == "dmotif":
         import dmotif
 
-        return dmotif.fr_layout(x, seed=0).values
+        return dmotif.fr_layout(x, metric="correlation", seed=0).values
     if method == "fg8":
         from mtflearn.manifold import ForceGraph8
 

@@ -3,8 +3,15 @@ pure functions), a LocalCluster client, and real dask processes."""
 
 from __future__ import annotations
 
-import json
 import os
+
+# Tests of thread-count invariance compare numba's results on 1 and 2 threads, so its pool must
+# hold at least 2 whatever the machine (numba reads this once, when it is first imported: here,
+# before anything imports it). A machine with more cores keeps its default.
+if int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1) < 2:
+    os.environ["NUMBA_NUM_THREADS"] = "2"
+
+import json
 import signal
 import subprocess
 import sys

@@ -43,6 +43,11 @@ def test_the_command_line_defers_them_too():
     assert _loaded_after("import dmotif.cli") == []
 
 
+def test_the_figures_do_not_load_bokeh():
+    # Only the explorer's document needs bokeh (the ``explore`` extra).
+    assert "bokeh" not in _loaded_after("import dmotif.viz\ndmotif.viz.plot_layout([[0, 0]])")
+
+
 def test_every_public_name_resolves_and_is_listed():
     names = set(dir(dmotif))
     for name in dmotif.__all__:

@@ -136,7 +136,7 @@ def fr_layout(
     reduced: xr.DataArray | np.ndarray,
     *,
     n_neighbors: int = 10,
-    metric: str = "correlation",
+    metric: str = "euclidean",
     stages: Sequence[Sequence[float]] = DEFAULT_STAGES,
     epochs: int | Sequence[int] = 100,
     negative_samples: int = 10,
@@ -154,8 +154,12 @@ def fr_layout(
         output of :func:`dmotif.pca`); a plain 2-D array is read as one row per atom.
     n_neighbors : int, default 10
         Neighbours per atom in the kNN graph, the atom itself included (as in UMAP).
-    metric : {"correlation", "cosine", "euclidean"}, default "correlation"
-        Distance between feature vectors.
+    metric : {"euclidean", "correlation", "cosine"}, default "euclidean"
+        Distance between feature vectors. The reference package uses correlation, which
+        discards the scale of a feature vector; but motifs that differ by column intensity
+        (a single chalcogen beside chalcogen pairs) differ mostly in scale: on the synthetic
+        TMD (1024², 10 components) euclidean gives ARI 0.977 with the 4 motifs where
+        correlation gives 0.950 with 3.
     stages : sequence of (n, m, alpha, beta), default ``((0, 2, 1, 1), (2, 4, 5, 2))``
         One tuple per stage: attraction ``alpha / (1 + d**n)`` along each edge (times its
         weight), repulsion ``beta / (1 + d**m)`` from each negative sample.

@@ -118,19 +118,29 @@ def active_labels(store: Result | str | os.PathLike, *,
     return labels.rename(name)
 
 
-def rebuild_hierarchy(store: Result | str | os.PathLike, labels: Any) -> nx.DiGraph | None:
-    """The motif hierarchy of ``labels`` over the store's atoms, or None without the stage.
+def rebuild_hierarchy(store: Result | str | os.PathLike, labels: Any) -> nx.DiGraph:
+    """The motif hierarchy of ``labels`` over the store's atoms.
 
-    Calls ``dmotif.hierarchy.build_hierarchy(atoms, labels, **config["hierarchy"])`` with the
-    run's hierarchy parameters. Returns None when the package has no hierarchy stage (then the
-    saved labelling carries no hierarchy; see :func:`save_labels`).
+    Calls :func:`dmotif.build_hierarchy` ``(atoms, labels, **config["hierarchy"])`` with the
+    run's hierarchy parameters.
+
+    Parameters
+    ----------
+    store, labels
+        As for :func:`save_labels`: the result store and one motif id per atom.
+
+    Returns
+    -------
+    networkx.DiGraph
+        The hierarchy graph, as the pipeline's hierarchy stage builds it.
+
+    Raises
+    ------
+    DmotifError
+        Whatever :func:`dmotif.build_hierarchy` raises, e.g. :class:`NoLatticeError`.
     """
-    try:
-        from ..hierarchy import build_hierarchy
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.hierarchy":
-            raise
-        return None
+    from ..hierarchy import build_hierarchy  # io is imported without the hierarchy's weight
+
     result = _as_result(store, None)
     names = [v for v in ("frame", "y", "x", "intensity", "width") if v in result.dataset]
     atoms = result.dataset[names].compute()
@@ -164,9 +174,9 @@ def save_labels(
     """Save an edited labelling to a result store and make it the active one, crash-safely.
 
     The learned ``label`` and earlier edits are kept; the hierarchy is rebuilt from the new
-    labels (:func:`rebuild_hierarchy`). When it cannot be (no hierarchy stage, or the stage
-    fails, e.g. for want of a lattice), the labelling is saved without one and its record's
-    ``hierarchy_note`` says why. See the module notes for the protocol.
+    labels (:func:`rebuild_hierarchy`). When it cannot be (e.g. for want of a lattice), the
+    labelling is saved without one and its record's ``hierarchy_note`` says why. See the module
+    notes for the protocol.
 
     Parameters
     ----------
@@ -207,11 +217,12 @@ def save_labels(
     n_atoms = result.dataset.sizes.get("atom", 0)
     values = _check_labels(labels, n_atoms)
     names = label_names(values, motif_names)
+    graph: nx.DiGraph | None = None
+    why = None
     try:
         graph = rebuild_hierarchy(result, values)
-        why = None if graph is not None else "this dmotif has no hierarchy stage"
     except DmotifError as exc:  # e.g. no lattice: the edit is kept all the same
-        graph, why = None, str(exc)
+        why = str(exc)
     try:
         group = zarr.open_group(result.path, mode="r+", storage_options=storage_options)
     except (FileNotFoundError, ValueError) as exc:

@@ -79,11 +79,6 @@ def default_config() -> dict[str, Any]:
     for stage in STAGES:
         cfg[stage] = json_ready(_keyword_defaults(funcs[stage]))
     cfg["diffraction"] = json_ready(_keyword_defaults(diffraction_features))
-    # fr_layout keeps the reference's correlation metric, but correlation discards the scale of
-    # a feature vector, and motifs that differ by column intensity (a single chalcogen beside
-    # chalcogen pairs) differ mostly in scale; on the synthetic TMD (1024², 10 components)
-    # euclidean gives ARI 0.977 with the 4 motifs where correlation gives 0.950 with 3.
-    cfg["layout"]["metric"] = "euclidean"
     # What the cluster stage labels: the 2-D layout (the method's way) or the PCA scores;
     # "auto" takes the scores for virtual images of 4D-STEM scans, the layout otherwise.
     # Virtual images are nearly noise-free: each motif's patches form a few tight sub-groups

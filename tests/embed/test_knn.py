@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 
-import numba
 import numpy as np
 import pytest
 
@@ -53,8 +52,6 @@ def test_recall_and_distances_match_exact(cloud, metric):
 
 
 def test_bit_identical_for_threads_and_reruns():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two numba threads")
     x = _cloud("blobs20", 6000)
     one = _threads(1, _knn.approx_knn, x, 10, "correlation", 3)
     two = _threads(2, _knn.approx_knn, x, 10, "correlation", 3)
@@ -88,15 +85,14 @@ def test_candidates_join_few_new_members_and_leave_the_rest_new():
     flags = new.copy()
     members, count, n_fresh = _candidates(ind, flags, FRESH, cap, np.uint64(3), 2)
     later = _candidates(ind, new.copy(), FRESH, cap, np.uint64(3), 3)
-    if numba.config.NUMBA_NUM_THREADS >= 2:
-        flags_one = new.copy()
-        one = _threads(1, _candidates, ind, flags_one, FRESH, cap, np.uint64(3), 2)
-        np.testing.assert_array_equal(one[1], count)
-        np.testing.assert_array_equal(one[2], n_fresh)
-        # Past its count a row of members is scratch.
-        used = np.arange(members.shape[1]) < count[:, None]
-        np.testing.assert_array_equal(one[0][used], members[used])
-        np.testing.assert_array_equal(flags_one, flags)
+    flags_one = new.copy()
+    one = _threads(1, _candidates, ind, flags_one, FRESH, cap, np.uint64(3), 2)
+    np.testing.assert_array_equal(one[1], count)
+    np.testing.assert_array_equal(one[2], n_fresh)
+    # Past its count a row of members is scratch.
+    used = np.arange(members.shape[1]) < count[:, None]
+    np.testing.assert_array_equal(one[0][used], members[used])
+    np.testing.assert_array_equal(flags_one, flags)
     changed = 0
     for v in range(n):
         row = set(ind[v].tolist())

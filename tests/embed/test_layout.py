@@ -82,7 +82,8 @@ def test_separates_unequal_blobs(blobs, blob_layout):
     ari, unassigned = _hdbscan_ari(blob_layout.values, truth)
     assert ari >= 0.99
     assert unassigned <= 0.02
-    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.85
+    # Measured (seed 0, euclidean): ARI 1.0, nothing unassigned, trustworthiness 0.891.
+    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.88
 
 
 def test_output_data_model(blob_layout):
@@ -112,13 +113,12 @@ def test_digits_quality():
     digits = load_digits()
     x = dmotif.pca(digits.data, n_components=20).values
     lay = dmotif.fr_layout(x, seed=0).values
-    assert trustworthiness(x, lay, n_neighbors=10) > 0.85
-    assert _hdbscan_ari(lay, digits.target, min_size=30)[0] > 0.6
+    # Measured (seed 0, euclidean): trustworthiness 0.988, ARI 0.826.
+    assert trustworthiness(x, lay, n_neighbors=10) > 0.98
+    assert _hdbscan_ari(lay, digits.target, min_size=30)[0] > 0.8
 
 
 def test_bit_identical_for_one_and_two_threads(blobs):
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two numba threads")
     x, _ = blobs
     one = _threads(1, dmotif.fr_layout, x, seed=3, epochs=30)
     two = _threads(2, dmotif.fr_layout, x, seed=3, epochs=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import numba
 import numpy as np
 import pytest
 
@@ -44,8 +43,6 @@ def test_every_row_in_one_small_leaf_per_tree(metric):
 
 
 def test_trees_depend_on_seed_and_data_only():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two numba threads")
     z = _knn._prepare(_cloud("blobs20", 4000), "correlation")
     one = _threads(1, rp_forest, z, 4, 30, np.uint64(9))
     two = _threads(2, rp_forest, z, 4, 30, np.uint64(9))

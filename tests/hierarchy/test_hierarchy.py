@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy.spatial import cKDTree
-from scipy.stats import spearmanr
-from sklearn.decomposition import PCA
 
 import dmotif
 from dmotif import synthetic
@@ -354,41 +352,6 @@ def test_all_unassigned_and_no_lattice_raise():
         dmotif.motif_cells(amorphous, np.zeros(500, np.int32), method="lattice")
     with pytest.raises(dmotif.DmotifError):
         dmotif.lattice_vectors(amorphous)
-
-
-def _twisted_stand_in_layout(s, r=33):
-    """A stand-in for the FR layout (not merged yet): PCA of rotation-invariant patch energies.
-
-    Per atom, the mean squared band-passed intensity over disks of growing radius (the local
-    contrast of overlapping columns, highest at AA stacking), standardised, PCA to 2-D.
-    """
-    from scipy import ndimage as ndi
-
-    img = s.image.values[0].astype(float)
-    band = ndi.gaussian_filter(img, 1.0) - ndi.gaussian_filter(img, 6.0)
-    y = np.rint(s.atoms["y"].values).astype(int)
-    x = np.rint(s.atoms["x"].values).astype(int)
-    ok = (y >= r) & (y < img.shape[0] - r) & (x >= r) & (x < img.shape[1] - r)
-    w = np.arange(-r, r + 1)
-    rr = np.hypot(*np.meshgrid(w, w, indexing="ij"))
-    p = band[y[ok][:, None, None] + w[None, :, None], x[ok][:, None, None] + w[None, None, :]]
-    feats = np.stack([(p**2)[:, rr <= rad].mean(1) for rad in (8, 16, 24, 33)], 1)
-    feats = (feats - feats.mean(0)) / feats.std(0)
-    return PCA(2).fit_transform(feats), ok
-
-
-def test_twisted_bilayer_manifold_coordinate_follows_the_registry(tmp_path):
-    s = synthetic.twisted_bilayer(size=384, twist=2.0, seed=1)
-    layout, ok = _twisted_stand_in_layout(s)
-    coord = dmotif.manifold_coordinate(layout)
-    rho = spearmanr(coord.values, s.atoms["registry"].values[ok])[0]
-    assert abs(rho) >= 0.8
-    values = np.full(s.atoms.sizes["atom"], np.nan)
-    values[ok] = coord.values
-    fig = dmotif.plot_map(s.image, s.atoms, values)
-    assert len(fig.axes[0].collections[0].get_offsets()) == s.atoms.sizes["atom"]
-    fig.savefig(tmp_path / "map.png")
-    assert (tmp_path / "map.png").stat().st_size > 0
 
 
 def test_plot_hierarchy_draws_every_node(tmp_path):

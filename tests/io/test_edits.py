@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -78,21 +77,16 @@ def test_activate_switches_back_and_forth(store):
         activate_labels(path, "label_edit_9")
 
 
-def test_hierarchy_is_rebuilt_or_skipped_with_a_note(store):
+def test_the_hierarchy_is_rebuilt_from_the_edited_labels(store):
     path, truth = store
     save_labels(path, truth)
     res = dmotif.open_result(path)
     (record,) = res.attrs["label_edits"]
-    if importlib.util.find_spec("dmotif.hierarchy") is None:
-        # No hierarchy stage in this tree: nothing is invented, the record says so.
-        assert rebuild_hierarchy(res, truth) is None
-        assert not record["hierarchy_rebuilt"] and "no hierarchy stage" in record["hierarchy_note"]
-        assert res.hierarchy is None
-    else:  # pragma: no cover - once the hierarchy stage is merged
-        assert record["hierarchy_rebuilt"], record.get("hierarchy_note")
-        graph = res.hierarchy
-        assert graph is not None
-        assert nx.utils.graphs_equal(graph, rebuild_hierarchy(res, truth))
+    assert record["hierarchy_rebuilt"], record.get("hierarchy_note")
+    assert "hierarchy_note" not in record
+    graph = res.hierarchy
+    assert graph is not None
+    assert nx.utils.graphs_equal(graph, rebuild_hierarchy(res, truth))
 
 
 def test_an_edit_is_saved_even_when_the_hierarchy_cannot_be_built(tmp_path):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from dmotif import ParameterError
+from dmotif.embed import fr_layout
 from dmotif.pipeline import default_config, dump_config_toml, load_config
 
 
@@ -44,3 +46,9 @@ def test_none_inside_a_list_is_refused_not_written_as_invalid_toml() -> None:
     cfg = load_config({"layout": {"stages": [[0, 2, 1, None], [2, 4, 5, 2]]}})
     with pytest.raises(ParameterError, match=r"layout\.stages.*cannot be written as TOML"):
         dump_config_toml(cfg)
+
+
+def test_fr_layout_default_metric_is_the_one_a_run_uses() -> None:
+    # The run's configuration takes fr_layout's defaults as they are: no metric of its own.
+    assert inspect.signature(fr_layout).parameters["metric"].default == "euclidean"
+    assert default_config()["layout"]["metric"] == "euclidean"

@@ -12,7 +12,6 @@ from typing import Any
 
 from ...errors import DmotifError, ParameterError
 from ...io.store import Result
-from ._document import build_document
 from .data import ExplorerData
 from .state import Explorer
 
@@ -66,6 +65,8 @@ def explore(result: Result | str | os.PathLike, *, image: Any = None,
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
 
+    from ._document import build_document
+
     data = ExplorerData(result, image=image, radius=radius)
     return Application(FunctionHandler(
         lambda doc: build_document(doc, data, max_points=max_points)))
@@ -100,6 +101,8 @@ class ExplorerServer:
         from bokeh.application import Application
         from bokeh.application.handlers.function import FunctionHandler
         from bokeh.server.server import Server
+
+        from ._document import build_document
 
         def make(doc: Any) -> None:
             state = build_document(doc, self.data, max_points=self._max_points,
