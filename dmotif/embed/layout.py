@@ -189,7 +189,7 @@ def fr_layout(
     -----
     Graph: kNN (exact up to 12 000 atoms, NN-descent above) with UMAP-style fuzzy weights,
     symmetrised as ``P + Pᵀ − P∘Pᵀ``. Start: the first two principal components scaled to
-    max |coordinate| = 10. Each force component is clipped to ±4; negative samples are drawn
+    max ``|coordinate|`` = 10. Each force component is clipped to ±4; negative samples are drawn
     uniformly, skipping the atom's graph neighbours. The reference draws 10 for every edge
     whatever its weight; here an atom draws in proportion to its edges' total weight (as
     UMAP samples edges by weight) and each sample counts ``deg / Σw`` times, so the expected
