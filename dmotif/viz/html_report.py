@@ -142,6 +142,9 @@ def summary_rows(res: Result) -> list[tuple[str, str]]:
     if graph is not None:
         levels = sorted({int(d.get("level", 0)) for _, d in graph.nodes(data=True)})
         rows.append(("hierarchy levels", ", ".join(map(str, levels))))
+    status = res.attrs.get("hierarchy_attrs", {}).get("status")
+    if status:
+        rows.append(("hierarchy", status))
     for stage, seconds in res.attrs.get("dmotif_timings", {}).items():
         rows.append((f"time: {stage}", f"{seconds:.1f} s"))
     rows.append(("dmotif version", str(res.attrs.get("dmotif_version", "?"))))
