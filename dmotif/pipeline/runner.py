@@ -250,7 +250,8 @@ def _hierarchy_stage(
         status = (f"{cells.sizes['cell']} {cells.attrs['method']} cells of {kinds[2]} types, "
                   f"{kinds[3]} level-3 patterns")
         levels = atom_levels(cells, graph, len(labels))
-    data = xr.merge([levels, graph_dataset(graph)], combine_attrs="drop")
+    # "override" keeps the variables' own attrs (the level names of label_L2, label_L3)
+    data = xr.merge([levels, graph_dataset(graph)], combine_attrs="override")
     return data, {"hierarchy_attrs": {"status": status, "method": graph.graph.get("method")}}
 
 
