@@ -11,6 +11,7 @@ import xarray as xr
 from .._shared import share
 from ..errors import DataError, NoLatticeError
 from . import _lattice
+from ._names import letter_names
 
 __all__ = [
     "atom_arrays",
@@ -19,6 +20,7 @@ __all__ = [
     "frame_atoms",
     "frame_groups",
     "label_array",
+    "motif_names",
 ]
 
 
@@ -85,3 +87,12 @@ def frame_atoms(table: dict[str, np.ndarray], f: int) -> tuple[np.ndarray, np.nd
     """Positions and labels of the atoms of frame ``f`` from :func:`atom_table`."""
     sel = table["frame"] == f
     return table["yx"][sel], table["label"][sel]
+
+
+def motif_names(atoms: xr.Dataset, lab: np.ndarray) -> dict[int, str]:
+    """Label -> name: the atoms' ``motif_names`` attribute where given (synthetic truth, edits),
+    else letters by decreasing mean column intensity ("A" the brightest)."""
+    given = list(atoms.attrs.get("motif_names", []))
+    intensity = atoms["intensity"].values if "intensity" in atoms else None
+    names = letter_names(lab, intensity)
+    return {k: given[k] if 0 <= k < len(given) else v for k, v in names.items()}

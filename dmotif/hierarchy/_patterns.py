@@ -53,6 +53,8 @@ def add_pattern(table: dict, key: Any, entry: dict[str, Any]) -> None:
         table.setdefault(key, []).append(dict(entry))
     else:
         same["count"] += entry["count"]
+        # a new list: the first entry's list may be shared with the frame's own table
+        same["occurrences"] = same.get("occurrences", []) + entry.get("occurrences", [])
 
 
 def components(n: int, edges: np.ndarray) -> np.ndarray:
@@ -95,7 +97,8 @@ def pattern_nodes(g: nx.DiGraph, parts: list[dict[str, Any]], rotations: np.ndar
             g.add_node(node, level=3, count=int(entry["count"]), n_cells=len(entry["types"]),
                        name=" + ".join(f"{n}×{t}" for t, n in sorted(comp.items())),
                        types=list(entry["types"]), edges=[list(e) for e in entry["edges"]],
-                       cells=entry["ij"] or [], example=list(entry["example"]))
+                       cells=entry["ij"] or [], example=list(entry["example"]),
+                       occurrences=[list(o) for o in entry.get("occurrences", [])])
             for t, mult in sorted(comp.items()):
                 g.add_edge(node, f"L2:{t}", multiplicity=int(mult))
     # Pattern B contains pattern A where a connected part of B's cells is A (same types, same
@@ -121,6 +124,7 @@ def pattern_nodes(g: nx.DiGraph, parts: list[dict[str, Any]], rotations: np.ndar
         comp = sum((r["types"] for r in large), Counter())
         g.add_node(node, level=3, count=len(large), n_cells=sum(r["n_cells"] for r in large),
                    name=f"regions of more than {max_cells} cells",
-                   sizes=sorted(r["n_cells"] for r in large), example=[])
+                   sizes=sorted(r["n_cells"] for r in large), example=[],
+                   occurrences=[list(r["cells"]) for r in large])
         for t, mult in sorted(comp.items()):
             g.add_edge(node, f"L2:{t}", multiplicity=int(mult))

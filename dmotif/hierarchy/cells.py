@@ -18,7 +18,16 @@ import xarray as xr
 
 from ..errors import NoLatticeError, ParameterError
 from . import _cells, _lattice, _rings
-from ._atoms import atom_arrays, atom_spacing, atom_table, frame_atoms, frame_groups, label_array
+from ._atoms import (
+    atom_arrays,
+    atom_spacing,
+    atom_table,
+    frame_atoms,
+    frame_groups,
+    label_array,
+    motif_names,
+)
+from ._names import type_titles
 
 __all__ = ["lattice_vectors", "motif_cells"]
 
@@ -190,7 +199,9 @@ def motif_cells(
         indices, -1 = empty slot), ``i``, ``j`` (lattice indices; -1 for rings) and over
         ``pair``: ``adjacent(pair, end)`` (lattice cells whose anchors are nearest lattice
         neighbours, 6 on a hexagonal lattice; rings sharing a bond). Attrs: ``method``,
-        ``type_names``, ``type_labels`` (JSON), ``spacing_px`` and, for lattice cells,
+        ``type_names``, ``type_labels`` (JSON), ``type_titles`` (readable names by
+        composition and defects, see :func:`dmotif.hierarchy._names.type_titles`),
+        ``spacing_px`` and, for lattice cells,
         ``lattice`` (the basis the cells are built on), ``anchor_label``, ``slots``.
 
     Raises
@@ -238,7 +249,10 @@ def motif_cells(
         parts = dask.compute(*[dask.delayed(_frame_rings)(table, f, r, max_ring)
                                for f, _ in frames])
         attrs["radius_px"] = r
-    return _assemble_cells(parts, frames, kind, attrs)
+    cells = _assemble_cells(parts, frames, kind, attrs)
+    cells.attrs["type_titles"] = type_titles(json.loads(cells.attrs["type_labels"]), kind,
+                                             motif_names(atoms, lab))
+    return cells
 
 
 def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):

@@ -21,12 +21,12 @@ from .._random import Seed
 from .._shared import share
 from ..errors import ParameterError
 from . import _lattice, _window_sums
-from ._atoms import atom_arrays, atom_table, label_array
+from ._atoms import atom_arrays, atom_table, label_array, motif_names
 from ._patterns import add_pattern, components, listed_edges, pattern_key, pattern_nodes
 from .cells import motif_cells
 from .learned import learned_labels, learned_nodes
 
-__all__ = ["build_hierarchy"]
+__all__ = ["atom_levels", "build_hierarchy", "level1_hierarchy"]
 
 
 def _patch_sums(
@@ -96,7 +96,8 @@ def _frame_summary(
             continue
         types = [type_names[t] for t in cell_type[group].tolist()]
         if len(group) > max_cells:
-            large.append({"n_cells": len(group), "types": Counter(types)})
+            large.append({"n_cells": len(group), "types": Counter(types),
+                          "cells": cell_idx[group].tolist()})
             continue
         lo, hi = np.searchsorted(edge_comp, [comp[group[0]], comp[group[0]] + 1])
         within = listed_edges(group.tolist(), edges[lo:hi].tolist(), n)
@@ -104,7 +105,8 @@ def _frame_summary(
         add_pattern(patterns, pattern_key(types, within, ij, rotations),
                      {"count": 1, "types": types, "edges": within,
                       "ij": None if ij is None else (ij - ij.min(axis=0)).tolist(),
-                      "example": cell_idx[group].tolist()})
+                      "example": cell_idx[group].tolist(),
+                      "occurrences": [cell_idx[group].tolist()]})
     learned = None if cells["learned"] is None else cells["learned"][cell_idx]
     return {
         "label_counts": Counter(atom_lab[atom_lab >= 0].tolist()),
@@ -163,9 +165,13 @@ def build_hierarchy(
       summarised: ``count`` groups of ``sizes`` cells (``n_cells`` in total).
 
     Every node has ``count`` (atoms, cells or occurrences), ``name``, ``example`` (atom or
-    cell indices) and, when ``image`` is given, ``mean_patch`` (levels 1 and 2). An edge B → A
-    means "B is made of A", with attribute ``multiplicity``: atoms of motif A per cell of type
-    B, cells of type A per pattern B (for ``L3:large``, in all its groups together), or
+    cell indices); level-1 names are the atoms' ``motif_names`` or letters by brightness ("A"
+    the brightest motif); level-2 and 3 nodes have a ``title`` a reader understands (the cell's
+    composition or its defect, "one B → C", canonical under rotation and mirror); level-3
+    nodes list their ``occurrences`` (cell indices of each connected group); and, when
+    ``image`` is given, ``mean_patch`` (levels 1 and 2). An edge B → A means "B is made of
+    A", with attribute ``multiplicity``: atoms of motif A per cell of type B, cells of type A
+    per pattern B (for ``L3:large``, in all its groups together), or
     distinct cell sets of pattern B that form pattern A (A contained in B). An edge from a cell
     type to a learned motif has instead ``overlap``: the cells of that type learned as that
     motif.
@@ -271,8 +277,10 @@ def build_hierarchy(
             int(f), cell_table, shared_atoms, img, r1, r2, names, rotations, max_pattern_cells,
         ))
     parts = dask.compute(*tasks)
-    g = _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing, len(frame_ids))
+    g = _reduce_graph(parts, names, type_labels, kind, atoms, lab, cells, spacing,
+                      len(frame_ids))
     pattern_nodes(g, parts, rotations, max_pattern_cells)
+    _pattern_titles(g)
     if ll is not None:
         learned_patch: dict[int, list] = {}
         for p in parts:
@@ -281,7 +289,7 @@ def build_hierarchy(
     return g
 
 
-def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
+def _reduce_graph(parts, names, type_labels, kind, atoms, lab, cells, spacing,
                   n_frames) -> nx.DiGraph:
     label_counts, type_counts, regions = Counter(), Counter(), Counter()
     label_patch: dict[int, list] = {}
@@ -295,10 +303,10 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
         _merge_patch(type_patch, p["type_patch"])
         for k, ex in p["label_example"].items():
             label_example.setdefault(k, ex)
-    motif_names = list(atoms.attrs.get("motif_names", []))
+    names_of = motif_names(atoms, lab)
     g = nx.DiGraph(method=kind, n_frames=int(n_frames), spacing_px=float(spacing))
     for k in sorted(label_counts):
-        name = motif_names[k] if 0 <= k < len(motif_names) else f"motif {k}"
+        name = names_of.get(k, f"motif {k}")
         attrs = {"level": 1, "count": int(label_counts[k]), "name": name, "label": int(k),
                  "example": label_example.get(k, [])}
         if k in label_patch:
@@ -306,9 +314,11 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
         g.add_node(f"L1:{k}", **attrs)
     cell_labels = {t: (t[1:] if kind == "rings" else t) for t in type_labels}
     ctype = cells["type"].values
+    titles = cells.attrs.get("type_titles", names)
     for code, name in enumerate(names):
         t = type_labels[code]
         attrs = {"level": 2, "count": int(type_counts[code]), "name": name,
+                 "title": titles[code],
                  "labels": [int(x) for x in cell_labels[t]], "regions": int(regions[code]),
                  "example": np.flatnonzero(ctype == code)[:10].tolist()}
         if code in type_patch:
@@ -318,3 +328,94 @@ def _reduce_graph(parts, names, type_labels, kind, atoms, cells, spacing,
             if f"L1:{k}" in g:
                 g.add_edge(f"L2:{name}", f"L1:{k}", multiplicity=int(mult))
     return g
+
+
+def _pattern_titles(g: nx.DiGraph) -> None:
+    """A level-3 node's ``title`` lists its cell types by their titles: "2 × one B → C"."""
+    for n, d in g.nodes(data=True):
+        if d["level"] != 3:
+            continue
+        parts = [f"{m['multiplicity']} × {g.nodes[c].get('title', c)}"
+                 for c, m in g.succ[n].items() if g.nodes[c]["level"] == 2]
+        prefix = f"{d['name']}: " if n == "L3:large" else ""
+        d["title"] = prefix + " + ".join(parts)
+
+
+def level1_hierarchy(atoms: xr.Dataset, labels: Any, *, reason: str) -> nx.DiGraph:
+    """The hierarchy of atoms that form no cell: level 1 only, and why.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table over ``atom``.
+    labels : array_like of int
+        Motif label per atom, -1 = unassigned.
+    reason : str
+        Why no cell was built; kept as the graph attribute ``no_cells``.
+
+    Returns
+    -------
+    networkx.DiGraph
+        One ``"L1:<label>"`` node per motif (``level``, ``count``, ``name``, ``label``,
+        ``example``); graph attributes ``method`` = "none" and ``no_cells``.
+    """
+    _, yx = atom_arrays(atoms)
+    lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels, np.int64)
+    g = nx.DiGraph(method="none", no_cells=str(reason))
+    if lab.shape != (len(yx),) or (lab < 0).all():
+        return g
+    names = motif_names(atoms, lab)
+    for k in np.unique(lab[lab >= 0]).tolist():
+        g.add_node(f"L1:{k}", level=1, count=int((lab == k).sum()), name=names[k], label=int(k),
+                   example=np.flatnonzero(lab == k)[:10].tolist())
+    return g
+
+
+def atom_levels(cells: xr.Dataset, graph: nx.DiGraph, n_atoms: int) -> xr.Dataset:
+    """Per-atom level-2 and level-3 labels, and the cell table, as arrays.
+
+    Parameters
+    ----------
+    cells : xarray.Dataset
+        The cells the graph was built on (:func:`motif_cells`).
+    graph : networkx.DiGraph
+        From :func:`build_hierarchy` on those cells.
+    n_atoms : int
+        Number of atoms.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``label_L2(atom)``: the type of the cell the atom sits in (index into the attrs
+        ``nodes`` of the variable, the level-2 node names; -1 in no cell);
+        ``label_L3(atom)``: the level-3 pattern whose occurrence holds the atom's cell (index
+        into its ``nodes``; -1 where none, e.g. in a cell of the dominant type); the cell
+        table ``cell_frame``, ``cell_y``, ``cell_x``, ``cell_type`` over ``cell`` and
+        ``cell_members(cell, slot)`` (atom indices, -1 empty).
+    """
+    members = cells["members"].values
+    ctype = cells["type"].values.astype(np.int32)
+    l3 = [n for n, d in graph.nodes(data=True) if d["level"] == 3]
+    cell_l3 = np.full(len(ctype), -1, np.int32)
+    for k, n in enumerate(l3):
+        d = graph.nodes[n]
+        for occ in d.get("occurrences", []):
+            cell_l3[np.asarray(occ, np.int64)] = k
+    filled = members >= 0
+    label_l2 = np.full(n_atoms, -1, np.int32)
+    label_l3 = np.full(n_atoms, -1, np.int32)
+    rows = np.broadcast_to(np.arange(len(ctype))[:, None], members.shape)[filled]
+    label_l2[members[filled]] = ctype[rows]
+    label_l3[members[filled]] = cell_l3[rows]
+    titles = list(cells.attrs.get("type_titles", cells.attrs["type_names"]))
+    return xr.Dataset({
+        "label_L2": ("atom", label_l2, {"nodes": [f"L2:{n}" for n in cells.attrs["type_names"]],
+                                        "titles": titles}),
+        "label_L3": ("atom", label_l3, {"nodes": l3}),
+        "cell_frame": ("cell", cells["frame"].values.astype(np.int32)),
+        "cell_y": ("cell", cells["y"].values.astype(np.float32)),
+        "cell_x": ("cell", cells["x"].values.astype(np.float32)),
+        "cell_type": ("cell", ctype, {"titles": titles}),
+        "cell_L3": ("cell", cell_l3),
+        "cell_members": (("cell", "slot"), members.astype(np.int64)),
+    })

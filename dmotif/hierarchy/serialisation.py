@@ -8,10 +8,11 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import xarray as xr
 
 from ..errors import ParameterError, StoreError
 
-__all__ = ["load_hierarchy", "save_hierarchy"]
+__all__ = ["graph_dataset", "graph_from_dataset", "load_hierarchy", "save_hierarchy"]
 
 
 _JSON_PREFIX = "json:"
@@ -39,6 +40,67 @@ def _from_node_link(data: dict[str, Any]) -> nx.DiGraph:
     for _, d in g.nodes(data=True):
         if "mean_patch" in d:
             d["mean_patch"] = np.asarray(d["mean_patch"], dtype=np.float32)
+    return g
+
+
+#: Names of the variables that hold a graph in a result store.
+GRAPH_VAR, PATCH_VAR, SHAPE_VAR = "hierarchy_graph", "hierarchy_patch", "hierarchy_patch_shape"
+
+
+def graph_dataset(graph: nx.DiGraph) -> xr.Dataset:
+    """A hierarchy graph as arrays: its node-link JSON as bytes and its mean patches stacked.
+
+    A graph's mean patches (and, with many motifs, its thousands of nodes) would make a
+    store's root ``zarr.json`` hundreds of megabytes that every open parses; as arrays they
+    are compressed chunks read only when the graph is asked for.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        From :func:`build_hierarchy`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``hierarchy_graph(hierarchy_byte)``: UTF-8 node-link JSON without the mean patches;
+        ``hierarchy_patch(patch_node, patch_y, patch_x)`` float32 (NaN-padded to the largest
+        patch) with ``hierarchy_patch_shape(patch_node, patch_axis)`` and the attribute
+        ``nodes`` of the first (which node each patch belongs to).
+    """
+    g = graph.copy()
+    nodes, patches = [], []
+    for n, d in g.nodes(data=True):
+        patch = d.pop("mean_patch", None)
+        if patch is not None:
+            nodes.append(n)
+            patches.append(np.asarray(patch, np.float32))
+    text = json.dumps(_node_link(g)).encode()
+    side = max((max(p.shape) for p in patches), default=0)
+    stack = np.full((len(patches), side, side), np.nan, np.float32)
+    for k, p in enumerate(patches):
+        stack[k, : p.shape[0], : p.shape[1]] = p
+    shapes = np.array([p.shape for p in patches], np.int32).reshape(-1, 2)
+    return xr.Dataset({
+        GRAPH_VAR: ("hierarchy_byte", np.frombuffer(text, np.uint8)),
+        PATCH_VAR: (("patch_node", "patch_y", "patch_x"), stack, {"nodes": _plain(nodes)}),
+        SHAPE_VAR: (("patch_node", "patch_axis"), shapes),
+    })
+
+
+def graph_from_dataset(ds: xr.Dataset) -> nx.DiGraph | None:
+    """The graph :func:`graph_dataset` wrote (None when ``ds`` holds none).
+
+    Mean patches come back as nested lists of floats, as from node-link JSON, so the graph
+    equals one written as JSON (``networkx.utils.graphs_equal`` compares them).
+    """
+    if GRAPH_VAR not in ds:
+        return None
+    g = nx.node_link_graph(json.loads(ds[GRAPH_VAR].values.tobytes()), directed=True,
+                           multigraph=False, edges="edges")
+    if PATCH_VAR in ds:
+        stack, shapes = ds[PATCH_VAR].values, ds[SHAPE_VAR].values
+        for k, n in enumerate(ds[PATCH_VAR].attrs.get("nodes", [])):
+            g.nodes[n]["mean_patch"] = stack[k, : shapes[k, 0], : shapes[k, 1]].tolist()
     return g
 
 

@@ -245,7 +245,7 @@ class Result:
     """
 
     path: str
-    # The attrs hold mean patches and the whole graph: keep them out of the repr.
+    # The attrs hold the configuration and the motifs' evidence: keep them out of the repr.
     dataset: xr.Dataset = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     attrs: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -258,10 +258,17 @@ class Result:
 
     @property
     def hierarchy(self) -> nx.DiGraph | None:
-        """The motif hierarchy graph, or None when the store has none."""
+        """The motif hierarchy graph, or None when the store has none.
+
+        An edited labelling's graph (and a store of an older dmotif) sits in the root
+        attribute ``hierarchy``; a run's graph in arrays (see
+        :func:`dmotif.hierarchy.serialisation.graph_dataset`).
+        """
         data = self.attrs.get("hierarchy")
         if data is None:
-            return None
+            from ..hierarchy.serialisation import graph_from_dataset
+
+            return graph_from_dataset(self.dataset)
         import networkx as nx
 
         return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
@@ -287,7 +294,7 @@ def write_result(
     config : dict, optional
         The run's configuration, saved under the ``config`` attribute.
     hierarchy : networkx.DiGraph, optional
-        Saved as node-link JSON under the ``hierarchy`` attribute.
+        Saved as arrays (node-link JSON bytes and stacked mean patches), not attributes.
     overwrite : bool
         Replace an existing store. Default: refuse with :class:`StoreExistsError`.
     storage_options : dict, optional
@@ -302,9 +309,9 @@ def write_result(
 
     attrs: dict[str, Any] = {"dmotif_version": __version__, "config": config or {}}
     if hierarchy is not None:
-        import networkx as nx
+        from ..hierarchy.serialisation import graph_dataset
 
-        attrs["hierarchy"] = nx.node_link_data(hierarchy, edges="edges")
+        ds = xr.merge([ds, graph_dataset(hierarchy)], combine_attrs="override")
     return write_dataset(ds, path, overwrite=overwrite, attrs=attrs,
                          storage_options=storage_options)
 

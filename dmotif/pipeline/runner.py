@@ -18,7 +18,7 @@ import xarray as xr
 
 from .. import __version__
 from .._random import seed_int
-from ..errors import ParameterError, StoreError
+from ..errors import DataError, NoLatticeError, ParameterError, StoreError
 from ..features import diffraction_features, extract_patches, virtual_image
 from ..io.images import open_image, source_identity
 from ..io.stem4d import open_4dstem
@@ -216,11 +216,43 @@ def _run_stage(
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs)}
     else:
-        import networkx as nx
-
-        graph = func(atoms, ds["label"].compute(), image=image, **params)
-        return xr.Dataset(), {"hierarchy": nx.node_link_data(graph, edges="edges")}
+        return _hierarchy_stage(func, image, atoms, ds["label"].values, params)
     return out.drop_attrs().to_dataset(), {f"{stage}_attrs": json_ready(out.attrs)}
+
+
+def _hierarchy_stage(
+    func: Callable[..., Any], image: xr.DataArray, atoms: xr.Dataset, labels: np.ndarray,
+    params: dict[str, Any],
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """The hierarchy, per-atom level labels and the cell table as arrays; never fails a run.
+
+    Where no cell can be built (no lattice and no ring: too few atoms, an unusual geometry)
+    the earlier stages' results are still worth a store and a report: the graph keeps level
+    1 only and the attribute ``hierarchy_attrs["status"]`` says why.
+    """
+    from ..hierarchy import motif_cells
+    from ..hierarchy.graph import atom_levels, level1_hierarchy
+    from ..hierarchy.serialisation import graph_dataset
+
+    try:
+        # built here rather than inside build_hierarchy: the store keeps the cell table too
+        cells = motif_cells(atoms, labels, method=params.get("method", "auto"))
+        graph = func(atoms, labels, image=image, cells=cells, **params)
+    except (NoLatticeError, DataError) as exc:
+        status = f"level 1 only: no cell could be built ({exc})"
+        graph = level1_hierarchy(atoms, labels, reason=status)
+        levels = xr.Dataset({name: ("atom", np.full(len(labels), -1, np.int32))
+                             for name in ("label_L2", "label_L3")})
+    else:
+        kinds = {2: 0, 3: 0}
+        for _, d in graph.nodes(data=True):
+            kinds[d["level"]] = kinds.get(d["level"], 0) + 1
+        status = (f"{cells.sizes['cell']} {cells.attrs['method']} cells of {kinds[2]} types, "
+                  f"{kinds[3]} level-3 patterns")
+        levels = atom_levels(cells, graph, len(labels))
+    # "override" keeps the variables' own attrs (the level names of label_L2, label_L3)
+    data = xr.merge([levels, graph_dataset(graph)], combine_attrs="override")
+    return data, {"hierarchy_attrs": {"status": status, "method": graph.graph.get("method")}}
 
 
 #: The mean patch of each motif is averaged over the atoms of a seeded sample of frames that

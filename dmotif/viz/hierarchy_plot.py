@@ -19,19 +19,40 @@ def _row(d: dict[str, Any]) -> tuple[int, int]:
     return d["level"], int("view" in d)
 
 
-def _positions(graph: nx.DiGraph) -> dict[Any, tuple[float, float]]:
-    """Levels top to bottom (level 1 at the bottom row), nodes spread evenly in each row."""
+def _positions(graph: nx.DiGraph, max_per_level: int
+               ) -> tuple[dict[Any, tuple[float, float]], dict[tuple[int, int], tuple]]:
+    """Levels top to bottom (level 1 at the bottom row), the ``max_per_level`` most frequent
+    nodes of each row spread evenly; the rest of a row as ``(position, nodes, count)``."""
     levels = sorted({_row(d) for _, d in graph.nodes(data=True)}, reverse=True)
-    pos = {}
+    pos, rest = {}, {}
     for row, level in enumerate(levels):
         nodes = [n for n, d in graph.nodes(data=True) if _row(d) == level]
         nodes.sort(key=lambda n: -graph.nodes[n].get("count", 0))
-        for k, n in enumerate(nodes):
-            pos[n] = ((k + 1) / (len(nodes) + 1), 1.0 - (row + 0.5) / len(levels))
-    return pos
+        shown, hidden = nodes[:max_per_level], nodes[max_per_level:]
+        slots = len(shown) + (1 if hidden else 0)
+        y = 1.0 - (row + 0.5) / len(levels)
+        for k, n in enumerate(shown):
+            pos[n] = ((k + 1) / (slots + 1), y)
+        if hidden:
+            rest[level] = ((slots / (slots + 1), y), len(hidden),
+                           sum(graph.nodes[n].get("count", 0) for n in hidden))
+    return pos, rest
 
 
-def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
+def _label(d: dict[str, Any], width: int = 22) -> str:
+    """The node's title (or name) wrapped to a few short lines."""
+    import textwrap
+
+    text = str(d.get("title") or d.get("name", ""))
+    lines = textwrap.wrap(text.replace(" + ", " +\u00a0"), width) or [""]
+    if len(lines) > 3:
+        lines = [*lines[:2], lines[2][: width - 1] + "…"]
+    return "\n".join(lines)
+
+
+def plot_hierarchy(
+    graph: nx.DiGraph, *, patch_size: float = 0.08, max_per_level: int = 12
+) -> Figure:
     """Draw a hierarchy graph: levels top to bottom, each node's mean patch, edge multiplicities.
 
     Parameters
@@ -40,6 +61,9 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
         From :func:`dmotif.build_hierarchy`.
     patch_size : float
         Side of a node's patch image, as a fraction of the figure.
+    max_per_level : int
+        The most frequent nodes drawn per level; the others are summarised in one text
+        ("+ N more"), so the figure stays readable and small whatever the number of motifs.
 
     Returns
     -------
@@ -57,14 +81,19 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
         raise DataError("the hierarchy graph is empty: nothing to draw.")
     if any("level" not in d for _, d in graph.nodes(data=True)):
         raise DataError("every node needs a 'level' attribute, as build_hierarchy sets.")
-    pos = _positions(graph)
-    rows = Counter(_row(d) for _, d in graph.nodes(data=True))
-    fig = Figure(figsize=(max(6.0, 1.6 * max(rows.values())), 2.4 * len(rows)))
+    pos, rest = _positions(graph, max_per_level)
+    rows = Counter(_row(d) for n, d in graph.nodes(data=True) if n in pos)
+    width = max(rows.values()) + (1 if rest else 0)
+    fig = Figure(figsize=(max(6.0, 1.6 * width), 2.4 * len(rows)))
+    # the patches are squares on a figure that is not
+    ph = patch_size * fig.get_figwidth() / fig.get_figheight()
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
     for a, b, d in graph.edges(data=True):
+        if a not in pos or b not in pos:
+            continue
         (x0, y0), (x1, y1) = pos[a], pos[b]
         overlap = "overlap" in d
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
@@ -73,20 +102,23 @@ def plot_hierarchy(graph: nx.DiGraph, *, patch_size: float = 0.08) -> Figure:
         text = f"{d['overlap']}" if overlap else f"×{d.get('multiplicity', 1)}"
         ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, fontsize=7, ha="center", va="center",
                 color="C0" if overlap else "C3", gid="overlap" if overlap else "multiplicity")
+    for (x, y), n_hidden, count in rest.values():
+        ax.text(x, y, f"+ {n_hidden} more\n(n={count:,})", fontsize=8, ha="center",
+                va="center", color="0.3", gid="more")
     for n, d in graph.nodes(data=True):
+        if n not in pos:
+            continue
         x, y = pos[n]
         patch = d.get("mean_patch")
         if patch is not None and np.size(patch):
-            inset = ax.inset_axes((x - patch_size / 2, y - patch_size / 2, patch_size,
-                                   patch_size), transform=ax.transAxes)
+            inset = ax.inset_axes((x - patch_size / 2, y - ph / 2, patch_size, ph),
+                                  transform=ax.transAxes)
             inset.imshow(np.asarray(patch), cmap="gray")
             inset.set_xticks([])
             inset.set_yticks([])
             inset.set_gid(f"node:{n}")
         else:
             ax.plot([x], [y], "o", ms=12, color=f"C{d['level'] % 10}", gid=f"node:{n}")
-        # a pattern's name lists its cell types; one per line keeps crowded rows readable
-        name = str(d.get("name", n)).replace(" + ", "\n+ ")
-        ax.text(x, y - patch_size / 2 - 0.01, f"{name}\nn={d.get('count', '?')}",
+        ax.text(x, y - ph / 2 - 0.01, f"{_label(d)}\nn={int(d.get('count', 0)):,}",
                 fontsize=7, ha="center", va="top")
     return fig

@@ -25,6 +25,7 @@ def plot_layout(
     point_size: float = 1.0,
     max_points: int = 200_000,
     seed: int = 0,
+    names: dict[int, str] | None = None,
 ) -> Figure:
     """Scatter the 2-D layout, coloured by motif (unassigned atoms in grey).
 
@@ -40,6 +41,8 @@ def plot_layout(
         At most this many atoms are drawn (a seeded sample), to keep the figure light.
     seed : int, default 0
         Seed of that sample.
+    names : dict, optional
+        Label -> name shown in the legend (default: the label).
 
     Returns
     -------
@@ -65,9 +68,22 @@ def plot_layout(
     cmap = MOTIF_COLORS
     for motif in np.unique(lab[~unassigned]):
         pts = y[lab == motif]
-        ax.scatter(*pts.T, s=point_size, color=cmap(motif % cmap.N), linewidths=0, label=str(motif))
+        ax.scatter(*pts.T, s=point_size, color=cmap(motif % cmap.N), linewidths=0,
+                   label=(names or {}).get(int(motif), str(motif)))
     if labels is not None:
-        ax.legend(title="motif", markerscale=4 / max(point_size, 0.1), fontsize="small")
+        # beside the axes, never over the points; the 12 largest motifs, the rest counted
+        handles, texts = ax.get_legend_handles_labels()
+        sizes = [len(c.get_offsets()) for c in ax.collections]
+        by_size = sorted(range(1, len(texts)), key=lambda i: -sizes[i])
+        keep = ([0] if unassigned.any() else []) + by_size[:12]
+        if len(by_size) > 12:
+            ax.plot([], [], ls="", label=f"+ {len(by_size) - 12} more")
+            keep.append(len(texts))
+            handles, texts = ax.get_legend_handles_labels()
+        ax.legend([handles[i] for i in keep], [texts[i] for i in keep], title="motif",
+                  markerscale=4 / max(point_size, 0.1), fontsize="small",
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        fig.subplots_adjust(right=0.78)
     ax.set_xlabel("l0")
     ax.set_ylabel("l1")
     ax.set_aspect("equal", adjustable="datalim")
