@@ -191,3 +191,16 @@ def test_cli_export_writes_and_refuses_to_overwrite(result, tmp_path: Path) -> N
     assert forced.exit_code == 0, forced.output
     assert nx.read_graphml(tmp_path / "h.xml").number_of_nodes() == \
         result.hierarchy.number_of_nodes()
+
+
+def test_to_hyperspy_reopens_the_recorded_input_file(result, store) -> None:
+    # Lives here because this module's run read a file: no image= needed to mark it.
+    signal = dmotif.to_hyperspy(result, frame=1)
+    image = dmotif.open_image(result.config["input"]["path"])
+    np.testing.assert_array_equal(signal.data, image.isel(frame=1).values)
+    assert signal.axes_manager.signal_axes[0].units == "nm"
+    counts = sum(len(m.kwargs["offsets"]) for _, m in signal.metadata.Markers)
+    assert counts == int((store["frame"].values == 1).sum())
+    only = dmotif.to_hyperspy(result, frame=1, motifs=[0])
+    assert [m.name for _, m in only.metadata.Markers] == [
+        dmotif.active_labels(result).attrs["motif_names"][0]]
