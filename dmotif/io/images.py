@@ -24,7 +24,7 @@ from .._image import (
     pixel_size_of,
 )
 from ..errors import DataError, ImageFileError
-from .store import atomic_file, is_remote, open_zarr_group, write_dataset
+from .store import Result, atomic_file, is_remote, open_zarr_group, write_dataset
 
 __all__ = [
     "SUFFIXES",
@@ -348,7 +348,7 @@ def source_identity(source: Any) -> dict[str, Any]:
 
 
 
-def result_image(result: Any, image: Any = None) -> xr.DataArray:
+def result_image(result: Result, image: Any = None) -> xr.DataArray:
     """The image stack behind a result: ``image`` if given, else the run's recorded input.
 
     Parameters
