@@ -219,6 +219,27 @@ def report(
     console.print(f"wrote [bold]{path}[/] and figures in {path.with_name(path.stem + '_files')}")
 
 
+@app.command("export")
+@_one_line_errors
+def export_result(
+    result: Annotated[str, typer.Argument(help="A result store written by dmotif run.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f",
+                     help="csv, parquet, ase (extended XYZ), graphml or json; "
+                          "default: from the output's suffix."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Export the atoms (csv, parquet, ase) or the motif hierarchy (graphml, json) of a result."""
+    from .io.export import export
+
+    with console.status(f"writing {output} …"):
+        path = export(result, output, format=format, overwrite=overwrite)
+    console.print(f"wrote [bold]{path}[/]")
+
+
 @app.command()
 @_one_line_errors
 def demo(

@@ -7,10 +7,14 @@ The command line prints such an error in one line and exits non-zero.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __all__ = [
     "DataError",
     "DmotifError",
     "ImageFileError",
+    "MissingDependencyError",
     "NoAtomsError",
     "NoLatticeError",
     "ParameterError",
@@ -34,6 +38,39 @@ class DataError(DmotifError, ValueError):
 
 class ImageFileError(DmotifError, OSError):
     """An image file is missing, unreadable or of an unsupported format."""
+
+
+class MissingDependencyError(DmotifError, ImportError):
+    """An optional package that a feature needs is not installed (the message names the extra)."""
+
+
+def require(module: str, *, extra: str, feature: str) -> Any:
+    """Import ``module`` for ``feature``, or raise :class:`MissingDependencyError`.
+
+    Optional packages (ase, pandas, hyperspy…) are imported on first use so that ``import
+    dmotif`` never needs them; this turns their absence into one line that says what to install.
+
+    Parameters
+    ----------
+    module : str
+        The module to import, e.g. ``"ase.io"``.
+    extra : str
+        The dmotif extra that installs it, e.g. ``"export"``.
+    feature : str
+        What needs it, in the user's words (``"ASE export"``).
+
+    Returns
+    -------
+    module
+        The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the package {module.partition('.')[0]!r}, which is not installed "
+            f"({exc}). Install it with: pip install 'dmotif[{extra}]'."
+        ) from exc
 
 
 class NoAtomsError(DmotifError):

@@ -17,15 +17,23 @@ import numpy as np
 import xarray as xr
 
 from .._image import (
+    STACK_DIMS,
     as_image_stack,
     check_finite_nonconstant,
     check_pixel_size,
     pixel_size_of,
 )
 from ..errors import DataError, ImageFileError
-from .store import is_remote, open_zarr_group, write_dataset
+from .store import Result, atomic_file, is_remote, open_zarr_group, write_dataset
 
-__all__ = ["SUFFIXES", "open_image", "save_image", "source_identity", "source_path"]
+__all__ = [
+    "SUFFIXES",
+    "open_image",
+    "result_image",
+    "save_image",
+    "source_identity",
+    "source_path",
+]
 
 # Unit names rosettasciio and TIFF metadata use, to nm.
 _TO_NM = {
@@ -62,12 +70,14 @@ def open_image(
 
     Parameters
     ----------
-    source : str, os.PathLike, numpy.ndarray, dask.array.Array or xarray.DataArray
-        An array (2-D or 3-D), or a file: ``.npy``, ``.tif``/``.tiff`` (pixel size from the
-        ImageJ or resolution tags), a ``.zarr`` store (a stack saved by :func:`save_image`, a
-        synthetic sample, or a plain 2-D/3-D zarr array; local or an fsspec URL such as
-        ``s3://bucket/scan.zarr``), or through rosettasciio ``.dm3``, ``.dm4``, ``.emd``,
-        ``.mrc``, ``.hspy``.
+    source : str, os.PathLike, array, hyperspy Signal2D or list of Signal2D
+        An array (2-D or 3-D); a (lazy) HyperSpy ``Signal2D``, its one navigation axis becoming
+        ``frame``, or a list of same-shaped ``Signal2D`` (one frame each), with the signal axes'
+        calibration (scale, units, offset) in the coords; or a file: ``.npy``,
+        ``.tif``/``.tiff`` (pixel size from the ImageJ or resolution tags), a ``.zarr`` store
+        (a stack saved by :func:`save_image`, a synthetic sample, or a plain 2-D/3-D zarr
+        array; local or an fsspec URL such as ``s3://bucket/scan.zarr``), or through
+        rosettasciio ``.dm3``, ``.dm4``, ``.emd``, ``.mrc``, ``.hspy``.
     pixel_size : float, optional
         nm per pixel; overrides the file's calibration (use it when the file has none).
     chunks : "auto", int or tuple
@@ -101,7 +111,11 @@ def open_image(
     """
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size)
-    if isinstance(source, np.ndarray | da.Array | xr.DataArray):
+    from .hyperspy import is_signals, signal_stack
+
+    if is_signals(source):
+        stack = signal_stack(source, pixel_size=pixel_size, chunks=chunks)
+    elif isinstance(source, np.ndarray | da.Array | xr.DataArray):
         stack = as_image_stack(source, pixel_size=pixel_size, chunks=chunks)
     else:
         stack = _open_path(source, pixel_size, chunks, storage_options)
@@ -281,25 +295,20 @@ def save_image(
         raise ImageFileError(
             f"save_image writes .zarr, .npy or .tif; got {suffix or '(no suffix)'!r} in {text!r}."
         )
-    if Path(text).exists() and not overwrite:
-        from ..errors import StoreExistsError
+    with atomic_file(text, overwrite=overwrite) as tmp:
+        data = stack.data.compute()
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, data)
+        else:
+            import tifffile
 
-        raise StoreExistsError(f"{text!r} exists; pass overwrite=True to replace it.")
-    data = stack.data.compute()
-    tmp = Path(text).with_name(f".{Path(text).name}.partial")
-    if suffix == ".npy":
-        with open(tmp, "wb") as fh:
-            np.save(fh, data)
-    else:
-        import tifffile
-
-        ps = pixel_size_of(stack)
-        kwargs: dict[str, Any] = {"imagej": True, "metadata": {"axes": "ZYX"}}
-        if ps is not None:
-            kwargs["resolution"] = (1.0 / ps, 1.0 / ps)
-            kwargs["metadata"]["unit"] = "nm"
-        tifffile.imwrite(tmp, data, **kwargs)
-    os.replace(tmp, text)
+            ps = pixel_size_of(stack)
+            kwargs: dict[str, Any] = {"imagej": True, "metadata": {"axes": "ZYX"}}
+            if ps is not None:
+                kwargs["resolution"] = (1.0 / ps, 1.0 / ps)
+                kwargs["metadata"]["unit"] = "nm"
+            tifffile.imwrite(tmp, data, **kwargs)
     return text
 
 
@@ -307,9 +316,13 @@ def source_identity(source: Any) -> dict[str, Any]:
     """Describe the input of a run: its path, size and a SHA-256 checksum.
 
     A file is hashed whole; a directory store by its file names, sizes and metadata documents;
-    an in-memory array by its bytes.
+    an in-memory array (or HyperSpy signal) by its bytes.
     """
     digest = hashlib.sha256()
+    from .hyperspy import is_signals, signal_stack
+
+    if is_signals(source):  # nothing on disk to name: identified by its pixels, as an array
+        source = signal_stack(source).data
     if isinstance(source, np.ndarray | da.Array | xr.DataArray):
         arr = source.data if isinstance(source, xr.DataArray) else source
         digest.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
@@ -333,3 +346,49 @@ def source_identity(source: Any) -> dict[str, Any]:
     return {"path": str(p.resolve()), "kind": "file", "bytes": size,
             "sha256": digest.hexdigest()}
 
+
+
+def result_image(result: Result, image: Any = None) -> xr.DataArray:
+    """The image stack behind a result: ``image`` if given, else the run's recorded input.
+
+    Parameters
+    ----------
+    result : Result
+        An opened result store.
+    image : path, array, DataArray or Signal2D, optional
+        The image; by default the file named by ``result.config["input"]["path"]`` (a relative
+        path is tried against the working directory, then beside the store).
+
+    Returns
+    -------
+    xarray.DataArray
+        The stack, opened lazily and unchecked (it was checked when the run read it).
+
+    Raises
+    ------
+    ImageFileError
+        When the result records no image, or it cannot be opened; pass ``image``.
+    """
+    if isinstance(image, xr.DataArray) and image.dims == STACK_DIMS and image.chunks:
+        return image  # already a stack: keep its tiling
+    if image is not None and not isinstance(image, str | os.PathLike):
+        return open_image(image, check=False)
+    record = result.config.get("input")
+    path = image if image is not None else (
+        record.get("path") if isinstance(record, dict) else None)
+    if path is None:
+        raise ImageFileError(
+            f"{result.path!r} does not record its image (config['input']['path']); "
+            "pass the image explicitly (image=... / --image)."
+        )
+    text = os.fspath(path)
+    beside = os.path.join(os.path.dirname(os.path.abspath(result.path)), text)
+    if not os.path.isabs(text) and not os.path.exists(text) and os.path.exists(beside):
+        text = beside
+    try:
+        return open_image(text, check=False)
+    except ImageFileError as exc:
+        raise ImageFileError(
+            f"cannot open the image of {result.path!r}: {exc} If it moved, pass its "
+            "new path (image=... / --image)."
+        ) from exc

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +29,12 @@ __all__ = [
     "COMPLETE_ATTR",
     "Result",
     "StoreWriter",
+    "atomic_file",
     "is_remote",
     "json_ready",
     "open_result",
     "open_zarr_group",
+    "refuse_existing",
     "write_dataset",
     "write_result",
 ]
@@ -97,6 +101,45 @@ def _portable_strings(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign_coords({n: ds[n].astype(object) for n in text if n in ds.coords}).assign(
         {n: ds[n].astype(object) for n in text if n in ds.data_vars}
     )
+
+
+def refuse_existing(path: str | os.PathLike, *, overwrite: bool) -> None:
+    """Raise :class:`StoreExistsError` when the local file ``path`` exists and ``overwrite``
+    is false."""
+    if Path(path).exists() and not overwrite:
+        raise StoreExistsError(
+            f"{os.fspath(path)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it, "
+            "or choose another output path."
+        )
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden sibling of ``path`` to write, then move it into place in one rename.
+
+    A reader never sees a half-written file, and a failed write leaves neither the temporary
+    file nor a damaged ``path`` behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The local file to create.
+    overwrite : bool
+        Replace an existing ``path``. Default: refuse.
+
+    Raises
+    ------
+    StoreExistsError
+        When ``path`` exists and ``overwrite`` is false.
+    """
+    refuse_existing(path, overwrite=overwrite)
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class StoreWriter:

@@ -11,12 +11,10 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import xarray as xr
 
-from ..._image import STACK_DIMS
-from ...errors import DataError, ImageFileError
+from ...errors import DataError
 from ...io.edits import active_labels
-from ...io.images import open_image
+from ...io.images import result_image
 from ...io.store import Result, open_result
 from . import _kernels as K
 
@@ -97,27 +95,7 @@ class ExplorerData:
         return len(self.x)
 
     def _open_image(self, image: Any) -> Any:
-        if isinstance(image, xr.DataArray) and image.dims == STACK_DIMS and image.chunks:
-            return image  # already a stack: keep its tiling
-        if image is not None and not isinstance(image, str | os.PathLike):
-            return open_image(image, check=False)
-        path = image if image is not None else self.result.config.get("input", {}).get("path")
-        if path is None:
-            raise ImageFileError(
-                f"{self.result.path!r} does not record its image (config['input']['path']); "
-                "pass the image explicitly (image=... / --image)."
-            )
-        text = os.fspath(path)
-        beside = os.path.join(os.path.dirname(os.path.abspath(self.result.path)), text)
-        if not os.path.isabs(text) and not os.path.exists(text) and os.path.exists(beside):
-            text = beside
-        try:
-            return open_image(text, check=False)
-        except ImageFileError as exc:
-            raise ImageFileError(
-                f"cannot open the image of {self.result.path!r}: {exc} If it moved, pass its "
-                "new path (image=... / --image)."
-            ) from exc
+        return result_image(self.result, image)
 
     def _default_radius(self) -> int:
         configured = self.result.config.get("features", {}).get("radius")
