@@ -23,6 +23,8 @@ RASTER_BINS = 256
 RASTER_RADIUS = 3
 #: A motif needs at least this many atoms: fewer cannot show that they differ beyond noise.
 RARE_MIN = 5
+#: Rounds of merging and re-homing atoms before the motifs are taken as they stand.
+MAX_DECISION_ROUNDS = 5
 
 
 def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -276,12 +278,19 @@ def _decide_motifs(
         raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     if raw.max() < 0:
         return raw, {}
-    labels, _ = _decide.merge_groups(x, raw, max_overlap=max_overlap, alpha=alpha,
-                                     min_contrast=min_contrast)
-    counts = np.bincount(labels[labels >= 0])
-    labels = np.where((labels >= 0) & (counts[np.maximum(labels, 0)] < RARE_MIN), -1, labels)
-    labels = _canonical(labels)
-    labels = _decide.assign_within_noise(x, labels, alpha=alpha)
+    labels = raw
+    # Re-homing atoms moves the motifs' means and spread, so two motifs may no longer pass the
+    # test: merge and re-home until nothing changes (at most a few rounds), so that the
+    # evidence reported is that of the final motifs.
+    for _ in range(MAX_DECISION_ROUNDS):
+        merged, _ = _decide.merge_groups(x, labels, max_overlap=max_overlap, alpha=alpha,
+                                         min_contrast=min_contrast)
+        counts = np.bincount(merged[merged >= 0])
+        merged = np.where((merged >= 0) & (counts[np.maximum(merged, 0)] < RARE_MIN), -1, merged)
+        merged = _decide.assign_within_noise(x, _canonical(merged), alpha=alpha)
+        if np.array_equal(merged, labels):
+            break
+        labels = merged
     return labels, _decide.evidence(x, labels)
 
 
