@@ -33,6 +33,7 @@ from .errors import (
     StoreError,
     StoreExistsError,
     StoreIncompleteError,
+    StoreLockedError,
 )
 
 MotifAccessor = _accessor.MotifAccessor
@@ -170,6 +171,7 @@ __all__ = [
     "StoreError",
     "StoreExistsError",
     "StoreIncompleteError",
+    "StoreLockedError",
     "__version__",
     "active_labels",
     "build_hierarchy",
