@@ -1,5 +1,6 @@
 """The bad-input campaign (issue 19) kept as a table: every kind of bad input a new user tried,
-run through the real ``dmotif`` command in a subprocess on real files.
+run through the real ``dmotif`` command in a subprocess on real files (made by the ``bad``
+fixture of conftest.py).
 
 Each case must end with a non-zero exit, exactly one line of output naming the problem, no
 traceback, and no output store, partial store or lock left behind. Add a row for every new
@@ -15,10 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-import dmotif
 from dmotif.io.images import source_identity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,34 +79,6 @@ CASES = [
     Case("report-on-image-stack", "report {d}/t.zarr -o {d}/t.html", "not a dmotif result",
          output="{d}/t.html"),
 ]
-
-
-@pytest.fixture(scope="module")
-def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of every bad file the cases name, beside one good small stack."""
-    d = tmp_path_factory.mktemp("bad")
-    dmotif.synthetic.save(dmotif.synthetic.tmd(size=128, seed=1, chunks=64), d / "t.zarr")
-    shutil.copytree(d / "t.zarr", d / "bad.zarr")
-    (d / "bad.zarr" / "image" / "c" / "0" / "0" / "0").write_bytes(b"not a zstd frame")
-    (d / "empty.npy").write_bytes(b"")
-    np.save(d / "full.npy", np.random.default_rng(0).random((64, 64)))
-    whole = (d / "full.npy").read_bytes()
-    (d / "trunc.npy").write_bytes(whole[: len(whole) // 2])
-    np.save(d / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    (d / "dir.npy").mkdir()
-    (d / "plain.txt").write_text("a user's notes\n")
-    (d / "ro").mkdir()
-    configs = {
-        "epochs_lots": '[layout]\nepochs = "lots"\n', "epochs_12": '[layout]\nepochs = "12"\n',
-        "radius_big": '[features]\nradius = "big"\n', "radius_neg": "[features]\nradius = -3\n",
-        "stages_x": '[layout]\nstages = "x"\n', "seed_abc": 'seed = "abc"\n',
-        "chunks_8": "chunks = 8\n", "chunks_1": "chunks = [1, 1]\n",
-        "min_size": "[cluster]\nmin_size = -1\n", "unknown": "[layout]\nepoch = 3\n",
-    }
-    for name, text in configs.items():
-        (d / f"{name}.toml").write_text(text)
-    (d / "latin1.toml").write_bytes('[detect]\nrefine = "com"  # réglé\n'.encode("latin-1"))
-    return d
 
 
 def _env() -> dict[str, str]:
