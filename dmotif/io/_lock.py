@@ -5,7 +5,8 @@ run that holds it (host, pid, start time, configuration hash). It is created ato
 
 - on a local file system with ``open(O_CREAT | O_EXCL)``, which fails if the file exists;
 - on S3 (s3fs) with a conditional put (``If-None-Match: *``), which the object store refuses
-  when the object exists;
+  when the object exists (AWS S3 and moto honour it; an S3-compatible store that ignores the
+  header makes it check-then-write, like the next case);
 - on other fsspec file systems with fsspec's ``pipe_file(mode="create")``, which checks and then
   writes: two runs that start within the same few milliseconds may both get it there.
 
