@@ -34,6 +34,7 @@ from .errors import (
     StoreError,
     StoreExistsError,
     StoreIncompleteError,
+    StoreLockedError,
 )
 
 MotifAccessor = _accessor.MotifAccessor
@@ -176,6 +177,7 @@ __all__ = [
     "StoreError",
     "StoreExistsError",
     "StoreIncompleteError",
+    "StoreLockedError",
     "__version__",
     "active_labels",
     "build_hierarchy",

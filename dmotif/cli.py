@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -28,17 +29,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _one_line_errors(func: F) -> F:
-    """Print a DmotifError as one line on stderr and exit with status 2, no traceback."""
+    """Print a DmotifError as one line on stderr and exit with status 2, no traceback.
+
+    Any other exception is a bug of dmotif: its traceback goes to a log file and the user
+    gets one line naming that file, with exit status 3.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except DmotifError as exc:
-            typer.echo(f"dmotif: error: {exc}", err=True)
+            typer.echo(f"dmotif: error: {' '.join(str(exc).split())}", err=True)
             raise typer.Exit(code=2) from None
+        except click.exceptions.ClickException:
+            raise  # usage errors: typer prints them
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            log = _write_crash_log(exc)
+            typer.echo(f"dmotif: internal error ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:200]}); please report it with the log "
+                       f"{log}", err=True)
+            raise typer.Exit(code=3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _write_crash_log(exc: BaseException) -> str:
+    """Write the traceback of ``exc`` to a fresh file in the temporary folder; its path."""
+    import tempfile
+    import traceback
+
+    from . import __version__
+
+    fd, path = tempfile.mkstemp(prefix="dmotif-error-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"dmotif {__version__}; python {sys.version.split()[0]}; argv {sys.argv}\n")
+        fh.write("".join(traceback.format_exception(exc)))
+    return path
 
 
 @app.command()

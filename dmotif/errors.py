@@ -21,6 +21,7 @@ __all__ = [
     "StoreError",
     "StoreExistsError",
     "StoreIncompleteError",
+    "StoreLockedError",
 ]
 
 
@@ -91,3 +92,7 @@ class StoreExistsError(StoreError, FileExistsError):
 
 class StoreIncompleteError(StoreError):
     """A store was left incomplete (an interrupted write) and cannot be trusted."""
+
+
+class StoreLockedError(StoreError):
+    """Another run holds the lock on an output store (two runs must never write one store)."""

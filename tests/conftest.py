@@ -12,6 +12,7 @@ if int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1) < 2:
     os.environ["NUMBA_NUM_THREADS"] = "2"
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,3 +133,32 @@ def unequal_blobs(
 @pytest.fixture(scope="session")
 def blobs() -> tuple[np.ndarray, np.ndarray]:
     return unequal_blobs()
+
+
+@pytest.fixture(scope="session")
+def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of bad inputs (tests/test_bad_inputs.py names them), beside one good small
+    stack ``t.zarr`` and its copy ``bad.zarr`` with a corrupt chunk."""
+    d = tmp_path_factory.mktemp("bad")
+    synthetic.save(synthetic.tmd(size=128, seed=1, chunks=64), d / "t.zarr")
+    shutil.copytree(d / "t.zarr", d / "bad.zarr")
+    (d / "bad.zarr" / "image" / "c" / "0" / "0" / "0").write_bytes(b"not a zstd frame")
+    (d / "empty.npy").write_bytes(b"")
+    np.save(d / "full.npy", np.random.default_rng(0).random((64, 64)))
+    whole = (d / "full.npy").read_bytes()
+    (d / "trunc.npy").write_bytes(whole[: len(whole) // 2])
+    np.save(d / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (d / "dir.npy").mkdir()
+    (d / "plain.txt").write_text("a user's notes\n")
+    (d / "ro").mkdir()
+    configs = {
+        "epochs_lots": '[layout]\nepochs = "lots"\n', "epochs_12": '[layout]\nepochs = "12"\n',
+        "radius_big": '[features]\nradius = "big"\n', "radius_neg": "[features]\nradius = -3\n",
+        "stages_x": '[layout]\nstages = "x"\n', "seed_abc": 'seed = "abc"\n',
+        "chunks_8": "chunks = 8\n", "chunks_1": "chunks = [1, 1]\n",
+        "min_size": "[cluster]\nmin_size = -1\n", "unknown": "[layout]\nepoch = 3\n",
+    }
+    for name, text in configs.items():
+        (d / f"{name}.toml").write_text(text)
+    (d / "latin1.toml").write_bytes('[detect]\nrefine = "com"  # réglé\n'.encode("latin-1"))
+    return d

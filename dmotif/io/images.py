@@ -24,7 +24,14 @@ from .._image import (
     pixel_size_of,
 )
 from ..errors import DataError, ImageFileError
-from .store import Result, atomic_file, is_remote, open_zarr_group, write_dataset
+from .store import (
+    Result,
+    atomic_file,
+    is_remote,
+    open_zarr_group,
+    unreadable_chunks_named,
+    write_dataset,
+)
 
 __all__ = [
     "SUFFIXES",
@@ -120,7 +127,8 @@ def open_image(
     else:
         stack = _open_path(source, pixel_size, chunks, storage_options)
     if check:
-        check_finite_nonconstant(stack)
+        with unreadable_chunks_named(source, "checking the pixels"):
+            check_finite_nonconstant(stack)
     return stack
 
 
@@ -160,7 +168,7 @@ def _open_path(
     if suffix == ".zarr":
         data, calib = _read_zarr(text, storage_options)
     elif suffix == ".npy":
-        data, calib = np.load(text, mmap_mode="r"), {}
+        data, calib = _read_npy(text), {}
     elif suffix in (".tif", ".tiff"):
         data, calib = _read_tiff(text)
     else:
@@ -187,6 +195,29 @@ def _read_zarr(
             f"{sorted(ds.data_vars)}). Is it a dmotif result? Use dmotif.open_result for those."
         )
     return ds["image"], {}
+
+
+def _read_npy(path: str) -> np.ndarray:
+    """A ``.npy`` file, memory-mapped; every way it can be unreadable is an ImageFileError."""
+    if Path(path).is_dir():
+        raise ImageFileError(f"{path!r} is a folder, not a .npy file. Check the path.")
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except EOFError:
+        raise ImageFileError(f"{path!r} is empty (0 bytes or no array). Save it again.") from None
+    except (OSError, ValueError) as exc:
+        # Truncated files fail to map ("mmap length is greater than file size"), object arrays
+        # cannot be mapped, and a file of another format has no .npy header.
+        raise ImageFileError(
+            f"cannot read {path!r} as a .npy array ({exc}); it may be truncated, hold Python "
+            "objects or not be a .npy file. Save it again with numpy.save."
+        ) from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
+        raise DataError(
+            f"{path!r} holds {getattr(data, 'dtype', type(data).__name__)} data; an image must be "
+            "numeric (integers or floats)."
+        )
+    return data
 
 
 def _read_tiff(path: str) -> tuple[np.ndarray, dict[str, Any]]:

@@ -9,6 +9,7 @@ store, so an interrupted run resumes from the last finished stage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from ..errors import StoreError, StoreExistsError, StoreIncompleteError
+from ..errors import DmotifError, StoreError, StoreExistsError, StoreIncompleteError
 
 if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only where a graph is read or written
     import networkx as nx
@@ -81,9 +82,52 @@ def open_zarr_group(path: str, storage_options: dict[str, Any] | None = None) ->
 
     try:
         node = zarr.open(path, mode="r", storage_options=storage_options)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise StoreError(f"cannot open zarr store {path!r}: {exc}") from exc
+    except Exception as exc:  # zarr, fsspec and botocore raise many types (no credentials...)
+        raise StoreError(f"cannot open zarr store {path!r}: {_one_line(exc)}") from exc
     return node if isinstance(node, zarr.Group) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its type when it has no text, its first line otherwise."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+#: Packages whose code decodes stored chunks: an error raised inside them while a stage reads
+#: its input is a damaged store, not a bug of dmotif.
+_CHUNK_READERS = ("zarr", "numcodecs", "fsspec", "s3fs", "botocore", "aiobotocore")
+
+
+def _raised_in_reader(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.split(".")[0] in _CHUNK_READERS:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+@contextlib.contextmanager
+def unreadable_chunks_named(source: Any, during: str) -> Iterator[None]:
+    """Turn an error that the chunk readers raise within the block into a :class:`StoreError`.
+
+    A corrupt chunk shows up only when a task reads it, often deep inside a stage on the
+    cluster, as e.g. ``RuntimeError: Zstd decompression error``; this names the store and
+    what was being done (``during``, e.g. "the detect stage").
+    """
+    try:
+        yield
+    except DmotifError:
+        raise
+    except Exception as exc:
+        if not _raised_in_reader(exc):
+            raise
+        where = os.fspath(source) if isinstance(source, str | os.PathLike) else "the input"
+        raise StoreError(
+            f"{during} could not read a chunk of {where!r} ({_one_line(exc)}); the store is "
+            "damaged: copy or write it again."
+        ) from exc
 
 
 def _set_attrs(
@@ -389,6 +433,12 @@ def open_result(
         raise StoreIncompleteError(
             f"{text!r} is incomplete (no completion mark: an interrupted or foreign write). "
             "Its contents cannot be trusted; write it again with overwrite=True."
+        )
+    if "config" not in attrs and "image" in group:
+        # Image stacks are written by the same atomic writer, with the same completion mark.
+        raise StoreError(
+            f"{text!r} is an image stack, not a dmotif result; pass the store that dmotif run "
+            f"wrote from it (e.g. dmotif run {text} -o result.zarr)."
         )
     ds = xr.open_zarr(text, consolidated=False, zarr_format=3, storage_options=storage_options)
     return Result(text, ds, dict(attrs.get("config", {})), attrs)

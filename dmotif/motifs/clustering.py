@@ -207,6 +207,11 @@ def cluster(
             raise ParameterError(f"n_motifs must be in [1, {n}); got {n_motifs}.")
     if min_size is None:
         min_size = max(5, n // 500)
+    if isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 2:
+        raise ParameterError(
+            f"min_size must be an integer >= 2 (the fewest atoms a motif may have); got "
+            f"{min_size!r}. Pass e.g. min_size=5, or None for the default."
+        )
     if n < 2 * min_size:
         raise DataError(
             f"clustering needs at least 2 * min_size = {2 * min_size} atoms; got {n}."

@@ -123,10 +123,24 @@ def load_config(source: str | os.PathLike | dict[str, Any] | None) -> dict[str, 
         if not path.exists():
             raise ParameterError(f"no such configuration file: {os.fspath(path)!r}.")
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
             user = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ParameterError(
+                f"configuration {os.fspath(path)!r} is not UTF-8 text (byte {exc.start}); "
+                "save it as UTF-8."
+            ) from None
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise ParameterError(f"cannot parse configuration {os.fspath(path)!r}: {exc}") from exc
+        except OSError as exc:  # a folder, or no permission to read
+            raise ParameterError(
+                f"cannot read configuration {os.fspath(path)!r}: {exc.strerror or exc}."
+            ) from None
+        if not isinstance(user, dict):
+            raise ParameterError(
+                f"configuration {os.fspath(path)!r} must hold a table of options; got a "
+                f"{type(user).__name__}."
+            )
     user = {k: v for k, v in user.items() if k not in ("dmotif_version", "input")}
     cfg = _merge(default_config(), user)
     if cfg["cluster"]["on"] not in CLUSTER_ON:

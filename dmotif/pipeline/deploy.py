@@ -4,6 +4,7 @@ Kubernetes. The recipes in ``deploy/`` are the configuration files these functio
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from ..errors import ParameterError
 __all__ = ["CLUSTER_KINDS", "dask_client"]
 
 CLUSTER_KINDS = ("local", "slurm", "kubernetes")
+#: Seconds to wait for a scheduler that accepted the connection to answer as a dask scheduler.
+CONNECT_TIMEOUT = 10
 
 
 def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -99,11 +102,22 @@ def dask_client(
     """
     from distributed import Client, LocalCluster
 
+    # Every client here is made current for the block (and never set as the process's
+    # default): dask computations inside then use exactly the client given, not a default
+    # client left behind by an earlier Client() whose connection failed.
     if client is not None:
-        yield client
+        with client.as_current():
+            yield client
         return
     if scheduler is not None:
-        with Client(scheduler) as c:
+        try:
+            c = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ParameterError(
+                f"cannot connect to the dask scheduler at {scheduler!r} within "
+                f"{CONNECT_TIMEOUT} s ({exc}); check the address and that it is running."
+            ) from None
+        with c, c.as_current():
             log(f"connected to {scheduler}; dashboard {c.dashboard_link}")
             yield c
         return
@@ -112,7 +126,9 @@ def dask_client(
     if cluster == "local":
         n = workers or max(1, min(os.cpu_count() or 1, 8))
         made = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                            dashboard_address="127.0.0.1:0", silence_logs=40,
+                            # A failed task's error reaches the client, which raises it
+                            # once; the workers' own ERROR lines would repeat it on stderr.
+                            dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
                             env=LOCAL_WORKER_ENV)
     else:
         if cluster_config is None:
@@ -121,6 +137,6 @@ def dask_client(
             )
         factory = slurm_cluster if cluster == "slurm" else kubernetes_cluster
         made = factory(cluster_config, workers=workers or 4)
-    with made, Client(made) as c:
+    with made, Client(made, set_as_default=False) as c, c.as_current():
         log(f"{cluster} dask cluster; dashboard {c.dashboard_link}")
         yield c

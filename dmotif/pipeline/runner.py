@@ -8,6 +8,8 @@ of its inputs and the run's seed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -20,13 +22,15 @@ from .. import __version__
 from .._random import seed_int
 from ..errors import DataError, NoLatticeError, ParameterError, StoreError
 from ..features import diffraction_features, extract_patches, virtual_image
+from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
 from ..io.stem4d import open_4dstem
-from ..io.store import Result, StoreWriter, json_ready, open_result
+from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_chunks_named
 from ..motifs import motif_summary
 from ._progress import stage_tasks
 from .config import STAGES, load_config, stage_functions, takes
 from .deploy import dask_client
+from .validate import validate_run
 
 __all__ = ["MEAN_PATCH_ATOMS", "run"]
 
@@ -88,7 +92,31 @@ def run(
         cfg["seed"] = seed_int(seed)
     if detector is not None:
         cfg["virtual"]["detector"] = detector
-    report = progress or (lambda stage, msg: None)
+    validate_run(cfg, source, output, overwrite=overwrite, client=client, scheduler=scheduler,
+                 workers=workers)
+    # Opened before the lock is taken: a bad input leaves nothing behind.
+    image, fourd = _open_input(source, cfg)
+    with output_lock(output, config_hash=config_hash(cfg)):
+        _run_locked(source, output, image, fourd, cfg, client=client, scheduler=scheduler,
+                    cluster=cluster, cluster_config=cluster_config, workers=workers,
+                    overwrite=overwrite, report=progress or (lambda stage, msg: None))
+    return open_result(output)
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A short digest of a configuration, recorded in the output's lock."""
+    text = json.dumps(json_ready(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _run_locked(
+    source: Any, output: str | os.PathLike, image: xr.DataArray, fourd: xr.DataArray | None,
+    cfg: dict[str, Any], *, client: Any, scheduler: str | None, cluster: str,
+    cluster_config: str | os.PathLike | None, workers: int | None, overwrite: bool,
+    report: Callable[[str, str], None],
+) -> None:
+    """The stages of :func:`run`, resumed where an earlier run stopped, and the commit; the
+    caller holds the output's lock."""
     writer = StoreWriter(output, overwrite=overwrite, resume=True)
     previous = writer.attrs().get(_CONFIG_ATTR)
     if previous is not None and previous != json_ready(cfg):
@@ -99,7 +127,6 @@ def run(
     done = writer.stages if previous is not None else []
     if previous is None and writer.stages:
         writer = StoreWriter(output, overwrite=overwrite, resume=False)
-    image, fourd = _open_input(source, cfg)
     funcs = stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
@@ -117,8 +144,10 @@ def run(
             # Later stages read their inputs back from the store, so a resumed run sees
             # exactly what an uninterrupted one saw.
             stored = writer.dataset() if writer.stages else None
-            with stage_tasks(active, lambda done, total, stage=stage:
-                             report(stage, f"tasks {done}/{total}")):
+            with (stage_tasks(active, lambda done, total, stage=stage:
+                              report(stage, f"tasks {done}/{total}")),
+                  unreadable_chunks_named(source, f"the {stage} stage (reading the input "
+                                          "or the partial result)")):
                 data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(),
                                          cfg, fourd)
                 # Lazy stages compute while they are written: time both.
@@ -132,7 +161,6 @@ def run(
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
-    return open_result(output)
 
 
 def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.DataArray | None]:

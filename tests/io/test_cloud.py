@@ -99,3 +99,26 @@ def test_dmotif_run_from_and_to_s3_with_credentials_from_the_environment(
     assert ".scan.dmotif.zarr.partial" not in _ls(s3)
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_lock_on_s3_is_a_conditional_put_that_a_second_run_cannot_take(
+    s3: dict[str, Any],
+) -> None:
+    import json
+
+    from dmotif import StoreLockedError
+    from dmotif.io._lock import lock_path_of, output_lock
+
+    url = "s3://dmotif/locked.zarr"
+    with output_lock(url, config_hash="a", storage_options=s3) as record:
+        assert ".locked.zarr.lock" in _ls(s3)
+        with pytest.raises(StoreLockedError, match=rf"pid {record['pid']} on "), output_lock(
+            url, storage_options=s3
+        ):
+            pass
+        # the refused run did not replace the holder's lock object
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3)
+        assert json.loads(fs.cat_file(lock_path_of(url).removeprefix("s3://"))) == record
+    assert ".locked.zarr.lock" not in _ls(s3)
