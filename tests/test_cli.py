@@ -84,3 +84,28 @@ def test_demo_synthesises_runs_and_reports(tmp_path: Path) -> None:
     assert res.atoms.sizes["atom"] > 1000
     page = (tmp_path / "demo" / "report.html").read_text()
     assert '<figure id="layout">' in page and "report.html" in out.output
+
+
+def test_an_unexpected_error_is_one_line_naming_a_log_with_the_traceback() -> None:
+    """Anything but a DmotifError is a bug: one line, exit 3, the traceback in a log file."""
+    import typer
+
+    from dmotif.cli import _one_line_errors
+
+    broken = typer.Typer()
+
+    @broken.command()
+    @_one_line_errors
+    def crash() -> None:
+        {}["no such key"]
+
+    out = runner.invoke(broken, [])
+    assert out.exit_code == 3
+    line = out.output.strip()
+    assert "\n" not in line and line.startswith("dmotif: internal error (KeyError")
+    log = Path(line.rsplit(" ", 1)[-1])
+    try:
+        text = log.read_text()
+        assert "Traceback" in text and "no such key" in text and "def crash" not in line
+    finally:
+        log.unlink()

@@ -41,6 +41,8 @@ def lock_path_of(path: str) -> str:
 
 
 def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "unknown: its lock is empty, as when a run is killed while taking it"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("start", 0)))
     return f"pid {holder.get('pid')} on {holder.get('host')}, started {started}"
 
@@ -75,6 +77,8 @@ class _Backend:
     def create(self, body: bytes) -> bool:
         """Write ``body`` unless the lock exists; False when it does."""
         if not self.remote:
+            # The output's folder may not exist yet (zarr makes parents); the lock goes first.
+            os.makedirs(os.path.dirname(self.root), exist_ok=True)
             try:
                 fd = os.open(self.root, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:

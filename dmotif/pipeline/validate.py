@@ -10,6 +10,8 @@ naming the key, the value seen and what is allowed.
 from __future__ import annotations
 
 import ast
+import asyncio
+import concurrent.futures
 import inspect
 import os
 import re
@@ -293,7 +295,42 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> str:
                 f"no dask scheduler answers at {address!r} ({exc.strerror or exc}); start one "
                 "(dask scheduler) or check the address."
             ) from None
+    if scheme != "tls":  # a TLS scheduler needs the client's certificates to answer
+        kind = _identity(address, timeout)
+        if kind != "Scheduler":
+            raise ParameterError(
+                f"{address!r} answers but is not a dask scheduler ({kind}); check the address "
+                "(the scheduler's port, 8786 by default, not its dashboard's)."
+            )
     return address
+
+
+def _identity(address: str, timeout: float) -> str:
+    """What the server at ``address`` says it is ("Scheduler" for a dask scheduler).
+
+    A dask Client connecting to a server that accepts the connection but never speaks dask
+    waits forever, whatever its ``timeout``; this asks for the identity with a deadline, on
+    its own event loop in a thread (the caller may be inside a running loop, e.g. Jupyter).
+    """
+
+    async def ask() -> Any:
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            reply = pool.submit(asyncio.run, asyncio.wait_for(ask(), timeout)).result()
+        except OSError as exc:  # refused, reset, or a silent server: TimeoutError
+            return f"no answer within {timeout:g} s: {type(exc).__name__}"
+        except Exception as exc:  # the server spoke something else than dask's protocol
+            return f"{type(exc).__name__}: {exc}"
+    return reply.get("type", "unknown") if isinstance(reply, dict) else repr(reply)[:80]
 
 
 def _local(path: Any) -> Path | None:

@@ -109,3 +109,17 @@ def test_two_runs_at_once_never_commit_a_mixed_store(
         np.testing.assert_array_equal(res.dataset[name].values, alone.dataset[name].values)
     assert res.attrs["hierarchy"] == alone.attrs["hierarchy"]
     assert not Path(lock_path_of(str(out))).exists()
+
+
+def test_lock_of_an_output_in_a_folder_not_made_yet(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "r.zarr"
+    with output_lock(out):
+        assert Path(lock_path_of(str(out))).exists()
+    assert not Path(lock_path_of(str(out))).exists()
+
+
+def test_an_empty_lock_is_refused_with_how_to_clear_it(tmp_path: Path) -> None:
+    out = tmp_path / "r.zarr"
+    Path(lock_path_of(str(out))).write_bytes(b"")
+    with pytest.raises(StoreLockedError, match=r"lock is empty.*delete"), output_lock(out):
+        pass

@@ -164,3 +164,19 @@ def test_failed_scheduler_then_client_uses_that_client(
     assert res.atoms.sizes["atom"] > 20
     # the detection tiles ran on the client given
     assert any(m.startswith("tasks ") and not m.startswith("tasks 0/") for m in seen)
+
+
+def test_a_port_that_is_no_dask_scheduler_fails_in_seconds(bad: Path, tmp_path: Path) -> None:
+    """Something listens but never speaks dask: one ParameterError after the connect timeout,
+    not a 30 s wait and a traceback."""
+    import socket
+
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        address = f"tcp://127.0.0.1:{mute.getsockname()[1]}"
+        t0 = time.perf_counter()
+        with pytest.raises(ParameterError, match="answers but is not a dask scheduler"):
+            dmotif.run(bad / "t.zarr", tmp_path / "out.zarr", scheduler=address)
+    assert time.perf_counter() - t0 < 15
+    assert list(tmp_path.iterdir()) == []
