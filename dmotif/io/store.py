@@ -398,7 +398,10 @@ def write_result(
     if hierarchy is not None:
         from ..hierarchy.serialisation import graph_dataset
 
-        ds = xr.merge([ds, graph_dataset(hierarchy)], combine_attrs="override")
+        # The graph given replaces one the dataset already holds (e.g. a run's, read back).
+        graph = graph_dataset(hierarchy)
+        ds = xr.merge([ds.drop_vars(list(graph.data_vars), errors="ignore"), graph],
+                      combine_attrs="override")
     return write_dataset(ds, path, overwrite=overwrite, attrs=attrs,
                          storage_options=storage_options)
 

@@ -40,7 +40,7 @@ def test_the_defaults_pass() -> None:
         ({"detect": {"min_distance": True}}, "detect.min_distance = True"),
         ({"cluster": {"min_size": -1}}, "cluster.min_size = -1 .*>= 2"),
         ({"cluster": {"method": "kmeans"}}, "cluster.method = 'kmeans'.*'hdbscan'"),
-        ({"cluster": {"max_overlap": 2}}, "cluster.max_overlap = 2 .*<= 1"),
+        ({"cluster": {"max_overlap": 2}}, "cluster.max_overlap = 2 .*<= 0.5"),
         ({"pixel_size": 0}, "pixel_size = 0 "),
         ({"virtual": {"detector": "dark"}}, "virtual.detector = 'dark'"),
         ({"diffraction": {"n_rings": 0}}, "diffraction.n_rings = 0"),
