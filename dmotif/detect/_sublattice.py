@@ -15,10 +15,9 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..hierarchy._lattice import _reduce
 from ._statistics import autocorrelation_peaks, refined_lags
 
-__all__ = ["cell_basis", "cell_sites", "fold", "periodic_share", "site_spacing"]
+__all__ = ["cell_basis", "cell_sites", "fold", "periodic_share", "reduce_basis", "site_spacing"]
 
 # The basis comes from the autocorrelation peaks at least this high (of the highest): the
 # lattice translations, where like columns meet like columns.
@@ -33,6 +32,20 @@ MAX_MULTIPLE = 8
 BINS_PER_PX = 1.0
 CELL_SIGMA = 0.75
 
+
+def reduce_basis(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lagrange–Gauss reduction of a 2-D basis."""
+    u, v = u.astype(float), v.astype(float)
+    if u @ u > v @ v:
+        u, v = v, u
+    for _ in range(100):
+        m = round(float(u @ v) / float(u @ u))
+        if m == 0:
+            break
+        v = v - m * u
+        if u @ u > v @ v:
+            u, v = v, u
+    return u, v
 
 def cell_basis(ac: np.ndarray, *, max_lag: float) -> np.ndarray | None:
     """Two lattice vectors, reduced and refined to a few thousandths of a pixel.
@@ -67,7 +80,7 @@ def cell_basis(ac: np.ndarray, *, max_lag: float) -> np.ndarray | None:
         np.hypot(*top.T) * np.hypot(*a1))
     if not (sin >= MIN_SIN).any():
         return None
-    a1, a2 = _reduce(a1, top[np.argmax(sin >= MIN_SIN)])
+    a1, a2 = reduce_basis(a1, top[np.argmax(sin >= MIN_SIN)])
     return np.array([_refine(ac, a, max_lag) for a in (a1, a2)])
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..detect._sublattice import reduce_basis
 from ..errors import NoLatticeError
 
 __all__ = [
@@ -82,21 +83,6 @@ def _det(u: np.ndarray, v: np.ndarray) -> float:
     return float(u[1] * v[0] - u[0] * v[1])
 
 
-def _reduce(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lagrange–Gauss reduction of a 2-D basis."""
-    u, v = u.astype(float), v.astype(float)
-    if u @ u > v @ v:
-        u, v = v, u
-    for _ in range(100):
-        m = round(float(u @ v) / float(u @ u))
-        if m == 0:
-            break
-        v = v - m * u
-        if u @ u > v @ v:
-            u, v = v, u
-    return u, v
-
-
 def equivalent_bases(
     u: np.ndarray, v: np.ndarray, rtol: float = 0.05
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -106,7 +92,7 @@ def equivalent_bases(
     square one, 2 otherwise), all with ``det > 0`` so mirror images are not included. They are
     listed in an order that depends only on the input's orientation, not on the atoms.
     """
-    u, v = _reduce(u, v)
+    u, v = reduce_basis(u, v)
     if _det(u, v) < 0:
         v = -v
     if u @ v < 0 and abs(np.linalg.norm(u + v) - np.linalg.norm(v)) <= rtol * np.linalg.norm(v):

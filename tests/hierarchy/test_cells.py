@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dmotif import synthetic
+from dmotif.detect._sublattice import reduce_basis
 from dmotif.errors import NoLatticeError
 from dmotif.hierarchy import _cells, _lattice, _rings
 
@@ -129,7 +130,7 @@ def test_equivalent_bases_rotations_and_neighbours(angle, ratio, n_bases, n_neig
     bases = _lattice.equivalent_bases(u, v)
     assert len(bases) == n_bases
     gram = np.array([[u @ u, u @ v], [u @ v, v @ v]])
-    cu, cv = _lattice._reduce(u, v)
+    cu, cv = reduce_basis(u, v)
     for a, b in bases:  # same cell shape, same handedness
         assert np.linalg.det(np.column_stack([a, b])) * np.linalg.det(np.column_stack([u, v])) > 0
         np.testing.assert_allclose(sorted([a @ a, b @ b]), sorted(np.diag(gram)), rtol=1e-9)
