@@ -8,6 +8,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._random import Seed, seed_int
+from ..embed.reduce import as_atom_matrix
 from ..errors import DataError, ParameterError
 
 __all__ = ["METHODS", "cluster"]
@@ -257,10 +258,8 @@ def cluster(
 
 def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
     """The features as a float64 (atom, feature) matrix, checked against ``n`` atoms."""
-    if isinstance(features, xr.DataArray):
-        features = features.transpose("atom", ...).values
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != n:
+    x = np.asarray(as_atom_matrix(features).values, dtype=np.float64)
+    if x.shape[0] != n:
         raise DataError(
             f"features must be one row per atom ({n} atoms, 2-D); got shape {x.shape}. Pass "
             "the PCA scores the layout was computed from."
