@@ -190,10 +190,14 @@ def check_finite_nonconstant(image: xr.DataArray) -> None:
     refuse_bad_frames(*da.compute(finite, lo, hi))
 
 
-def refuse_bad_frames(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+def refuse_bad_frames(
+    finite: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, frames: Any = None
+) -> None:
     """Raise :class:`DataError` for the frames that are not all ``finite`` or whose smallest
-    pixel ``lo`` is not below their largest ``hi`` (one value of each per frame)."""
-    bad = np.flatnonzero(~np.asarray(finite))
+    pixel ``lo`` is not below their largest ``hi`` (one value of each per frame; ``frames``
+    numbers them, default 0, 1, …)."""
+    numbers = np.arange(len(lo)) if frames is None else np.asarray(frames)
+    bad = numbers[~np.asarray(finite)]
     if bad.size:
         raise DataError(
             f"the image holds NaN or inf pixels (frames {bad[:5].tolist()}). Replace them, "
@@ -202,7 +206,8 @@ def refuse_bad_frames(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Non
     flat = np.flatnonzero(np.asarray(hi) <= np.asarray(lo))
     if flat.size:
         raise DataError(
-            f"frames {flat[:5].tolist()} are constant (every pixel = {float(lo[flat[0]])!r}); "
+            f"frames {numbers[flat[:5]].tolist()} are constant (every pixel = "
+            f"{float(lo[flat[0]])!r}); "
             "there is nothing to detect. Check the file or drop those frames."
         )
 

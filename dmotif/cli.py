@@ -196,7 +196,11 @@ def _describe_result(path: str) -> list[Table]:
 @app.command()
 @_one_line_errors
 def run(
-    input: Annotated[str, typer.Argument(help="Image file, stack (.zarr) or URL.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image file, stack (.zarr) or URL; or several files, globs or "
+                            "folders, learned together as the frames of one result."),
+    ],
     output: Annotated[str, typer.Option("-o", "--output", help="Result store (.zarr).")],
     config: Annotated[
         Path | None, typer.Option(help="Parameters (TOML or JSON); missing ones are defaults.")
@@ -222,9 +226,10 @@ def run(
     """Detect, describe, lay out, label and build the hierarchy; resumable."""
     from .pipeline import run as run_pipeline
 
+    source: str | list[str] = inputs[0] if len(inputs) == 1 else inputs
     res = _with_progress(
         lambda progress: run_pipeline(
-            input, output, config=config, scheduler=scheduler, cluster=cluster,
+            source, output, config=config, scheduler=scheduler, cluster=cluster,
             cluster_config=cluster_config, workers=workers, seed=seed, detector=detector,
             overwrite=overwrite, progress=progress,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import dask
@@ -210,10 +211,37 @@ def _frame_crop(img: xr.DataArray, frame: int) -> np.ndarray:
     return crop
 
 
+def _frame_list(frames: Sequence[int] | None, n_frames: int) -> list[int]:
+    """The frames to detect in, checked against the stack's ``n_frames``."""
+    if frames is None:
+        return list(range(n_frames))
+    out = [int(f) for f in frames]
+    if not out or len(set(out)) != len(out) or not all(0 <= f < n_frames for f in out):
+        raise ParameterError(
+            f"frames must be distinct frame numbers in [0, {n_frames}); got {list(frames)!r}."
+        )
+    return sorted(out)
+
+
+#: The last lattice read, by the stack's dask name and the arguments: a stack detected in parts
+#: (:func:`detect_atoms` with ``frames``) reads its lattice once, not once per part.
+_LAST_LATTICE: dict[tuple[Any, ...], _Lattice] = {}
+
+
 def _lattice(img: xr.DataArray, *, frame: int = 0, contrast: Contrast = "auto",
              spacing: float | None = None) -> _Lattice:
     """The lattice of one frame (see :func:`estimate_spacing`); with ``spacing`` given, that
     spacing decides the smoothing for ``contrast="auto"`` and is returned as it is."""
+    key = (img.data.name, frame, contrast, spacing)
+    if key not in _LAST_LATTICE:
+        lattice = _read_lattice(img, frame=frame, contrast=contrast, spacing=spacing)
+        _LAST_LATTICE.clear()
+        _LAST_LATTICE[key] = lattice
+    return _LAST_LATTICE[key]
+
+
+def _read_lattice(img: xr.DataArray, *, frame: int, contrast: Contrast,
+                  spacing: float | None) -> _Lattice:
     crop = _frame_crop(img, frame)
     max_lag = min(crop.shape) / 4
     ac = None if np.ptp(crop) == 0 else autocorrelation(crop, max_lag=max_lag)
@@ -323,6 +351,7 @@ def detect_atoms(
     window: float | None = None,
     chunks: Any = None,
     contrast: Contrast = "auto",
+    frames: Sequence[int] | None = None,
 ) -> xr.Dataset:
     """Detect atom columns with sub-pixel positions.
 
@@ -391,7 +420,7 @@ def detect_atoms(
         the first frame, the most prominent first: one per sublattice),
         ``sublattice_prominence`` (each site's, in units of the highest's), ``tolerance_px``,
         ``threshold``, ``site_threshold``, ``support_threshold`` and
-        ``strong_threshold`` (per frame), ``refine``, ``pixel_size``, ``units``, ``shape``.
+        ``strong_threshold`` (per frame detected), ``refine``, ``pixel_size``, ``units``, ``shape``.
 
     Raises
     ------
@@ -434,6 +463,7 @@ def detect_atoms(
                              meta=data[:0, :0])
         image = image.copy(data=lazy) if isinstance(image, xr.DataArray) else lazy
     img = as_image_stack(image, chunks=chunks)
+    frame_list = _frame_list(frames, img.sizes["frame"])
     # NaN/inf and constant frames are refused from what the tiles see as they are detected,
     # not by a pass of its own over the pixels (each pass decompresses the whole stack again).
     if spacing is None and min_distance is None:
@@ -494,11 +524,11 @@ def detect_atoms(
         ys, xs = _central_crop(img)
         levels = [dask.delayed(_levels, pure=True)(
             whole_chunk_window(arr, pieces, f, ys.start, ys.stop, xs.start, xs.stop),
-            sigma, float(min_snr)) for f in range(arr.shape[0])]
+            sigma, float(min_snr)) for f in frame_list]
     else:
-        levels = [(float(threshold),) * 4] * arr.shape[0]
+        levels = [(float(threshold),) * 4] * len(frame_list)
     tasks = []
-    for f in range(arr.shape[0]):
+    for i, f in enumerate(frame_list):
         for y0, y1 in itertools.pairwise(starts_y.tolist()):
             for x0, x1 in itertools.pairwise(starts_x.tolist()):
                 # The tile's core plus a margin of depth, cut at the image edge: the same pixels
@@ -508,12 +538,12 @@ def detect_atoms(
                                             min(x1 + depth, nx))
                 tasks.append(dask.delayed(_detect_block, pure=True)(
                     block, frame=f, origin=(oy, ox), core=(y0 - oy, y1 - oy, x0 - ox, x1 - ox),
-                    levels=levels[f], **params,
+                    levels=levels[i], **params,
                 ))
     parts, levels = dask.compute(tasks, levels)
-    stats = np.array([p.pop("pixels") for p in parts]).reshape(arr.shape[0], -1, 3)
+    stats = np.array([p.pop("pixels") for p in parts]).reshape(len(frame_list), -1, 3)
     refuse_bad_frames(stats[..., 0].all(axis=1), stats[..., 1].min(axis=1),
-                      stats[..., 2].max(axis=1))
+                      stats[..., 2].max(axis=1), frames=frame_list)
     found = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if found["y"].size == 0:
         raise NoAtomsError(

@@ -45,6 +45,8 @@ STAGES_ATTR = "dmotif_stages"
 # The partial store's bookkeeping lives in a subgroup: xarray rewrites the root group's
 # attributes on every append, and a kill at that moment must not lose the record of stages.
 _STATE_GROUP = "dmotif_state"
+# Results of a stage's parts (one per input file) kept until the stage is written whole.
+_PARTS_GROUP = "dmotif_parts"
 
 
 def is_remote(path: str) -> bool:
@@ -263,6 +265,22 @@ class StoreWriter:
         """Add ``attrs`` to what the finished stages recorded (kept through a resume)."""
         _set_attrs(f"{self.partial}/{_STATE_GROUP}", attrs, self.storage_options, mode="a")
 
+    def write_part(self, key: str, ds: xr.Dataset, *, attrs: dict[str, Any]) -> None:
+        """Keep ``ds`` (e.g. one input file's atoms) in the partial store under ``key``, with
+        ``attrs`` to recognise it by on a resume; written before it is recorded, so a part
+        interrupted while written is written again."""
+        ds = _portable_strings(ds.drop_attrs(deep=False))
+        ds.to_zarr(self.partial, group=f"{_PARTS_GROUP}/{key}", mode="w", consolidated=False,
+                   zarr_format=3, storage_options=self.storage_options, compute=True)
+        self.record({f"part {key}": attrs})
+
+    def part(self, key: str, attrs: dict[str, Any]) -> xr.Dataset | None:
+        """The part kept under ``key`` if it was recorded with these ``attrs``, else None."""
+        if self.attrs().get(f"part {key}") != json_ready(attrs):
+            return None
+        return xr.open_zarr(self.partial, group=f"{_PARTS_GROUP}/{key}", consolidated=False,
+                            zarr_format=3, storage_options=self.storage_options).compute()
+
     def dataset(self) -> xr.Dataset:
         """The partial store's data, opened lazily."""
         return xr.open_zarr(self.partial, consolidated=False, zarr_format=3,
@@ -276,8 +294,11 @@ class StoreWriter:
             raise StoreExistsError(
                 f"{self.path!r} appeared while writing; pass overwrite=True to replace it."
             )
-        attrs = {**self.attrs(), **(attrs or {})}
-        self.fs.rm(f"{self._partial_root}/{_STATE_GROUP}", recursive=True)
+        attrs = {k: v for k, v in {**self.attrs(), **(attrs or {})}.items()
+                 if not k.startswith("part ")}
+        for group in (_STATE_GROUP, _PARTS_GROUP):
+            if self.fs.exists(f"{self._partial_root}/{group}"):
+                self.fs.rm(f"{self._partial_root}/{group}", recursive=True)
         if is_remote(self.path):
             # Object stores cannot rename: copy, then write the completion mark last.
             _set_attrs(self.partial, {**attrs, COMPLETE_ATTR: False}, self.storage_options)

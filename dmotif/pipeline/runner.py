@@ -20,10 +20,11 @@ import xarray as xr
 
 from .. import __version__
 from .._random import seed_int
-from ..errors import DataError, NoLatticeError, ParameterError, StoreError
+from ..errors import DataError, DmotifError, NoLatticeError, ParameterError, StoreError
 from ..features import diffraction_features, extract_patches, virtual_image
 from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
+from ..io.inputs import drop_padding, expand_inputs, is_several, open_inputs
 from ..io.stem4d import open_4dstem
 from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_chunks_named
 from ..motifs import motif_summary
@@ -56,8 +57,13 @@ def run(
 
     Parameters
     ----------
-    source : path, URL or array
-        Anything :func:`dmotif.open_image` opens.
+    source : path, URL, array, or several paths
+        Anything :func:`dmotif.open_image` opens, or several image files: a list of paths, a
+        glob pattern (``"scans/*.dm4"``) or a folder (see :func:`dmotif.io.inputs.open_inputs`
+        for images of different sizes and pixel sizes). The motifs are learned across all the
+        files' frames, so a motif has the same label in every image; each frame's file,
+        checksum and calibration are recorded in ``config["input"]``, and an interrupted run
+        resumes without detecting again in the files it finished.
     output : str or os.PathLike
         The result store to create (``*.zarr``; a local path or an fsspec URL).
     config : path, dict or None
@@ -92,12 +98,14 @@ def run(
         cfg["seed"] = seed_int(seed)
     if detector is not None:
         cfg["virtual"]["detector"] = detector
+    if is_several(source):
+        source = expand_inputs(source)
     validate_run(cfg, source, output, overwrite=overwrite, client=client, scheduler=scheduler,
                  workers=workers)
     # Opened before the lock is taken: a bad input leaves nothing behind.
-    image, fourd = _open_input(source, cfg)
+    image, fourd, files = _open_input(source, cfg)
     with output_lock(output, config_hash=config_hash(cfg)):
-        _run_locked(source, output, image, fourd, cfg, client=client, scheduler=scheduler,
+        _run_locked(source, output, image, fourd, files, cfg, client=client, scheduler=scheduler,
                     cluster=cluster, cluster_config=cluster_config, workers=workers,
                     overwrite=overwrite, report=progress or (lambda stage, msg: None))
     return open_result(output)
@@ -111,9 +119,9 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 def _run_locked(
     source: Any, output: str | os.PathLike, image: xr.DataArray, fourd: xr.DataArray | None,
-    cfg: dict[str, Any], *, client: Any, scheduler: str | None, cluster: str,
-    cluster_config: str | os.PathLike | None, workers: int | None, overwrite: bool,
-    report: Callable[[str, str], None],
+    files: list[dict[str, Any]] | None, cfg: dict[str, Any], *, client: Any,
+    scheduler: str | None, cluster: str, cluster_config: str | os.PathLike | None,
+    workers: int | None, overwrite: bool, report: Callable[[str, str], None],
 ) -> None:
     """The stages of :func:`run`, resumed where an earlier run stopped, and the commit; the
     caller holds the output's lock."""
@@ -130,6 +138,8 @@ def _run_locked(
     funcs = stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
+    # Recorded before the first file's atoms are kept, so that a resume recognises them.
+    writer.record(base_attrs)
 
     with dask_client(client=client, scheduler=scheduler, cluster=cluster,
                      cluster_config=cluster_config, workers=workers,
@@ -148,8 +158,12 @@ def _run_locked(
                               report(stage, f"tasks {done}/{total}")),
                   unreadable_chunks_named(source, f"the {stage} stage (reading the input "
                                           "or the partial result)")):
-                data, attrs = _run_stage(stage, funcs[stage], image, stored, writer.attrs(),
-                                         cfg, fourd)
+                if stage == "detect" and files is not None:
+                    data, attrs = _detect_by_file(funcs[stage], image, files, cfg, writer,
+                                                  report)
+                else:
+                    data, attrs = _run_stage(stage, funcs[stage], image, stored,
+                                             writer.attrs(), cfg, fourd)
                 # Lazy stages compute while they are written: time both.
                 writer.write_stage(stage, data, attrs={**base_attrs, **attrs})
             timings[stage] = time.perf_counter() - t0
@@ -157,18 +171,30 @@ def _run_locked(
             report(stage, f"done in {timings[stage]:.1f} s")
     final_attrs = {
         "dmotif_version": __version__,
-        "config": {**cfg, "dmotif_version": __version__, "input": source_identity(source)},
+        "config": {**cfg, "dmotif_version": __version__,
+                   "input": source_identity(source) if files is None else files},
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
 
 
-def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.DataArray | None]:
-    """The image stack of a run and its 4D-STEM data (None for an image).
+def _open_input(
+    source: Any, cfg: dict[str, Any]
+) -> tuple[xr.DataArray, xr.DataArray | None, list[dict[str, Any]] | None]:
+    """The image stack of a run, its 4D-STEM data (None for an image) and its input files
+    (None for one input).
 
-    The image is the input itself or a virtual image of the 4D-STEM data.
+    The image is the input itself, the frames of the input files, or a virtual image of the
+    4D-STEM data.
     """
     virtual = cfg["virtual"]
+    if isinstance(source, list):
+        if virtual["detector"] is not None:
+            raise ParameterError(
+                f"a 4D-STEM run reads one input; got {len(source)} files. Run them one by one."
+            )
+        files = open_inputs(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"])
+        return files.image, None, files.files
     if virtual["features"] not in ("image", "diffraction"):
         raise ParameterError(
             f"virtual.features must be 'image' or 'diffraction'; got {virtual['features']!r}."
@@ -181,7 +207,7 @@ def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.Data
             )
         # Detection refuses NaN/inf and constant frames from the pixels it reads anyway.
         return open_image(source, pixel_size=cfg["pixel_size"], chunks=cfg["chunks"],
-                          check=False), None
+                          check=False), None, None
 
     if virtual["detector"] == "com":
         raise ParameterError(
@@ -190,7 +216,42 @@ def _open_input(source: Any, cfg: dict[str, Any]) -> tuple[xr.DataArray, xr.Data
         )
     data = open_4dstem(source, scan_pixel_size=cfg["pixel_size"])
     return virtual_image(data, detector=virtual["detector"], inner=virtual["inner"],
-                         outer=virtual["outer"], chunks=cfg["chunks"]), data
+                         outer=virtual["outer"], chunks=cfg["chunks"]), data, None
+
+
+def _detect_by_file(
+    func: Callable[..., Any], image: xr.DataArray, files: list[dict[str, Any]],
+    cfg: dict[str, Any], writer: StoreWriter, report: Callable[[str, str], None],
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """The detect stage of a run over several files, one file after another.
+
+    Each file's atoms are kept in the partial store as soon as they are found, so a resumed
+    run detects only in the files it had not finished (a file is recognised by its path and
+    checksum). The atoms are those of the whole stack: the lattice comes from its first frame.
+    """
+    params = dict(cfg["detect"])
+    parts, attrs = [], []
+    for k, entry in enumerate(files):
+        key = f"{k:06d}"
+        identity = {"path": entry["path"], "sha256": entry["sha256"], "frames": entry["frames"]}
+        part = writer.part(key, identity)
+        if part is None:
+            try:
+                atoms = func(image, frames=entry["frames"], **params)
+            except DmotifError as exc:
+                raise type(exc)(f"input {k + 1}/{len(files)} {entry['path']!r}: {exc}") from exc
+            part = drop_padding(atoms, entry["shape"]).drop_attrs()
+            writer.write_part(key, part, attrs=identity)
+            writer.record({f"part {key} atoms_attrs": json_ready(atoms.attrs)})
+            report("detect", f"file {k + 1}/{len(files)}: {part.sizes['atom']} atoms")
+        parts.append(part)
+        attrs.append(writer.attrs()[f"part {key} atoms_attrs"])
+    atoms = xr.concat(parts, dim="atom")
+    merged = dict(attrs[0])
+    for name in ("threshold", "site_threshold", "support_threshold", "strong_threshold"):
+        merged[name] = [t for a in attrs for t in a[name]]
+    merged["shape"] = [int(s) for s in image.shape]
+    return atoms, {"atoms_attrs": merged}
 
 
 def _atoms_from(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:

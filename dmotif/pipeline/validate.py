@@ -400,6 +400,7 @@ def validate_run(
         raise ParameterError(f"workers = {workers!r} is not allowed: an integer >= 1.")
     if client is not None and scheduler is not None:
         raise ParameterError("give either client= or scheduler=, not both.")
-    check_output(source, output, overwrite=overwrite)
+    for one in source if isinstance(source, list) else [source]:
+        check_output(one, output, overwrite=overwrite)
     if client is None and scheduler is not None:
         check_scheduler(scheduler)
