@@ -222,6 +222,12 @@ def run(
         str | None, typer.Option(help="4D-STEM input: virtual detector bf/abf/adf/haadf/icom.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    processes: Annotated[
+        bool | None,
+        typer.Option("--processes/--threads",
+                     help="Local cluster of worker processes, or threads of this process "
+                          "(quicker to start). Default: threads for small inputs."),
+    ] = None,
 ) -> None:
     """Detect, describe, lay out, label and build the hierarchy; resumable."""
     from .pipeline import run as run_pipeline
@@ -231,7 +237,7 @@ def run(
         lambda progress: run_pipeline(
             source, output, config=config, scheduler=scheduler, cluster=cluster,
             cluster_config=cluster_config, workers=workers, seed=seed, detector=detector,
-            overwrite=overwrite, progress=progress,
+            overwrite=overwrite, processes=processes, progress=progress,
         )
     )
     _print_run_summary(res)

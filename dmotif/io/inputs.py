@@ -35,6 +35,7 @@ __all__ = [
     "InputFiles",
     "drop_padding",
     "expand_inputs",
+    "identify",
     "is_several",
     "open_inputs",
     "pad_frames",
@@ -115,9 +116,9 @@ class InputFiles:
     image : xarray.DataArray
         Every frame of every file, in order, ``(frame, y, x)``, padded to a common shape.
     files : list of dict
-        Per file: its identity (``path``, ``kind``, ``bytes``, ``sha256``, see
-        :func:`dmotif.io.images.source_identity`), the stack's ``frames`` it became, its own
-        ``shape`` ``[ny, nx]``, ``pixel_size`` and ``units`` (as the file gives them).
+        Per file: its ``path``, the stack's ``frames`` it became, its own ``shape``
+        ``[ny, nx]``, ``pixel_size`` and ``units`` (as the file gives them); see
+        :func:`identify` for its checksum.
     """
 
     image: xr.DataArray
@@ -152,7 +153,7 @@ def open_inputs(
     files, start = [], 0
     for path, img in zip(paths, images, strict=True):
         n = img.sizes["frame"]
-        files.append({**source_identity(path), "frames": list(range(start, start + n)),
+        files.append({"path": path, "frames": list(range(start, start + n)),
                       "shape": [img.sizes["y"], img.sizes["x"]],
                       "pixel_size": pixel_size_of(img), "units": img.attrs.get("units", "px")})
         start += n
@@ -162,6 +163,12 @@ def open_inputs(
     stack = as_image_stack(data, pixel_size=scale, chunks=chunks)
     stack.attrs["source"] = [f["path"] for f in files]
     return InputFiles(stack, files)
+
+
+def identify(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``files`` (as :class:`InputFiles` lists them) with each file's identity: its absolute
+    ``path``, ``bytes`` and ``sha256`` (see :func:`dmotif.io.images.source_identity`)."""
+    return [{**f, **source_identity(f["path"])} for f in files]
 
 
 def _common_pixel_size(paths: list[str], images: list[xr.DataArray]) -> float | None:

@@ -7,14 +7,19 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError
 
-__all__ = ["CLUSTER_KINDS", "dask_client"]
+__all__ = ["CLUSTER_KINDS", "THREADS_MAX_PIXELS", "client_in_background", "dask_client"]
 
 CLUSTER_KINDS = ("local", "slurm", "kubernetes")
+#: Inputs of up to this many pixels run on threads of the calling process by default: a
+#: LocalCluster of worker processes takes seconds to start (each worker imports dask and
+#: dmotif) and to stop, more than its parallelism saves on a small input.
+THREADS_MAX_PIXELS = 64 * 2**20
 #: Seconds to wait for a scheduler that accepted the connection to answer as a dask scheduler.
 CONNECT_TIMEOUT = 10
 
@@ -80,6 +85,7 @@ def dask_client(
     cluster: str = "local",
     cluster_config: str | os.PathLike | None = None,
     workers: int | None = None,
+    processes: bool = True,
     log: Callable[[str], None] = lambda msg: None,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client`` for a run, closing what this function started.
@@ -96,7 +102,12 @@ def dask_client(
     cluster_config : path, optional
         The jobqueue YAML or the DaskCluster manifest for ``slurm``/``kubernetes``.
     workers : int, optional
-        Worker processes (local; default: one per core, at most 8) or jobs/replicas.
+        Worker processes (local; default: one per core, at most 8) or jobs/replicas; with
+        ``processes=False`` the threads of the one local worker.
+    processes : bool
+        For ``cluster="local"``: worker processes (True), or one worker of threads in this
+        process (False), which starts and stops in a fraction of a second (and serves no
+        dashboard).
     log : callable
         Receives one line naming the cluster and its dashboard.
     """
@@ -125,11 +136,15 @@ def dask_client(
         raise ParameterError(f"cluster must be one of {CLUSTER_KINDS}; got {cluster!r}.")
     if cluster == "local":
         n = workers or max(1, min(os.cpu_count() or 1, 8))
-        made = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+        made = LocalCluster(n_workers=n if processes else 1,
+                            threads_per_worker=1 if processes else n, processes=processes,
+                            # The dashboard (bokeh) takes 0.45 s to start: a small input's
+                            # run on threads is over in a few seconds.
+                            dashboard_address="127.0.0.1:0" if processes else None,
                             # A failed task's error reaches the client, which raises it
                             # once; the workers' own ERROR lines would repeat it on stderr.
-                            dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
-                            env=LOCAL_WORKER_ENV)
+                            silence_logs=logging.CRITICAL,
+                            **({"env": LOCAL_WORKER_ENV} if processes else {}))
     else:
         if cluster_config is None:
             raise ParameterError(
@@ -138,5 +153,30 @@ def dask_client(
         factory = slurm_cluster if cluster == "slurm" else kubernetes_cluster
         made = factory(cluster_config, workers=workers or 4)
     with made, Client(made, set_as_default=False) as c, c.as_current():
-        log(f"{cluster} dask cluster; dashboard {c.dashboard_link}")
+        if cluster == "local" and not processes:
+            log(f"{n} threads of this process (no dashboard)")
+        else:
+            log(f"{cluster} dask cluster; dashboard {c.dashboard_link}")
         yield c
+
+
+@contextlib.contextmanager
+def client_in_background(**kwargs: Any) -> Iterator[Callable[[], Any]]:
+    """Start :func:`dask_client` ``(**kwargs)`` in a thread at once; yield a function that
+    waits for its client.
+
+    The cluster starts (worker processes import dask and dmotif) while the caller opens and
+    hashes its input. The caller makes the client current in its own thread
+    (``client.as_current()``); the cluster is closed, in the thread that started it, when
+    the block ends.
+    """
+    stack = contextlib.ExitStack()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dmotif-cluster")
+    started = pool.submit(stack.enter_context, dask_client(**kwargs))
+    try:
+        yield started.result
+    finally:
+        with contextlib.suppress(Exception):  # an error starting it was the caller's to see
+            started.result()
+        pool.submit(stack.close).result()
+        pool.shutdown()

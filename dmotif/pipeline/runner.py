@@ -24,13 +24,13 @@ from ..errors import DataError, DmotifError, NoLatticeError, ParameterError, Sto
 from ..features import diffraction_features, extract_patches, virtual_image
 from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
-from ..io.inputs import drop_padding, expand_inputs, is_several, open_inputs
+from ..io.inputs import drop_padding, expand_inputs, identify, is_several, open_inputs
 from ..io.stem4d import open_4dstem
 from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_chunks_named
 from ..motifs import motif_summary
 from ._progress import stage_tasks
 from .config import STAGES, load_config, stage_functions, takes
-from .deploy import dask_client
+from .deploy import THREADS_MAX_PIXELS, client_in_background
 from .validate import validate_run
 
 __all__ = ["MEAN_PATCH_ATOMS", "run"]
@@ -51,6 +51,7 @@ def run(
     overwrite: bool = False,
     seed: int | None = None,
     detector: str | None = None,
+    processes: bool | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> Result:
     """Run the whole pipeline on ``source`` and write the result store ``output``.
@@ -75,7 +76,8 @@ def run(
     cluster, cluster_config, workers
         Without ``client`` or ``scheduler``, the cluster to start for the run: an embedded
         LocalCluster of processes (default), ``"slurm"`` or ``"kubernetes"`` from the recipes
-        in ``deploy/``; see :func:`dmotif.pipeline.deploy.dask_client`.
+        in ``deploy/``; see :func:`dmotif.pipeline.deploy.dask_client`. The cluster starts
+        while the input is opened and hashed.
     overwrite : bool
         Replace an existing ``output``. Default: refuse.
     seed : int, optional
@@ -83,6 +85,11 @@ def run(
     detector : str, optional
         For 4D-STEM input: the virtual detector (``bf``, ``abf``, ``adf``, ``haadf``, ``icom``)
         that makes the image; overrides ``config["virtual"]["detector"]``.
+    processes : bool, optional
+        For the embedded LocalCluster: worker processes (True) or threads of this process
+        (False: starts and stops in well under a second, but Python code holding the GIL
+        runs one thread at a time). Default: threads for inputs of up to
+        :data:`~dmotif.pipeline.deploy.THREADS_MAX_PIXELS` pixels, processes beyond.
     progress : callable, optional
         Called as ``progress(stage, message)``: ``"start"`` when a stage starts, ``"tasks
         D/T"`` while its work on the cluster runs (D of the T tasks it submitted so far are
@@ -102,12 +109,22 @@ def run(
         source = expand_inputs(source)
     validate_run(cfg, source, output, overwrite=overwrite, client=client, scheduler=scheduler,
                  workers=workers)
-    # Opened before the lock is taken: a bad input leaves nothing behind.
+    if processes is not None and not isinstance(processes, bool):
+        raise ParameterError(f"processes must be True, False or None; got {processes!r}.")
+    report = progress or (lambda stage, msg: None)
+    # Opened (lazily) before the lock is taken: a bad input leaves nothing behind.
     image, fourd, files = _open_input(source, cfg)
-    with output_lock(output, config_hash=config_hash(cfg)):
-        _run_locked(source, output, image, fourd, files, cfg, client=client, scheduler=scheduler,
-                    cluster=cluster, cluster_config=cluster_config, workers=workers,
-                    overwrite=overwrite, report=progress or (lambda stage, msg: None))
+    if processes is None:
+        processes = (image.size if fourd is None else fourd.size) > THREADS_MAX_PIXELS
+    with client_in_background(client=client, scheduler=scheduler, cluster=cluster,
+                              cluster_config=cluster_config, workers=workers,
+                              processes=processes,
+                              log=lambda msg: report("cluster", msg)) as started:
+        # Hashed while the cluster starts.
+        identity = source_identity(source) if files is None else identify(files)
+        with output_lock(output, config_hash=config_hash(cfg)):
+            _run_locked(output, image, fourd, identity, cfg, started, overwrite=overwrite,
+                        report=report)
     return open_result(output)
 
 
@@ -118,13 +135,15 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 
 def _run_locked(
-    source: Any, output: str | os.PathLike, image: xr.DataArray, fourd: xr.DataArray | None,
-    files: list[dict[str, Any]] | None, cfg: dict[str, Any], *, client: Any,
-    scheduler: str | None, cluster: str, cluster_config: str | os.PathLike | None,
-    workers: int | None, overwrite: bool, report: Callable[[str, str], None],
+    output: str | os.PathLike, image: xr.DataArray, fourd: xr.DataArray | None,
+    identity: dict[str, Any] | list[dict[str, Any]], cfg: dict[str, Any],
+    started: Callable[[], Any], *, overwrite: bool, report: Callable[[str, str], None],
 ) -> None:
     """The stages of :func:`run`, resumed where an earlier run stopped, and the commit; the
-    caller holds the output's lock."""
+    caller holds the output's lock. ``identity`` is the input's (a list: one per input file,
+    each with its frames); ``started()`` waits for the run's dask client."""
+    files = identity if isinstance(identity, list) else None
+    source = [f["path"] for f in files] if files is not None else identity.get("path")
     writer = StoreWriter(output, overwrite=overwrite, resume=True)
     previous = writer.attrs().get(_CONFIG_ATTR)
     if previous is not None and previous != json_ready(cfg):
@@ -141,9 +160,8 @@ def _run_locked(
     # Recorded before the first file's atoms are kept, so that a resume recognises them.
     writer.record(base_attrs)
 
-    with dask_client(client=client, scheduler=scheduler, cluster=cluster,
-                     cluster_config=cluster_config, workers=workers,
-                     log=lambda msg: report("cluster", msg)) as active:
+    active = started()
+    with active.as_current():
         if done:
             report("resume", f"resuming after {', '.join(done)}")
         for stage in STAGES:
@@ -172,7 +190,7 @@ def _run_locked(
     final_attrs = {
         "dmotif_version": __version__,
         "config": {**cfg, "dmotif_version": __version__,
-                   "input": source_identity(source) if files is None else files},
+                   "input": identity},
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
