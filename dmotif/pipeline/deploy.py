@@ -138,9 +138,10 @@ def dask_client(
         n = workers or max(1, min(os.cpu_count() or 1, 8))
         made = LocalCluster(n_workers=n if processes else 1,
                             threads_per_worker=1 if processes else n, processes=processes,
+                            dashboard_address="127.0.0.1:0",
                             # The dashboard (bokeh) takes 0.45 s to start: a small input's
                             # run on threads is over in a few seconds.
-                            dashboard_address="127.0.0.1:0" if processes else None,
+                            scheduler_kwargs={"dashboard": processes},
                             # A failed task's error reaches the client, which raises it
                             # once; the workers' own ERROR lines would repeat it on stderr.
                             silence_logs=logging.CRITICAL,
