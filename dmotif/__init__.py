@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from . import accessor as _accessor  # registers the ``.motif`` accessor of DataArrays
+from ._numba_cache import use_user_cache
 from .errors import (
     DataError,
     DmotifError,
@@ -38,6 +39,7 @@ from .errors import (
 )
 
 MotifAccessor = _accessor.MotifAccessor
+use_user_cache()  # before any kernel module is imported (they compile with cache=True)
 
 try:
     __version__ = version("dmotif")

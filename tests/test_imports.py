@@ -94,3 +94,23 @@ print(matplotlib.get_backend())
 def test_import_and_report_figures_keep_the_users_matplotlib_backend():
     before, after = _python(_FIGURES, MPLBACKEND="svg").splitlines()
     assert before == after == "svg"
+
+
+
+def test_compiled_kernels_are_cached_in_the_users_cache_folder(tmp_path: Path) -> None:
+    # A kernel compiled once is written under the user's cache folder (XDG_CACHE_HOME on
+    # Linux), not beside the package, which may be read-only.
+    code = ("import os, numpy as np, dmotif\n"
+            "from dmotif.hierarchy._window_sums import window_sums\n"
+            "img = np.ones((9, 9)); at = np.array([4])\n"
+            "window_sums(img, at, at, np.array([0]), 1, 2)\n"
+            "print(os.environ['NUMBA_CACHE_DIR'])")
+    # An empty NUMBA_CACHE_DIR is an unset one.
+    folder = Path(_python(code, NUMBA_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path)))
+    assert folder == tmp_path / "dmotif" / "numba"
+    assert any(p.name.startswith("_window_sums._accumulate") for p in folder.rglob("*.nbi"))
+
+
+def test_a_numba_cache_dir_the_user_set_is_kept(tmp_path: Path) -> None:
+    code = "import os, dmotif; print(os.environ['NUMBA_CACHE_DIR'])"
+    assert _python(code, NUMBA_CACHE_DIR=str(tmp_path / "mine")) == str(tmp_path / "mine")
