@@ -21,9 +21,11 @@ from .._image import (
     as_image_stack,
     check_finite_nonconstant,
     check_pixel_size,
+    normalize_chunks,
     pixel_size_of,
 )
 from ..errors import DataError, ImageFileError
+from ._npy import NpyFile, lazy_npy
 from .store import (
     Result,
     atomic_file,
@@ -168,7 +170,7 @@ def _open_path(
     if suffix == ".zarr":
         data, calib = _read_zarr(text, storage_options)
     elif suffix == ".npy":
-        data, calib = _read_npy(text), {}
+        data, calib = _read_npy(text, chunks), {}
     elif suffix in (".tif", ".tiff"):
         data, calib = _read_tiff(text)
     else:
@@ -197,12 +199,26 @@ def _read_zarr(
     return ds["image"], {}
 
 
-def _read_npy(path: str) -> np.ndarray:
-    """A ``.npy`` file, memory-mapped; every way it can be unreadable is an ImageFileError."""
+def _read_npy(path: str, chunks: Any) -> Any:
+    """A 2-D/3-D ``.npy`` file as a dask array in tiles, each read (memory-mapped) by its own
+    task; every way the file can be unreadable is an ImageFileError."""
+    npy = open_npy(path)
+    if npy.dtype.kind not in "biuf":
+        raise DataError(
+            f"{path!r} holds {npy.dtype} data; an image must be numeric (integers or floats)."
+        )
+    if npy.ndim not in (2, 3):
+        return lazy_npy(npy, "auto")  # as_image_stack names what is wrong
+    tiles = normalize_chunks(chunks, (1,) * (3 - npy.ndim) + npy.shape)
+    return lazy_npy(npy, tiles[3 - npy.ndim:])
+
+
+def open_npy(path: str) -> NpyFile:
+    """A ``.npy`` file's header, checked to be mappable; an ImageFileError otherwise."""
     if Path(path).is_dir():
         raise ImageFileError(f"{path!r} is a folder, not a .npy file. Check the path.")
     try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        return NpyFile(path)
     except EOFError:
         raise ImageFileError(f"{path!r} is empty (0 bytes or no array). Save it again.") from None
     except (OSError, ValueError) as exc:
@@ -212,12 +228,6 @@ def _read_npy(path: str) -> np.ndarray:
             f"cannot read {path!r} as a .npy array ({exc}); it may be truncated, hold Python "
             "objects or not be a .npy file. Save it again with numpy.save."
         ) from None
-    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
-        raise DataError(
-            f"{path!r} holds {getattr(data, 'dtype', type(data).__name__)} data; an image must be "
-            "numeric (integers or floats)."
-        )
-    return data
 
 
 def _read_tiff(path: str) -> tuple[np.ndarray, dict[str, Any]]:

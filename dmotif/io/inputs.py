@@ -51,14 +51,15 @@ def _is_glob(text: str) -> bool:
 
 
 def _is_folder(text: str) -> bool:
-    """A local folder that is not itself an image store (``*.zarr``)."""
+    """A local folder not named as an image (a ``*.zarr`` store is one; a folder ``x.npy``
+    is a mistake that opening it as an image reports)."""
     return (not is_remote(text) and Path(text).is_dir()
-            and Path(text.rstrip("/")).suffix.lower() != ".zarr")
+            and Path(text.rstrip("/")).suffix.lower() not in SUFFIXES)
 
 
 def is_several(source: Any) -> bool:
     """True when ``source`` names input files rather than one image: a list or tuple of paths,
-    a glob pattern, or a folder (other than a ``.zarr`` store)."""
+    a glob pattern, or a folder (other than a ``.zarr`` store or a folder named as an image)."""
     if isinstance(source, list | tuple):
         return bool(source) and all(isinstance(s, str | os.PathLike) for s in source)
     if isinstance(source, str | os.PathLike):

@@ -24,7 +24,8 @@ import xarray as xr
 
 from .._image import check_pixel_size
 from ..errors import DataError, ImageFileError, ParameterError
-from .images import read_rsciio_signals, source_path, unit_to_nm
+from ._npy import lazy_npy
+from .images import open_npy, read_rsciio_signals, source_path, unit_to_nm
 from .store import open_zarr_group, write_dataset
 
 __all__ = ["FOURD_DIMS", "SUFFIXES_4D", "estimate_disk", "open_4dstem", "save_4dstem"]
@@ -260,7 +261,8 @@ def open_4dstem(
                                            chunks=chunks, **over))
     text, suffix = source_path(source, SUFFIXES_4D, kind="4D-STEM", array="a 4-D array")
     if suffix == ".npy":
-        data, calib = np.load(text, mmap_mode="r"), {}
+        npy = open_npy(text)
+        data, calib = lazy_npy(npy, _npy_chunks(npy.shape, npy.dtype.itemsize, chunks)), {}
     elif suffix == ".zarr":
         data, calib = _read_zarr_4d(text)
     elif suffix in (".h5", ".hdf5", ".emd"):
@@ -272,6 +274,16 @@ def open_4dstem(
     full = as_4dstem(data, scan_shape=scan_shape, chunks=chunks, **calib)
     full.attrs["source"] = text
     return drop_single_frame(full)
+
+
+def _npy_chunks(shape: tuple[int, ...], itemsize: int, chunks: Any) -> Any:
+    """Chunks to read a ``.npy`` file of ``shape`` in: the run's scan tiles, whole patterns
+    (the reductions need them whole)."""
+    if len(shape) in (4, 5):
+        ty, tx = scan_chunks(chunks, (1, *shape[-4:]), itemsize)
+        return (*(1,) * (len(shape) - 4), ty, tx, -1, -1)
+    # A flat series of patterns (reshaped with scan_shape), or data that as_4dstem refuses.
+    return "auto" if len(shape) < 3 else ("auto", -1, -1)
 
 
 def _read_zarr_4d(path: str) -> tuple[Any, dict[str, Any]]:

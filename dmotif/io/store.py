@@ -238,7 +238,9 @@ class StoreWriter:
 
     def attrs(self) -> dict[str, Any]:
         """Attributes recorded with the finished stages (empty before the first stage)."""
-        if not self.fs.exists(f"{self._partial_root}/{_STATE_GROUP}"):
+        # The group's document, not its folder: a reader polling a run that is starting may
+        # see the folder before the document is written.
+        if not self.fs.exists(f"{self._partial_root}/{_STATE_GROUP}/zarr.json"):
             return {}
         group = open_zarr_group(f"{self.partial}/{_STATE_GROUP}", self.storage_options)
         return dict(group.attrs) if group is not None else {}

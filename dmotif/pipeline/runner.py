@@ -157,8 +157,6 @@ def _run_locked(
     funcs = stage_functions()
     timings: dict[str, float] = dict(writer.attrs().get("dmotif_timings", {}))
     base_attrs = {_CONFIG_ATTR: json_ready(cfg)}
-    # Recorded before the first file's atoms are kept, so that a resume recognises them.
-    writer.record(base_attrs)
 
     active = started()
     with active.as_current():
@@ -259,6 +257,8 @@ def _detect_by_file(
             except DmotifError as exc:
                 raise type(exc)(f"input {k + 1}/{len(files)} {entry['path']!r}: {exc}") from exc
             part = drop_padding(atoms, entry["shape"]).drop_attrs()
+            # The configuration first: a resume keeps the parts only under the same one.
+            writer.record({_CONFIG_ATTR: json_ready(cfg)})
             writer.write_part(key, part, attrs=identity)
             writer.record({f"part {key} atoms_attrs": json_ready(atoms.attrs)})
             report("detect", f"file {k + 1}/{len(files)}: {part.sizes['atom']} atoms")
