@@ -7,6 +7,8 @@ import os
 import re
 import shlex
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,12 @@ import yaml
 
 from dmotif.cli import app
 from dmotif.errors import ParameterError
-from dmotif.pipeline.deploy import LOCAL_WORKER_ENV, dask_client, slurm_cluster
+from dmotif.pipeline.deploy import (
+    LOCAL_WORKER_ENV,
+    client_in_background,
+    dask_client,
+    slurm_cluster,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -133,3 +140,35 @@ def test_embedded_cluster_workers_get_their_environment() -> None:
     # dmotif's settings are added to distributed's own, which stay
     assert env == {**LOCAL_WORKER_ENV, "MALLOC_TRIM_THRESHOLD_": "65536"}
     assert messages and "dashboard http://127.0.0.1:" in messages[0]
+
+
+def test_threads_cluster_runs_in_this_process_without_dashboard() -> None:
+    messages: list[str] = []
+    with dask_client(workers=2, processes=False, log=messages.append) as client:
+        pids = client.run(os.getpid)
+        info = client.scheduler_info()
+        # The scheduler's HTTP server answers, but serves no dashboard page.
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{info['services']['dashboard']}/status")
+    assert list(pids.values()) == [os.getpid()]
+    (worker,) = info["workers"].values()
+    assert worker["nthreads"] == 2
+    assert messages == ["2 threads of this process (no dashboard)"]
+
+
+def test_cluster_started_in_background_serves_the_callers_computations() -> None:
+    import dask.array as da
+
+    with client_in_background(workers=1, processes=False) as started:
+        client = started()
+        with client.as_current():
+            assert int(da.ones(10, chunks=5).sum().compute()) == 10
+        # the computation went to this client's worker
+        assert client.run(lambda dask_worker: len(dask_worker.data) >= 0)
+    assert client.status == "closed"
+
+
+def test_a_cluster_that_cannot_start_raises_when_waited_for() -> None:
+    with pytest.raises(ParameterError, match="must be one of"), \
+            client_in_background(cluster="nowhere") as started:
+        started()

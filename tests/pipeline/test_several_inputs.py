@@ -138,14 +138,14 @@ def test_a_changed_file_is_detected_again_on_resume(
                                                                             "file 2/2"]
 
 
-def test_cli_runs_images_of_different_sizes_on_threads(frames: np.ndarray,
-                                                       tmp_path: Path) -> None:
+def test_cli_runs_images_of_different_sizes(frames: np.ndarray, tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", frames[0])
     np.save(tmp_path / "small.npy", frames[1][:300, :256])
     out = tmp_path / "out.zarr"
     result = CliRunner().invoke(app, ["run", str(tmp_path / "a.npy"), str(tmp_path / "small.npy"),
-                                      "-o", str(out), "--threads"])
+                                      "-o", str(out)])
     assert result.exit_code == 0, result.output
+    # A small input runs on threads unless --processes is given.
     assert "threads of this process" in result.output
     atoms = dmotif.open_result(out).atoms
     small = atoms["frame"].values == 1
