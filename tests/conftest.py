@@ -40,6 +40,20 @@ def client() -> Iterator[object]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def threads() -> Iterator[object]:
+    """A LocalCluster of one worker with 2 threads in this process, and its client, per test
+    module: a real cluster where worker processes are not what a test is about."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                     dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        yield c
+
+
 @pytest.fixture(scope="session")
 def tmd_small() -> synthetic.Synthetic:
     """A 384² TMD frame with defects and default noise."""

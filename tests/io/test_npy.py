@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import tracemalloc
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import dask
@@ -14,19 +13,6 @@ import numpy as np
 import pytest
 
 import dmotif
-
-
-@pytest.fixture(scope="module")
-def threads() -> Iterator[object]:
-    """A real LocalCluster (one worker of 2 threads in this process) and its client."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                     dashboard_address="127.0.0.1:0") as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):
-        yield c
 
 
 def _graph_bytes(arr: da.Array) -> int:

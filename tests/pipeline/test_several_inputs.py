@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,6 @@ import dmotif
 from dmotif import DataError, StoreError
 from dmotif.cli import app
 from dmotif.io.store import StoreWriter
-
-
-@pytest.fixture(scope="module")
-def threads() -> Iterator[object]:
-    """A LocalCluster of one worker with 2 threads in this process, and its client."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                     dashboard_address="127.0.0.1:0") as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):
-        yield c
 
 
 @pytest.fixture(scope="module")
