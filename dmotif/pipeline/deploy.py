@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import ParameterError
 
-__all__ = ["CLUSTER_KINDS", "THREADS_MAX_PIXELS", "client_in_background", "dask_client"]
+__all__ = ["CLUSTER_KINDS", "THREADS_MAX_PIXELS", "client_in_background", "dask_client",
+           "numba_threadsafe"]
 
 CLUSTER_KINDS = ("local", "slurm", "kubernetes")
 #: Inputs of up to this many pixels run on threads of the calling process by default: a
@@ -159,6 +160,24 @@ def dask_client(
         else:
             log(f"{cluster} dask cluster; dashboard {c.dashboard_link}")
         yield c
+
+
+def numba_threadsafe() -> bool:
+    """Whether numba's threading layer lets several threads launch parallel kernels at once.
+
+    On threads, two tasks may run parallel kernels together: the OpenMP and TBB layers allow
+    it, numba's own ``workqueue`` layer (the one left where neither is installed, e.g. often
+    on macOS) aborts the process.
+    """
+    import numba
+
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()  # picks the layer without running a kernel
+        return numba.threading_layer() != "workqueue"
+    except Exception:  # an unknown numba: assume the worst
+        return False
 
 
 @contextlib.contextmanager

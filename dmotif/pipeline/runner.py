@@ -30,7 +30,7 @@ from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_
 from ..motifs import motif_summary
 from ._progress import stage_tasks
 from .config import STAGES, load_config, stage_functions, takes
-from .deploy import THREADS_MAX_PIXELS, client_in_background
+from .deploy import THREADS_MAX_PIXELS, client_in_background, numba_threadsafe
 from .validate import validate_run
 
 __all__ = ["MEAN_PATCH_ATOMS", "run"]
@@ -89,7 +89,9 @@ def run(
         For the embedded LocalCluster: worker processes (True) or threads of this process
         (False: starts and stops in well under a second, but Python code holding the GIL
         runs one thread at a time). Default: threads for inputs of up to
-        :data:`~dmotif.pipeline.deploy.THREADS_MAX_PIXELS` pixels, processes beyond.
+        :data:`~dmotif.pipeline.deploy.THREADS_MAX_PIXELS` pixels, processes beyond (and
+        always where numba's threading layer is not thread-safe, see
+        :func:`~dmotif.pipeline.deploy.numba_threadsafe`).
     progress : callable, optional
         Called as ``progress(stage, message)``: ``"start"`` when a stage starts, ``"tasks
         D/T"`` while its work on the cluster runs (D of the T tasks it submitted so far are
@@ -115,7 +117,8 @@ def run(
     # Opened (lazily) before the lock is taken: a bad input leaves nothing behind.
     image, fourd, files = _open_input(source, cfg)
     if processes is None:
-        processes = (image.size if fourd is None else fourd.size) > THREADS_MAX_PIXELS
+        processes = ((image.size if fourd is None else fourd.size) > THREADS_MAX_PIXELS
+                     or not numba_threadsafe())
     with client_in_background(client=client, scheduler=scheduler, cluster=cluster,
                               cluster_config=cluster_config, workers=workers,
                               processes=processes,

@@ -172,3 +172,16 @@ def test_a_cluster_that_cannot_start_raises_when_waited_for() -> None:
     with pytest.raises(ParameterError, match="must be one of"), \
             client_in_background(cluster="nowhere") as started:
         started()
+
+
+@pytest.mark.parametrize(("layer", "safe"), [("omp", "True"), ("workqueue", "False")])
+def test_threads_are_chosen_only_where_numba_allows_concurrent_kernels(layer: str,
+                                                                      safe: str) -> None:
+    import sys
+
+    code = "from dmotif.pipeline.deploy import numba_threadsafe; print(numba_threadsafe())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                      "NUMBA_THREADING_LAYER": layer})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == safe
