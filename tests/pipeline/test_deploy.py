@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -177,8 +178,6 @@ def test_a_cluster_that_cannot_start_raises_when_waited_for() -> None:
 @pytest.mark.parametrize(("layer", "safe"), [("omp", "True"), ("workqueue", "False")])
 def test_threads_are_chosen_only_where_numba_allows_concurrent_kernels(layer: str,
                                                                       safe: str) -> None:
-    import sys
-
     code = "from dmotif.pipeline.deploy import numba_threadsafe; print(numba_threadsafe())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
