@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -382,7 +383,7 @@ def _with_progress(job: Callable[[Callable[[str, str], None]], Any]) -> Any:
 
 
 def _print_run_summary(res: Any) -> None:
-    from .viz.html_report import summary_rows
+    from .io.summary import summary_rows
 
     table = Table(title=f"dmotif run → {res.path}", show_header=False)
     for key, value in summary_rows(res):
@@ -395,7 +396,13 @@ def main() -> None:
     # Rich wraps at the terminal width; in pipes and CI keep whole lines.
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "120")
-    app()
+    try:
+        app()
+    finally:
+        # Python's finalisation garbage-collects every object of the libraries a run imported
+        # (numba, dask, xarray, scikit-learn…): about a second before the shell gets back.
+        # Frozen objects are skipped; atexit handlers still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":  # python -m dmotif.cli

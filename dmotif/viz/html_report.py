@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from ..io.images import open_image
 from ..io.store import Result, open_result
+from ..io.summary import summary_rows
 from .hierarchy_plot import plot_hierarchy
 from .overview import plot_defect_map, plot_overview
 from .plots import MOTIF_COLORS, plot_layout, plot_motifs
@@ -260,28 +261,6 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
         figs["fractions"] = ("Fraction of each motif per frame",
                              _png(plot_frame_fractions(ds["frame"].values, labels)))
     return figs
-
-
-def summary_rows(res: Result) -> list[tuple[str, str]]:
-    """(name, value) rows that summarise a result: atoms, motifs, levels, time per stage."""
-    ds = res.dataset
-    rows = [("atoms", f"{ds.sizes.get('atom', 0):,}")]
-    if "label" in ds:
-        lab = ds["label"].values
-        n_motifs = len(np.unique(lab[lab >= 0]))
-        rows.append(("motifs", str(n_motifs)))
-        rows.append(("unassigned", f"{np.mean(lab < 0):.2%}"))
-    graph = res.hierarchy
-    if graph is not None:
-        levels = sorted({int(d.get("level", 0)) for _, d in graph.nodes(data=True)})
-        rows.append(("hierarchy levels", ", ".join(map(str, levels))))
-    status = res.attrs.get("hierarchy_attrs", {}).get("status")
-    if status:
-        rows.append(("hierarchy", status))
-    for stage, seconds in res.attrs.get("dmotif_timings", {}).items():
-        rows.append((f"time: {stage}", f"{seconds:.1f} s"))
-    rows.append(("dmotif version", str(res.attrs.get("dmotif_version", "?"))))
-    return rows
 
 
 def report(
