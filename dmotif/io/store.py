@@ -267,21 +267,27 @@ class StoreWriter:
         """Add ``attrs`` to what the finished stages recorded (kept through a resume)."""
         _set_attrs(f"{self.partial}/{_STATE_GROUP}", attrs, self.storage_options, mode="a")
 
-    def write_part(self, key: str, ds: xr.Dataset, *, attrs: dict[str, Any]) -> None:
-        """Keep ``ds`` (e.g. one input file's atoms) in the partial store under ``key``, with
-        ``attrs`` to recognise it by on a resume; written before it is recorded, so a part
-        interrupted while written is written again."""
+    def write_part(
+        self, key: str, ds: xr.Dataset, *, identity: dict[str, Any], attrs: dict[str, Any]
+    ) -> None:
+        """Keep ``ds`` (e.g. one input file's atoms) and its ``attrs`` in the partial store
+        under ``key``; ``identity`` (e.g. the file's path and checksum) recognises it on a
+        resume. Recorded only once written, so a part interrupted while written is written
+        again."""
         ds = _portable_strings(ds.drop_attrs(deep=False))
         ds.to_zarr(self.partial, group=f"{_PARTS_GROUP}/{key}", mode="w", consolidated=False,
                    zarr_format=3, storage_options=self.storage_options, compute=True)
-        self.record({f"part {key}": attrs})
+        self.record({f"part {key}": {"identity": identity, "attrs": attrs}})
 
-    def part(self, key: str, attrs: dict[str, Any]) -> xr.Dataset | None:
-        """The part kept under ``key`` if it was recorded with these ``attrs``, else None."""
-        if self.attrs().get(f"part {key}") != json_ready(attrs):
+    def part(self, key: str, identity: dict[str, Any]) -> tuple[xr.Dataset, dict[str, Any]] | None:
+        """The part kept under ``key`` and its attrs, if it was written with this
+        ``identity``; else None."""
+        record = self.attrs().get(f"part {key}")
+        if record is None or record["identity"] != json_ready(identity):
             return None
-        return xr.open_zarr(self.partial, group=f"{_PARTS_GROUP}/{key}", consolidated=False,
-                            zarr_format=3, storage_options=self.storage_options).compute()
+        ds = xr.open_zarr(self.partial, group=f"{_PARTS_GROUP}/{key}", consolidated=False,
+                          zarr_format=3, storage_options=self.storage_options).compute()
+        return ds, record["attrs"]
 
     def dataset(self) -> xr.Dataset:
         """The partial store's data, opened lazily."""

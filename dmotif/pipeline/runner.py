@@ -190,8 +190,7 @@ def _run_locked(
             report(stage, f"done in {timings[stage]:.1f} s")
     final_attrs = {
         "dmotif_version": __version__,
-        "config": {**cfg, "dmotif_version": __version__,
-                   "input": identity},
+        "config": {**cfg, "dmotif_version": __version__, "input": identity},
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
@@ -253,20 +252,19 @@ def _detect_by_file(
     for k, entry in enumerate(files):
         key = f"{k:06d}"
         identity = {"path": entry["path"], "sha256": entry["sha256"], "frames": entry["frames"]}
-        part = writer.part(key, identity)
-        if part is None:
+        kept = writer.part(key, identity)
+        if kept is None:
             try:
                 atoms = func(image, frames=entry["frames"], **params)
             except DmotifError as exc:
                 raise type(exc)(f"input {k + 1}/{len(files)} {entry['path']!r}: {exc}") from exc
-            part = drop_padding(atoms, entry["shape"]).drop_attrs()
+            kept = drop_padding(atoms, entry["shape"]).drop_attrs(), json_ready(atoms.attrs)
             # The configuration first: a resume keeps the parts only under the same one.
             writer.record({_CONFIG_ATTR: json_ready(cfg)})
-            writer.write_part(key, part, attrs=identity)
-            writer.record({f"part {key} atoms_attrs": json_ready(atoms.attrs)})
-            report("detect", f"file {k + 1}/{len(files)}: {part.sizes['atom']} atoms")
-        parts.append(part)
-        attrs.append(writer.attrs()[f"part {key} atoms_attrs"])
+            writer.write_part(key, kept[0], identity=identity, attrs=kept[1])
+            report("detect", f"file {k + 1}/{len(files)}: {kept[0].sizes['atom']} atoms")
+        parts.append(kept[0])
+        attrs.append(kept[1])
     atoms = xr.concat(parts, dim="atom")
     merged = dict(attrs[0])
     for name in ("threshold", "site_threshold", "support_threshold", "strong_threshold"):
