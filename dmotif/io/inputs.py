@@ -36,6 +36,7 @@ __all__ = [
     "drop_padding",
     "expand_inputs",
     "identify",
+    "input_folders",
     "is_several",
     "open_inputs",
     "pad_frames",
@@ -66,6 +67,13 @@ def is_several(source: Any) -> bool:
         text = os.fspath(source)
         return _is_glob(text) or _is_folder(text)
     return False
+
+
+def input_folders(source: Any) -> list[str]:
+    """The folders among the inputs ``source`` names (an output may not sit inside them)."""
+    items = list(source) if isinstance(source, list | tuple) else [source]
+    return [os.fspath(s) for s in items if isinstance(s, str | os.PathLike)
+            and _is_folder(os.fspath(s))]
 
 
 def expand_inputs(source: Any) -> list[str]:

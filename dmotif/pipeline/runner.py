@@ -24,7 +24,14 @@ from ..errors import DataError, DmotifError, NoLatticeError, ParameterError, Sto
 from ..features import diffraction_features, extract_patches, virtual_image
 from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
-from ..io.inputs import drop_padding, expand_inputs, identify, is_several, open_inputs
+from ..io.inputs import (
+    drop_padding,
+    expand_inputs,
+    identify,
+    input_folders,
+    is_several,
+    open_inputs,
+)
 from ..io.stem4d import open_4dstem
 from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_chunks_named
 from ..motifs import motif_summary
@@ -107,9 +114,13 @@ def run(
         cfg["seed"] = seed_int(seed)
     if detector is not None:
         cfg["virtual"]["detector"] = detector
+    checked = source
     if is_several(source):
+        folders = input_folders(source)
         source = expand_inputs(source)
-    validate_run(cfg, source, output, overwrite=overwrite, client=client, scheduler=scheduler,
+        # The output may not sit inside a folder of inputs either: a rerun would read it.
+        checked = [*folders, *source]
+    validate_run(cfg, checked, output, overwrite=overwrite, client=client, scheduler=scheduler,
                  workers=workers)
     if processes is not None and not isinstance(processes, bool):
         raise ParameterError(f"processes must be True, False or None; got {processes!r}.")

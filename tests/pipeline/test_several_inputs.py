@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from typer.testing import CliRunner
 
 import dmotif
-from dmotif import DataError, StoreError
+from dmotif import DataError, ParameterError, StoreError
 from dmotif.cli import app
 from dmotif.io.store import StoreWriter
 
@@ -165,3 +165,9 @@ def test_cli_refuses_files_of_different_pixel_sizes_before_work(frames: np.ndarr
     assert result.exit_code == 2
     assert "different pixel sizes" in result.output and len(result.output.splitlines()) == 1
     assert not out.exists() and not (tmp_path / ".out.zarr.partial").exists()
+
+
+def test_an_output_inside_a_folder_of_inputs_is_refused(folder: Path) -> None:
+    with pytest.raises(ParameterError, match="sits inside the input"):
+        dmotif.run(folder, folder / "out.zarr")
+    assert not (folder / "out.zarr").exists()
