@@ -25,13 +25,13 @@ __all__ = [
     "anchor_label",
     "dense_groups",
     "equivalent_bases",
-    "fractional_offsets",
     "lattice_basis",
     "lattice_neighbours",
     "lattice_rotations",
     "neighbour_spacing",
-    "origin_and_fractions",
+    "patch_offsets",
     "rebase_slots",
+    "root_atom",
     "same_label_vectors",
     "slot_positions",
 ]
@@ -245,25 +245,28 @@ def anchor_label(
     return best
 
 
-def origin_and_fractions(
-    yx: np.ndarray, anchors: np.ndarray, m_inv: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional coordinates of every atom about the anchor nearest the centroid."""
-    centre = yx[anchors].mean(axis=0)
-    origin = yx[anchors[np.argmin(np.linalg.norm(yx[anchors] - centre, axis=1))]]
-    return origin, (yx - origin) @ m_inv.T
-
-
-def fractional_offsets(
-    yx: np.ndarray, labels: np.ndarray, u: np.ndarray, v: np.ndarray, anchor: int
-) -> np.ndarray:
-    """Offsets of every labelled atom from its cell's anchor, fractional, in ``[-0.25, 0.75)²``."""
+def root_atom(yx: np.ndarray, labels: np.ndarray, anchor: int) -> int:
+    """The atom of label ``anchor`` nearest the centroid of the labelled atoms (-1 if none)."""
     anchors = np.flatnonzero(labels == anchor)
     if len(anchors) == 0:
+        return -1
+    centre = yx[labels >= 0].mean(axis=0)
+    return int(anchors[np.argmin(np.linalg.norm(yx[anchors] - centre, axis=1))])
+
+
+def patch_offsets(
+    yx: np.ndarray, labels: np.ndarray, m: np.ndarray, root: int, reach: float
+) -> np.ndarray:
+    """Fractional offsets, wrapped to ``[-0.25, 0.75)²``, of the labelled atoms within
+    ``reach`` pixels of atom ``root``.
+
+    Only a patch about the root is used: over a few cells the scan's distortion moves no atom
+    off its site, as it does across a whole micrograph.
+    """
+    if root < 0:
         return np.empty((0, 2))
-    m = np.column_stack([u, v])
-    _, frac = origin_and_fractions(yx, anchors, np.linalg.inv(m))
-    frac = frac[labels >= 0]
+    near = (np.linalg.norm(yx - yx[root], axis=1) <= reach) & (labels >= 0)
+    frac = (yx[near] - yx[root]) @ np.linalg.inv(m).T
     return frac - np.floor(frac + 0.25)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import NoLatticeError, ParameterError
-from . import _cells, _lattice, _rings
+from . import _cells, _lattice, _rings, _unwrap
 from ._atoms import (
     atom_arrays,
     atom_spacing,
@@ -32,6 +32,9 @@ from ._names import type_titles
 __all__ = ["lattice_vectors", "motif_cells"]
 
 _METHODS = ("auto", "lattice", "rings")
+# The basis slots are learned within this many lattice vectors of a central anchor: enough
+# cells for every slot to stand out, few enough that scan distortion moves no atom off its site.
+_PATCH_CELLS = 3.0
 
 
 # --------------------------------------------------------------------------- lattice vectors
@@ -108,18 +111,40 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
 # ``adjacent`` (pairs of cell indices).
 
 
-def _frame_offsets(table, f, u, v, anchor):
-    return _lattice.fractional_offsets(*frame_atoms(table, f), u, v, anchor)
+def _frame_offsets(table, f, m, anchor, reach):
+    """The patch offsets of frame ``f`` about its root, and the anchors in that patch."""
+    yx, lab = frame_atoms(table, f)
+    root = _lattice.root_atom(yx, lab, anchor)
+    if root < 0:
+        return np.empty((0, 2)), 0
+    near = np.linalg.norm(yx - yx[root], axis=1) <= reach
+    return (_lattice.patch_offsets(yx, lab, m, root, reach),
+            int((near & (lab == anchor)).sum()))
 
 
-def _frame_lattice_cells(table, f, u, v, slots, anchor, tol):
-    out = _cells.lattice_cells(*frame_atoms(table, f), u, v, slots, anchor, tol)
-    # each pair once: the neighbour offsets come in (d, -d) halves
-    steps = _lattice.lattice_neighbours(u, v)
-    types, code = _cells.slot_types(out["slot_labels"])
-    return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
-            "types": types, "type": code,
-            "adjacent": _cells.adjacent_cells(out["ij"], steps[: len(steps) // 2])}
+def _frame_lattice_cells(table, f, m0, sites, bases, slots, anchor, tol):
+    """The cells of frame ``f`` on each of ``bases``: the atoms' ideal coordinates are
+    unwrapped once, on the basis ``m0`` and its ``sites``, and re-expressed on each."""
+    yx, lab = frame_atoms(table, f)
+    frac = np.full((len(yx), 2), np.nan)
+    sel = np.flatnonzero(lab >= 0)
+    root = _lattice.root_atom(yx, lab, anchor)
+    if root >= 0:
+        frac[sel] = _unwrap.unwrap_sites(yx[sel], m0, sites, tol,
+                                         int(np.searchsorted(sel, root)))[0]
+    out = []
+    for (u, v), slot in zip(bases, slots, strict=True):
+        m = np.column_stack([u, v])
+        # equivalent bases differ by an integer matrix, so the coordinates stay exact sites
+        to_m = np.rint(np.linalg.solve(m, m0))
+        cells = _cells.lattice_cells(yx, lab, frac @ to_m.T, u, v, slot)
+        # each pair once: the neighbour offsets come in (d, -d) halves
+        steps = _lattice.lattice_neighbours(u, v)
+        types, code = _cells.slot_types(cells["slot_labels"])
+        out.append({"centre": cells["centre"], "members": cells["members"],
+                    "ij": cells["ij"], "types": types, "type": code,
+                    "adjacent": _cells.adjacent_cells(cells["ij"], steps[: len(steps) // 2])})
+    return out
 
 
 def _frame_rings(table, f, radius, max_ring):
@@ -272,30 +297,30 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
         )
     anchor = _lattice.anchor_label(yx, lab, uv[0], frame)
-    frames = frame_groups(frame)
     if anchor < 0:
         raise NoLatticeError(
             f"no label occupies a single sublattice of the lattice u={uv[0].round(2).tolist()},"
             f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
         )
+    frames = frame_groups(frame)
     bases = _lattice.equivalent_bases(*uv)
     m0 = np.column_stack(bases[0])
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, *bases[0], anchor)
+    reach = _PATCH_CELLS * float(np.linalg.norm(m0, axis=0).max())
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, m0, anchor, reach)
                           for f, _ in frames])
     # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
-    learned = _lattice.slot_positions(np.concatenate(offs), m=m0, tol=tol,
-                                    n_cells=int((lab == anchor).sum()))
+    learned = _lattice.slot_positions(np.concatenate([o for o, _ in offs]), m=m0, tol=tol,
+                                      n_cells=sum(n for _, n in offs))
     slots, spread = [], []
     for u, v in bases:
         m = np.column_stack([u, v])
         slots.append(_lattice.rebase_slots(learned, m0, m))
         spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
-    n_f = len(frames)
     best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
-    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(table, f, *bases[b], slots[b],
-                                                               anchor, tol)
-                           for b in best for f, _ in frames])
-    per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
+    per_frame = dask.compute(*[dask.delayed(_frame_lattice_cells)(
+        table, f, m0, learned, [bases[b] for b in best], [slots[b] for b in best], anchor, tol)
+        for f, _ in frames])
+    per_basis = [[p[k] for p in per_frame] for k in range(len(best))]
     k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
     u, v = bases[best[k]]
     return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
