@@ -270,11 +270,11 @@ def doubled_tmd():
         mb = np.column_stack([a, b])
         bases.append((a, b, _lattice.rebase_slots(slots, m, mb),
                       frac @ np.rint(np.linalg.solve(mb, m)).T))
-    return yx, lab, sp, bases
+    return yx, lab, bases
 
 
 def test_lattice_cells_equal_the_per_cell_formulation(doubled_tmd):
-    yx, lab, sp, bases = doubled_tmd
+    yx, lab, bases = doubled_tmd
     for u, v, slots, frac in bases:
         out = _cells.lattice_cells(yx, lab, frac, u, v, slots)
         ref = _per_cell_lattice_cells(yx, lab, frac, u, v, slots)
@@ -306,7 +306,7 @@ def test_slot_types_roll_each_row():
 
 
 def test_convention_key_equals_the_per_cell_formulation(doubled_tmd):
-    yx, lab, sp, bases = doubled_tmd
+    yx, lab, bases = doubled_tmd
     keys = []
     for u, v, slots, frac in bases:
         out = _cells.lattice_cells(yx, lab, frac, u, v, slots)
