@@ -43,7 +43,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate import run_dmotif  # noqa: E402
+from evaluate import run_dmotif
 
 PERFECT = {"Mo", "Se2", "Sr", "TiO", "O"}
 #: A defect sits in a cell whose slot site is this close, in column spacings.
@@ -69,7 +69,7 @@ def true_defects(truth: dict) -> tuple[np.ndarray, int]:
     import dmotif
 
     kinds = truth["column_type"]
-    names, lab = np.unique(kinds, return_inverse=True)
+    _, lab = np.unique(kinds, return_inverse=True)
     yx = np.column_stack([truth["column_y"], truth["column_x"]])
     odd = ~np.isin(kinds, sorted(PERFECT))
     cells = dmotif.motif_cells(_atoms(*yx.T), lab.astype(np.int32))
