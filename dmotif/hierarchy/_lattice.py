@@ -59,11 +59,14 @@ def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
 
 
 def same_label_vectors(
-    yx: np.ndarray, labels: np.ndarray, *, k: int = 12, max_length: float
+    yx: np.ndarray, labels: np.ndarray, *, k: int = 12, max_length: float, stride: int = 1
 ) -> np.ndarray:
-    """Vectors from each labelled atom to its ``k`` nearest same-label neighbours (one frame).
+    """Vectors from labelled atoms to their ``k`` nearest same-label neighbours (one frame).
 
-    Returns an ``(m, 2)`` array of ``(dy, dx)`` with length at most ``max_length``.
+    With ``stride > 1`` only every ``stride``-th atom of each label is a source (its
+    neighbours are still all the atoms): a lattice needs tens of thousands of vectors, not
+    ten per atom of a million. Returns an ``(m, 2)`` array of ``(dy, dx)`` with length at
+    most ``max_length``.
     """
     out = []
     for lab in np.unique(labels[labels >= 0]):
@@ -71,10 +74,11 @@ def same_label_vectors(
         if len(pts) < 2:
             continue
         kk = min(k + 1, len(pts))
-        d, idx = cKDTree(pts).query(pts, k=kk, distance_upper_bound=max_length)
+        src = pts[::stride]
+        d, idx = cKDTree(pts).query(src, k=kk, distance_upper_bound=max_length)
         ok = np.isfinite(d) & (d > 0)
-        src = np.broadcast_to(np.arange(len(pts))[:, None], idx.shape)
-        out.append(pts[idx[ok]] - pts[src[ok]])
+        rows = np.broadcast_to(np.arange(len(src))[:, None], idx.shape)
+        out.append(pts[idx[ok]] - src[rows[ok]])
     return np.concatenate(out) if out else np.empty((0, 2))
 
 

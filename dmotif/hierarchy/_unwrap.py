@@ -47,6 +47,29 @@ def _walk(order, pred, yx, m, m_inv, sites, frac, site):  # pragma: no cover - j
                 site[node] = s
 
 
+@numba.njit(cache=True)
+def _step_mismatch(a, b, yx, m, m_inv, diffs):  # pragma: no cover - jit
+    """Per pair, the distance (px) of its step from the nearest site difference + lattice
+    vector."""
+    out = np.empty(a.size)
+    for k in range(a.size):
+        dy = yx[b[k], 0] - yx[a[k], 0]
+        dx = yx[b[k], 1] - yx[a[k], 1]
+        f0 = m_inv[0, 0] * dy + m_inv[0, 1] * dx
+        f1 = m_inv[1, 0] * dy + m_inv[1, 1] * dx
+        best = np.inf
+        for d in range(diffs.shape[0]):
+            r0 = f0 - diffs[d, 0]
+            r1 = f1 - diffs[d, 1]
+            r0 -= np.floor(r0 + 0.5)
+            r1 -= np.floor(r1 + 0.5)
+            ry = m[0, 0] * r0 + m[0, 1] * r1
+            rx = m[1, 0] * r0 + m[1, 1] * r1
+            best = min(best, ry * ry + rx * rx)
+        out[k] = np.sqrt(best)
+    return out
+
+
 def _snapped_pairs(
     yx: np.ndarray, m: np.ndarray, sites: np.ndarray, tol: float
 ) -> np.ndarray:
@@ -55,13 +78,11 @@ def _snapped_pairs(
     pairs = cKDTree(yx).query_pairs(reach, output_type="ndarray")
     if len(pairs) == 0:
         return pairs.reshape(0, 2)
-    step = (yx[pairs[:, 1]] - yx[pairs[:, 0]]) @ np.linalg.inv(m).T
     diffs = (sites[None, :, :] - sites[:, None, :]).reshape(-1, 2)
-    best = np.full(len(pairs), np.inf)
-    for d in diffs:
-        r = step - d
-        best = np.minimum(best, np.linalg.norm((r - np.round(r)) @ m.T, axis=1))
-    return pairs[best < tol]
+    diffs = np.unique(np.round(diffs - np.floor(diffs), 9), axis=0)
+    miss = _step_mismatch(pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64),
+                          yx, m, np.linalg.inv(m), diffs)
+    return pairs[miss < tol]
 
 
 def unwrap_sites(

@@ -40,17 +40,28 @@ _PATCH_CELLS = 3.0
 # --------------------------------------------------------------------------- lattice vectors
 
 
-def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float) -> np.ndarray:
-    return _lattice.same_label_vectors(*frame_atoms(table, f), max_length=max_length)
+# Atoms that source neighbour vectors for the lattice: beyond this many, an even stride.
+_VECTOR_SOURCES = 100_000
+
+
+def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float, stride: int
+                   ) -> tuple[np.ndarray, int]:
+    """The frame's same-label vectors and the number of atoms that sourced them."""
+    yx, lab = frame_atoms(table, f)
+    n = sum(len(range(0, int((lab == k).sum()), stride)) for k in np.unique(lab[lab >= 0]))
+    return _lattice.same_label_vectors(yx, lab, max_length=max_length, stride=stride), n
 
 
 def _pooled_basis(
     table: Any, frame: np.ndarray, lab: np.ndarray, spacing: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``(u, v, support)`` from the same-label vectors of every frame of :func:`atom_table`."""
-    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in frame_groups(frame)]
-    vectors = np.concatenate(dask.compute(*tasks))
-    return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+    stride = max(1, int((lab >= 0).sum()) // _VECTOR_SOURCES)
+    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing, stride)
+             for f, _ in frame_groups(frame)]
+    parts = dask.compute(*tasks)
+    vectors = np.concatenate([v for v, _ in parts])
+    return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=sum(n for _, n in parts))
 
 
 def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
