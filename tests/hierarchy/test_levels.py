@@ -53,6 +53,10 @@ def test_titles_depend_on_composition_not_on_slot_order() -> None:
                           (0, 1, 1, -1), (0, 2, 2, 1)], "lattice", names)
     assert titles == ["Mo + 3 S2", "one S2 → S1", "one S2 → S1", "Mo vacancy",
                       "S2 vacancy", "2 S2 → S1"]
+    # the lattice point apart: a metal on the chalcogen site beside an empty lattice point
+    # is not a missing chalcogen (both have the composition "Mo")
+    assert type_titles([(0, 1), (-1, 0), (0, -1), (1, -1)], "lattice", names) == [
+        "Mo + S2", "Mo vacancy, one S2 → Mo", "S2 vacancy", "one Mo → S2, S2 vacancy"]
     rings = type_titles([(6, 0, 1, 0, 1, 0, 1), (5, 0, 1, 0, 1, 0)], "rings", names)
     assert rings == ["6-ring: 3 Mo + 3 S2", "5-ring: S2 vacancy"]
 
