@@ -188,21 +188,27 @@ def motif_cells(
     """Motif-cells of the atoms: lattice cells where a lattice holds, else rings.
 
     ``method="lattice"``: for Bravais vectors ``u, v`` the cell of lattice point ``p`` is
-    ``[p, p+u, p+u+v, p+v]``. Lattice points are those of the *anchor* sublattice (the most
-    frequent label with at most one atom per cell, e.g. the metal of a TMD, the A site of a
-    perovskite); a point with no atom is a vacancy when at least 3 of its 4 nearest lattice
-    points hold an anchor. A cell is kept when its 4 corners are anchors or vacancies, at least
-    3 real, within ``tolerance`` × spacing of the lattice. The basis *slots* (anchor plus the
-    positions other atoms take inside a cell, e.g. the chalcogen at (u+v)/3) are learned from
-    the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
+    ``[p, p+u, p+u+v, p+v]`` with the atoms on its basis *slots*: the lattice point (slot 0)
+    and the positions the other sublattices take inside a cell, e.g. the chalcogen at
+    (u+v)/3 of a TMD, the B site at (u+v)/2 of a perovskite. The slots are learned from the
+    atoms within 3 lattice vectors of a central atom of the *anchor* label (the most frequent
+    label with at most one atom per cell, e.g. the metal of a TMD, the A site of a perovskite),
+    which fixes slot 0 on its sublattice. Every atom, of any label, is then placed on a slot by
+    a walk over the neighbour graph from that atom: each step between neighbours (at most one
+    lattice vector apart, matching a slot-to-slot step within ``tolerance`` × spacing) is
+    snapped to the nearest slot, so the placement does not drift across a distorted micrograph
+    as a single global lattice does. A lattice point is real when an atom sits on it and a
+    vacancy when at least 3 of its 4 nearest lattice points are real; a cell is kept when its
+    4 corners are real or vacancies, at least 3 real (cells cut by the image border are
+    dropped). Each atom sits on at most one slot of one cell. The cell's type is the anchor
     slot's label followed by the other slots' labels (-1 = empty) in angular order about the
-    anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
-    type; a mirrored cell does not (chirality is kept). Which of the lattice's equivalent bases
-    (related by its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides
-    which atoms share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms,
-    not by the pixel axes: the bases whose slots sit closest to the anchor, then the one that
-    places the most atoms in cells, then by the table of type counts and of each type's
-    neighbour types. So the cells of an image turned by any angle are the turned cells.
+    anchor, rolled to the lexicographically smallest start read in either sense, so a rotated
+    or mirrored cell has the same type. Which of the lattice's equivalent bases (related by
+    its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides which atoms
+    share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms, not by
+    the pixel axes: the bases whose slots sit closest to the anchor, then the one that places
+    the most atoms in cells, then by the table of type counts and of each type's neighbour
+    types. So the cells of an image turned by any angle are the turned cells.
 
     ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
     long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
