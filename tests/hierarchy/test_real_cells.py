@@ -9,25 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask
 import numpy as np
 import pytest
 
 import dmotif
-from dmotif.pipeline import default_config
+from tests.motifs.test_external_images import motifs
 
 DATA = Path(__file__).parents[1] / "data"
-
-
-def _labelled_atoms(image):
-    cfg = default_config()
-    with dask.config.set(scheduler="threads"):
-        atoms = dmotif.detect_atoms(image)
-        feats = dmotif.zernike_features(image, atoms)
-        scores = dmotif.pca(feats).compute()
-        layout = dmotif.fr_layout(scores, seed=0, metric=cfg["layout"]["metric"])
-        labels = dmotif.cluster(layout, features=scores, follow=feats["edge"].values, seed=0)
-    return atoms, labels
 
 
 def _interior_share(atoms, cells, shape, margin):
@@ -53,7 +41,7 @@ def test_cells_hold_the_columns_of_every_sublattice(name, min_inner, min_all, n_
         image = dmotif.open_image(path)
     else:
         image = np.load(path).astype(np.float32)
-    atoms, labels = _labelled_atoms(image)
+    atoms, labels = motifs(image)  # the library chain with a run's defaults
     cells = dmotif.motif_cells(atoms, labels)
     assert cells.attrs["method"] == "lattice"
     assert cells.sizes["slot"] == n_slots
