@@ -45,27 +45,31 @@ def canonical_cycle(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:
 
 
 def cell_members(
-    frac: np.ndarray, m: np.ndarray, slots: np.ndarray
+    frac: np.ndarray, site: np.ndarray, m: np.ndarray, slots: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cell index and slot of each atom from its ideal fractional coordinates.
 
-    ``frac`` (n, 2) are the coordinates :func:`dmotif.hierarchy._unwrap.unwrap_sites` gives
-    (``integer + site``, nan where unplaced), expressed on the basis ``m``; ``slots`` the
+    ``frac`` (n, 2) and ``site`` (n,) are what
+    :func:`dmotif.hierarchy._unwrap.unwrap_sites` gives (``integer + site`` and the site's
+    index, -1 where unplaced), with ``frac`` expressed on the basis ``m``; ``slots`` are the
     same sites on that basis, wrapped to ``[-0.25, 0.75)`` as
     :func:`dmotif.hierarchy._lattice.rebase_slots` gives them. Returns ``(ij, slot)``: the
     integer cell ``(n, 2)`` and the slot (-1 unplaced) of each atom.
     """
     n = len(frac)
-    placed = np.isfinite(frac).all(axis=1)
+    placed = np.flatnonzero(site >= 0)
     ij = np.zeros((n, 2), np.int64)
     slot = np.full(n, -1, np.int64)
-    f = frac[placed]
-    # site coordinates are exact, so the wrap and the match below need no positional tolerance
-    cell = np.floor(f + 0.25 + 1e-9)
-    off = (f - cell) @ m.T
-    d = np.linalg.norm(off[:, None, :] - (slots @ m.T)[None, :, :], axis=2)
+    # site coordinates are exact, so the wrap needs no positional tolerance, and all the
+    # atoms of a site share its slot: one match per site, not per atom
+    cell = np.floor(frac[placed] + 0.25 + 1e-9)
+    sites, first = np.unique(site[placed], return_index=True)
+    slot_of = np.full(int(sites.max(initial=-1)) + 1, -1, np.int64)
+    for s, k in zip(sites.tolist(), first.tolist(), strict=True):
+        off = (frac[placed[k]] - cell[k]) @ m.T
+        slot_of[s] = int(np.argmin(np.linalg.norm(off - slots @ m.T, axis=1)))
     ij[placed] = cell.astype(np.int64)
-    slot[placed] = np.argmin(d, axis=1)
+    slot[placed] = slot_of[site[placed]]
     return ij, slot
 
 
@@ -73,6 +77,7 @@ def lattice_cells(
     yx: np.ndarray,
     labels: np.ndarray,
     frac: np.ndarray,
+    site: np.ndarray,
     u: np.ndarray,
     v: np.ndarray,
     slots: np.ndarray,
@@ -80,10 +85,10 @@ def lattice_cells(
     """The accepted lattice cells of one frame and the labels of their slots.
 
     A cell ``(i, j)`` is the parallelogram ``[p, p+u, p+u+v, p+v]`` and the atoms on its
-    ``slots`` (:func:`cell_members` of the ideal coordinates ``frac``). A lattice point is
-    *real* when a labelled atom, of any label, sits on it (slot 0), and *known* when real or
-    when at least 3 of its 4 nearest lattice points are real (a vacancy the lattice
-    predicts). A cell is accepted when its four corners are known and at least three are
+    ``slots`` (:func:`cell_members` of the ideal coordinates ``frac`` and ``site``). A
+    lattice point is *real* when a labelled atom, of any label, sits on it (slot 0), and
+    *known* when real or when at least 3 of its 4 nearest lattice points are real (a vacancy
+    the lattice predicts). A cell is accepted when its four corners are known and at least three are
     real, which drops the cells cut by the image border. Each atom belongs to at most
     one cell (of two atoms on the same slot of a cell, the later one).
 
@@ -93,7 +98,7 @@ def lattice_cells(
     slot) and ``slot_labels`` (c, s).
     """
     m = np.column_stack([u, v])
-    ij, slot = cell_members(frac, m, slots)
+    ij, slot = cell_members(frac, site, m, slots)
     slot[labels < 0] = -1
     s = len(slots)
     placed = np.flatnonzero(slot >= 0)

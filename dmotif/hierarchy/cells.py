@@ -138,17 +138,18 @@ def _frame_lattice_cells(table, f, m0, sites, bases, slots, anchor, tol):
     unwrapped once, on the basis ``m0`` and its ``sites``, and re-expressed on each."""
     yx, lab = frame_atoms(table, f)
     frac = np.full((len(yx), 2), np.nan)
+    site = np.full(len(yx), -1, np.int64)
     sel = np.flatnonzero(lab >= 0)
     root = _lattice.root_atom(yx, lab, anchor)
     if root >= 0:
-        frac[sel] = _unwrap.unwrap_sites(yx[sel], m0, sites, tol,
-                                         int(np.searchsorted(sel, root)))[0]
+        frac[sel], site[sel] = _unwrap.unwrap_sites(yx[sel], m0, sites, tol,
+                                                    int(np.searchsorted(sel, root)))
     out = []
     for (u, v), slot in zip(bases, slots, strict=True):
         m = np.column_stack([u, v])
         # equivalent bases differ by an integer matrix, so the coordinates stay exact sites
         to_m = np.rint(np.linalg.solve(m, m0))
-        cells = _cells.lattice_cells(yx, lab, frac @ to_m.T, u, v, slot)
+        cells = _cells.lattice_cells(yx, lab, frac @ to_m.T, site, u, v, slot)
         # each pair once: the neighbour offsets come in (d, -d) halves
         steps = _lattice.lattice_neighbours(u, v)
         types, code = _cells.slot_types(cells["slot_labels"])

@@ -75,13 +75,14 @@ def _slots(yx, lab, u, v, sp, anchor=0):
 
 
 def _frac(yx, lab, u, v, slots, sp, anchor=0):
-    """Ideal coordinates of the labelled atoms, unwrapped from the central anchor."""
+    """Ideal coordinates and sites of the labelled atoms, unwrapped from the central anchor."""
     sel = np.flatnonzero(lab >= 0)
     frac = np.full((len(yx), 2), np.nan)
+    site = np.full(len(yx), -1, np.int64)
     root = int(np.searchsorted(sel, _lattice.root_atom(yx, lab, anchor)))
-    frac[sel] = _unwrap.unwrap_sites(yx[sel], np.column_stack([u, v]), slots, 0.2 * sp,
-                                     root)[0]
-    return frac
+    frac[sel], site[sel] = _unwrap.unwrap_sites(yx[sel], np.column_stack([u, v]), slots,
+                                                0.2 * sp, root)
+    return frac, site
 
 
 def test_tmd_slots_and_cells_with_a_metal_vacancy():
@@ -104,12 +105,12 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     np.testing.assert_allclose(sorted(r.sum() for r in re), [2 / 3] * 3 + [4 / 3] * 3,
                                atol=1e-3)
     assert all(abs(r[0] - r[1]) < 1e-3 for r in re)
-    frac = _frac(yx, lab, u, v, slots, sp)
+    frac, site = _frac(yx, lab, u, v, slots, sp)
     # every atom of the frame is placed, on the site its truth label says
     assert np.isfinite(frac).all()
     on_metal = np.abs(frac - np.round(frac)).max(axis=1) < 1e-6
-    assert (on_metal == (lab == 0)).all()
-    out = _cells.lattice_cells(yx, lab, frac, u, v, slots)
+    assert (on_metal == (lab == 0)).all() and (on_metal == (site == 0)).all()
+    out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
     types, counts = np.unique(out["slot_labels"], axis=0, return_counts=True)
     assert dict(zip(map(tuple, types.tolist()), counts.tolist(), strict=True))[(-1, 1)] == 1
     assert set(map(tuple, types.tolist())) == {(0, 1), (0, 2), (-1, 1)}
@@ -128,7 +129,7 @@ def test_unwrap_keeps_every_atom_on_its_site_under_a_scan_distortion():
     slots = _slots(yx, lab, u, v, sp)
     sheared = yx.copy()
     sheared[:, 1] += 0.04 * yx[:, 0]
-    frac = _frac(sheared, lab, u, v, slots, sp)
+    frac, _ = _frac(sheared, lab, u, v, slots, sp)
     assert np.isfinite(frac).all()
     assert ((np.abs(frac - np.round(frac)).max(axis=1) < 1e-6) == (lab == 0)).all()
     # the global lattice, by contrast, puts some atoms off every site by more than 0.2 spacing
@@ -195,9 +196,16 @@ def test_equivalent_bases_rotations_and_neighbours(angle, ratio, n_bases, n_neig
 
 
 def _per_cell_lattice_cells(yx, labels, frac, u, v, slots):
-    """lattice_cells as it was first written, cell by cell with sets and a dict (reference)."""
+    """lattice_cells as it was first written, cell by cell with sets and a dict (reference);
+    each atom's slot by its offset in the cell, nearest slot."""
     m = np.column_stack([u, v])
-    ij, slot = _cells.cell_members(frac, m, slots)
+    placed = np.isfinite(frac).all(axis=1)
+    ij = np.zeros((len(frac), 2), np.int64)
+    slot = np.full(len(frac), -1, np.int64)
+    for a in np.flatnonzero(placed):
+        cell = np.floor(frac[a] + 0.25 + 1e-9)
+        ij[a] = cell
+        slot[a] = np.argmin(np.linalg.norm((frac[a] - cell - slots) @ m.T, axis=1))
     slot[labels < 0] = -1
     real = {tuple(p) for p in ij[slot == 0].tolist()}
     nb = ((1, 0), (-1, 0), (0, 1), (0, -1))
@@ -264,19 +272,19 @@ def doubled_tmd():
     lab = np.concatenate([lab, lab[twin]])
     m = np.column_stack([u, v])
     slots = _slots(yx, lab, u, v, sp)
-    frac = _frac(yx, lab, u, v, slots, sp)
+    frac, site = _frac(yx, lab, u, v, slots, sp)
     bases = []
     for a, b in _lattice.equivalent_bases(u, v):
         mb = np.column_stack([a, b])
         bases.append((a, b, _lattice.rebase_slots(slots, m, mb),
                       frac @ np.rint(np.linalg.solve(mb, m)).T))
-    return yx, lab, bases
+    return yx, lab, site, bases
 
 
 def test_lattice_cells_equal_the_per_cell_formulation(doubled_tmd):
-    yx, lab, bases = doubled_tmd
+    yx, lab, site, bases = doubled_tmd
     for u, v, slots, frac in bases:
-        out = _cells.lattice_cells(yx, lab, frac, u, v, slots)
+        out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
         ref = _per_cell_lattice_cells(yx, lab, frac, u, v, slots)
         for key in ("ij", "members"):
             np.testing.assert_array_equal(out[key], ref[key])
@@ -306,10 +314,10 @@ def test_slot_types_roll_each_row():
 
 
 def test_convention_key_equals_the_per_cell_formulation(doubled_tmd):
-    yx, lab, bases = doubled_tmd
+    yx, lab, site, bases = doubled_tmd
     keys = []
     for u, v, slots, frac in bases:
-        out = _cells.lattice_cells(yx, lab, frac, u, v, slots)
+        out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
         steps = _lattice.lattice_neighbours(u, v)
         types, code = _cells.slot_types(out["slot_labels"])
         part = {"members": out["members"], "types": types, "type": code,
