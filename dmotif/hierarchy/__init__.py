@@ -2,8 +2,10 @@
 
 Level 1 is the atom motifs (the labels). Level 2 is the *cells*: where the atoms form a lattice,
 each Bravais cell ``[p, p+u, p+u+v, p+v]`` anchored at a lattice point ``p`` of the anchor
-sublattice, with the labels of its basis slots (so every atom belongs to exactly one cell and a
-cell's type can be compared with a per-cell ground truth); where they do not (amorphous
+sublattice, with the labels of its basis slots, which hold the atoms of every sublattice (so
+every atom belongs to at most one cell and a cell's type can be compared with a per-cell ground
+truth; the atoms are placed by a walk between neighbours, which a scan's distortion does not
+throw off as it does a single global lattice); where they do not (amorphous
 regions, ring networks), the rings of the bond graph built from Delaunay edges no longer than a
 radius. The basis ``(u, v)`` is chosen among the lattice's equivalent bases by the atoms alone,
 so the cells of a turned image are the turned cells. Level 2 can also be learned like level 1
@@ -17,9 +19,9 @@ lattice's rotations; a pattern contains another when a connected part of it is t
 - :mod:`dmotif.hierarchy.graph`: :func:`build_hierarchy` (levels, patterns, the graph);
 - :mod:`dmotif.hierarchy.serialisation`: :func:`save_hierarchy`, :func:`load_hierarchy`.
 
-The kernels sit beside them: ``_lattice`` (Bravais vectors, bases, slots), ``_cells`` (cell
-types, adjacency, pattern keys), ``_rings`` (ring neighbourhoods), ``_window_sums`` (mean
-patches).
+The kernels sit beside them: ``_lattice`` (Bravais vectors, bases, slots), ``_unwrap`` (the
+atoms' lattice coordinates by a walk over the neighbour graph), ``_cells`` (cell types,
+adjacency, pattern keys), ``_rings`` (ring neighbourhoods), ``_window_sums`` (mean patches).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Conventions
 -----------
 * A cell type is a tuple of labels: the anchor's label first, then the labels of the other
   basis slots (-1 = empty slot) in angular order about the anchor, cyclically rolled to the
-  lexicographically smallest sequence. Mirror images are *not* merged: chirality is kept.
+  lexicographically smallest sequence, read in either sense, so a turned or mirrored cell
+  has the same type.
 * A ring type (:mod:`dmotif.hierarchy._rings`) is the ring size followed by its vertices'
   labels in angular order, rolled the same way.
 """
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._lattice import origin_and_fractions
-
 __all__ = [
     "adjacent_cells",
-    "canonical_roll",
+    "canonical_cycle",
     "cell_members",
     "connected_subsets",
     "convention_key",
@@ -33,77 +32,111 @@ __all__ = [
 ]
 
 
-def canonical_roll(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """The lexicographically smallest cyclic rotation of ``seq`` (mirror images kept apart)."""
+def canonical_cycle(seq: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The lexicographically smallest cyclic rotation of ``seq`` or of its reverse.
+
+    Slots or ring vertices listed in angular order come in another cyclic start when the image
+    is turned and in the reverse order when it is mirrored, so both give the same sequence.
+    """
     seq = tuple(int(s) for s in seq)
     if not seq:
         return seq
-    return min(seq[k:] + seq[:k] for k in range(len(seq)))
+    return min(w[k:] + w[:k] for w in (seq, seq[::-1]) for k in range(len(w)))
 
 
 def cell_members(
-    yx: np.ndarray,
-    labels: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    slots: np.ndarray,
-    anchor: int,
-    tol: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Assign atoms of one frame to (cell, slot).
+    frac: np.ndarray, site: np.ndarray, m: np.ndarray, slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell index and slot of each atom from its ideal fractional coordinates.
 
-    Returns ``(ij, slot, resid, origin)``: per atom the integer cell index ``ij`` (n, 2) and
-    ``slot`` (-1 when no slot lies within ``tol`` px), the distance to that slot, and the
-    pixel origin of cell (0, 0).
+    ``frac`` (n, 2) and ``site`` (n,) are what
+    :func:`dmotif.hierarchy._unwrap.unwrap_sites` gives (``integer + site`` and the site's
+    index, -1 where unplaced), with ``frac`` expressed on the basis ``m``; ``slots`` are the
+    same sites on that basis, wrapped to ``[-0.25, 0.75)`` as
+    :func:`dmotif.hierarchy._lattice.rebase_slots` gives them. Returns ``(ij, slot)``: the
+    integer cell ``(n, 2)`` and the slot (-1 unplaced) of each atom.
     """
-    m = np.column_stack([u, v])
-    anchors = np.flatnonzero(labels == anchor)
-    origin, frac = origin_and_fractions(yx, anchors, np.linalg.inv(m))
-    n = len(yx)
+    n = len(frac)
+    placed = np.flatnonzero(site >= 0)
     ij = np.zeros((n, 2), np.int64)
     slot = np.full(n, -1, np.int64)
-    resid = np.full(n, np.inf)
-    for s, pos in enumerate(slots):
-        cell = np.round(frac - pos)
-        d = np.linalg.norm((frac - pos - cell) @ m.T, axis=1)
-        better = (d < tol) & (d < resid) & (labels >= 0)
-        ij[better], slot[better], resid[better] = cell[better], s, d[better]
-    return ij, slot, resid, origin
+    # site coordinates are exact, so the wrap needs no positional tolerance, and all the
+    # atoms of a site share its slot: one match per site, not per atom
+    cell = np.floor(frac[placed] + 0.25 + 1e-9)
+    sites, first = np.unique(site[placed], return_index=True)
+    slot_of = np.full(int(sites.max(initial=-1)) + 1, -1, np.int64)
+    for s, k in zip(sites.tolist(), first.tolist(), strict=True):
+        off = (frac[placed[k]] - cell[k]) @ m.T
+        slot_of[s] = int(np.argmin(np.linalg.norm(off - slots @ m.T, axis=1)))
+    ij[placed] = cell.astype(np.int64)
+    slot[placed] = slot_of[site[placed]]
+    return ij, slot
 
 
 def lattice_cells(
     yx: np.ndarray,
     labels: np.ndarray,
+    frac: np.ndarray,
+    site: np.ndarray,
     u: np.ndarray,
     v: np.ndarray,
     slots: np.ndarray,
-    anchor: int,
-    tol: float,
 ) -> dict[str, np.ndarray]:
     """The accepted lattice cells of one frame and the labels of their slots.
 
-    A cell ``(i, j)`` is the parallelogram ``[p, p+u, p+u+v, p+v]``; it is accepted when each of
-    its four corner lattice points holds an anchor atom or is a vacancy that the lattice
-    predicts (at least 3 of its 4 nearest lattice points hold anchors), and at least three
-    corners are real. Each atom belongs to at most one cell (the slot it sits on; of two atoms
-    on the same slot of a cell, the later one).
+    A cell ``(i, j)`` is the parallelogram ``[p, p+u, p+u+v, p+v]`` and the atoms on its
+    ``slots`` (:func:`cell_members` of the ideal coordinates ``frac`` and ``site``). A
+    lattice point is *real* when a labelled atom, of any label, sits on it (slot 0), and
+    *known* when real or when at least 3 of its 4 nearest lattice points are real (a vacancy
+    the lattice predicts). A cell is accepted when its four corners are known and at least three are
+    real, which drops the cells cut by the image border. Each atom belongs to at most
+    one cell (of two atoms on the same slot of a cell, the later one).
 
     Returns a dict with ``ij`` (c, 2) in lexicographic order, ``centre`` (c, 2) pixel
-    ``(y, x)``, ``members`` (c, s) atom indices (-1 = empty slot) and ``slot_labels`` (c, s).
+    ``(y, x)`` (the cell's atoms moved back by their slot offsets, averaged; for a cell with
+    no atom, the mean over its real neighbours), ``members`` (c, s) atom indices (-1 = empty
+    slot) and ``slot_labels`` (c, s).
     """
-    ij, slot, _, origin = cell_members(yx, labels, u, v, slots, anchor, tol)
+    m = np.column_stack([u, v])
+    ij, slot = cell_members(frac, site, m, slots)
+    slot[labels < 0] = -1
     s = len(slots)
-    anchors = ij[(slot == 0) & (labels == anchor)]
-    if len(anchors):
-        lo = anchors.min(axis=0)
-        shape = anchors.max(axis=0) - lo + 1
-        # Occupancy of the lattice points over the anchors' bounding box, with a margin of one
+    placed = np.flatnonzero(slot >= 0)
+    if len(placed):
+        lo = ij[placed].min(axis=0)
+        shape = ij[placed].max(axis=0) - lo + 1
+        # Occupancy of the lattice points over the atoms' bounding box, with a margin of one
         # empty point so that neighbours and corners are shifted slices.
+        p = ij[placed] - lo + 1
         real = np.zeros(shape + 2, np.int8)
-        real[anchors[:, 0] - lo[0] + 1, anchors[:, 1] - lo[1] + 1] = 1
+        on_anchor = slot[placed] == 0
+        real[p[on_anchor, 0], p[on_anchor, 1]] = 1
+        # each lattice point's pixel position, from the atoms on it (drift-free locally)
+        point = (yx[placed] - slots[slot[placed]] @ m.T)
+        flat = np.ravel_multi_index((p[:, 0], p[:, 1]), real.shape)
+        n_on = np.bincount(flat, minlength=real.size)
+        pos = np.column_stack([np.bincount(flat, point[:, k], real.size) for k in range(2)])
+        pos = pos.reshape(*real.shape, 2)
+        n_on = n_on.reshape(real.shape)
         around = real[:-2, 1:-1] + real[2:, 1:-1] + real[1:-1, :-2] + real[1:-1, 2:]
         known = real.astype(bool)
         known[1:-1, 1:-1] |= around >= 3
+        # an empty point lies where its real neighbours, moved back by one step, put it
+        near = np.zeros((*shape, 2))
+        n_near = np.zeros(shape)
+        for (rows, cols), step in (((slice(None, -2), slice(1, -1)), m[:, 0]),
+                                   ((slice(2, None), slice(1, -1)), -m[:, 0]),
+                                   ((slice(1, -1), slice(None, -2)), m[:, 1]),
+                                   ((slice(1, -1), slice(2, None)), -m[:, 1])):
+            has = n_on[rows, cols] > 0
+            near += np.where(has[..., None], pos[rows, cols] / np.maximum(n_on[rows, cols],
+                                                                          1)[..., None]
+                             + step, 0.0)
+            n_near += has
+        inner = n_on[1:-1, 1:-1]
+        point_pos = np.where((inner > 0)[..., None], pos[1:-1, 1:-1]
+                             / np.maximum(inner, 1)[..., None],
+                             near / np.maximum(n_near, 1)[..., None])
         # corner (a, b) of every cell, a and b in {0, 1}
         offsets = (slice(1, -1), slice(2, None))
         corner_known = np.ones(shape, bool)
@@ -113,17 +146,16 @@ def lattice_cells(
                 corner_known &= known[rows, cols]
                 corner_real += real[rows, cols]
         accepted = corner_known & (corner_real >= 3)
-        cells = np.argwhere(accepted) + lo
+        found = np.argwhere(accepted)
+        cells = found + lo
+        centre = point_pos[found[:, 0], found[:, 1]] + 0.5 * (m[:, 0] + m[:, 1])
         index = np.full(shape, -1, np.int64)
         index[accepted] = np.arange(len(cells))
-        atom = np.flatnonzero(slot >= 0)
-        p = ij[atom] - lo
-        inside = ((p >= 0) & (p < shape)).all(axis=1)
-        atom, p = atom[inside], p[inside]
-        k = index[p[:, 0], p[:, 1]]
-        atom, flat = atom[k >= 0], k[k >= 0] * s + slot[atom[k >= 0]]
+        k = index[p[:, 0] - 1, p[:, 1] - 1]
+        atom, flat = placed[k >= 0], k[k >= 0] * s + slot[placed[k >= 0]]
     else:
         cells = np.empty((0, 2), np.int64)
+        centre = np.empty((0, 2))
         atom = flat = np.empty(0, np.int64)
     c = len(cells)
     members = np.full(c * s, -1, np.int64)
@@ -133,10 +165,8 @@ def lattice_cells(
     members = members.reshape(c, s)
     # An anchor slot holding an atom of another label (e.g. an antisite) keeps that label.
     slot_labels = np.where(members >= 0, labels[np.maximum(members, 0)], -1).astype(np.int64)
-    ij_arr = cells.astype(np.int64).reshape(c, 2)
-    m = np.column_stack([u, v])
-    centre = origin + (ij_arr + 0.5) @ m.T
-    return {"ij": ij_arr, "centre": centre, "members": members, "slot_labels": slot_labels}
+    return {"ij": cells.astype(np.int64).reshape(c, 2), "centre": centre.reshape(c, 2),
+            "members": members, "slot_labels": slot_labels}
 
 
 def adjacent_cells(ij: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -190,10 +220,10 @@ def slot_types(slot_labels: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarr
     """The cell types of rows of slot labels, as :func:`type_table` of their types.
 
     A cell's type is its anchor slot's label, then the other slots' labels rolled by
-    :func:`canonical_roll`; each distinct row is rolled once.
+    :func:`canonical_cycle`; each distinct row is rolled once.
     """
     rows, inverse, _ = _row_groups(np.asarray(slot_labels, np.int64))
-    table, code = type_table([(int(r[0]), *canonical_roll(r[1:])) for r in rows.tolist()])
+    table, code = type_table([(int(r[0]), *canonical_cycle(r[1:])) for r in rows.tolist()])
     return table, code[inverse]
 
 

@@ -25,13 +25,13 @@ __all__ = [
     "anchor_label",
     "dense_groups",
     "equivalent_bases",
-    "fractional_offsets",
     "lattice_basis",
     "lattice_neighbours",
     "lattice_rotations",
     "neighbour_spacing",
-    "origin_and_fractions",
+    "patch_offsets",
     "rebase_slots",
+    "root_atom",
     "same_label_vectors",
     "slot_positions",
 ]
@@ -44,14 +44,18 @@ _MIN_SUPPORT = 0.25
 
 
 _MAX_VECTORS = 20_000
+# A median needs no million queries: beyond this many atoms, an even stride of them.
+_MAX_QUERIES = 100_000
+
 
 def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
     """Median nearest-neighbour distance of atoms within the same frame (nan if none)."""
     dists = []
+    stride = max(1, len(yx) // _MAX_QUERIES)
     for f in np.unique(frame):
         pts = yx[frame == f]
         if len(pts) >= 2:
-            d, _ = cKDTree(pts).query(pts, k=2)
+            d, _ = cKDTree(pts).query(pts[::stride], k=2)
             dists.append(d[:, 1])
     if not dists:
         return float("nan")
@@ -59,11 +63,14 @@ def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
 
 
 def same_label_vectors(
-    yx: np.ndarray, labels: np.ndarray, *, k: int = 12, max_length: float
+    yx: np.ndarray, labels: np.ndarray, *, k: int = 12, max_length: float, stride: int = 1
 ) -> np.ndarray:
-    """Vectors from each labelled atom to its ``k`` nearest same-label neighbours (one frame).
+    """Vectors from labelled atoms to their ``k`` nearest same-label neighbours (one frame).
 
-    Returns an ``(m, 2)`` array of ``(dy, dx)`` with length at most ``max_length``.
+    With ``stride > 1`` only every ``stride``-th atom of each label is a source (its
+    neighbours are still all the atoms): a lattice needs tens of thousands of vectors, not
+    ten per atom of a million. Returns an ``(m, 2)`` array of ``(dy, dx)`` with length at
+    most ``max_length``.
     """
     out = []
     for lab in np.unique(labels[labels >= 0]):
@@ -71,10 +78,11 @@ def same_label_vectors(
         if len(pts) < 2:
             continue
         kk = min(k + 1, len(pts))
-        d, idx = cKDTree(pts).query(pts, k=kk, distance_upper_bound=max_length)
+        src = pts[::stride]
+        d, idx = cKDTree(pts).query(src, k=kk, distance_upper_bound=max_length)
         ok = np.isfinite(d) & (d > 0)
-        src = np.broadcast_to(np.arange(len(pts))[:, None], idx.shape)
-        out.append(pts[idx[ok]] - pts[src[ok]])
+        rows = np.broadcast_to(np.arange(len(src))[:, None], idx.shape)
+        out.append(pts[idx[ok]] - src[rows[ok]])
     return np.concatenate(out) if out else np.empty((0, 2))
 
 
@@ -245,25 +253,28 @@ def anchor_label(
     return best
 
 
-def origin_and_fractions(
-    yx: np.ndarray, anchors: np.ndarray, m_inv: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional coordinates of every atom about the anchor nearest the centroid."""
-    centre = yx[anchors].mean(axis=0)
-    origin = yx[anchors[np.argmin(np.linalg.norm(yx[anchors] - centre, axis=1))]]
-    return origin, (yx - origin) @ m_inv.T
-
-
-def fractional_offsets(
-    yx: np.ndarray, labels: np.ndarray, u: np.ndarray, v: np.ndarray, anchor: int
-) -> np.ndarray:
-    """Offsets of every labelled atom from its cell's anchor, fractional, in ``[-0.25, 0.75)²``."""
+def root_atom(yx: np.ndarray, labels: np.ndarray, anchor: int) -> int:
+    """The atom of label ``anchor`` nearest the centroid of the labelled atoms (-1 if none)."""
     anchors = np.flatnonzero(labels == anchor)
     if len(anchors) == 0:
+        return -1
+    centre = yx[labels >= 0].mean(axis=0)
+    return int(anchors[np.argmin(np.linalg.norm(yx[anchors] - centre, axis=1))])
+
+
+def patch_offsets(
+    yx: np.ndarray, labels: np.ndarray, m: np.ndarray, root: int, reach: float
+) -> np.ndarray:
+    """Fractional offsets, wrapped to ``[-0.25, 0.75)²``, of the labelled atoms within
+    ``reach`` pixels of atom ``root``.
+
+    Only a patch about the root is used: over a few cells the scan's distortion moves no atom
+    off its site, as it does across a whole micrograph.
+    """
+    if root < 0:
         return np.empty((0, 2))
-    m = np.column_stack([u, v])
-    _, frac = origin_and_fractions(yx, anchors, np.linalg.inv(m))
-    frac = frac[labels >= 0]
+    near = (np.linalg.norm(yx - yx[root], axis=1) <= reach) & (labels >= 0)
+    frac = (yx[near] - yx[root]) @ np.linalg.inv(m).T
     return frac - np.floor(frac + 0.25)
 
 

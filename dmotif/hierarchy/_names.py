@@ -2,9 +2,9 @@
 
 A cell type is a tuple of slot labels (see :mod:`dmotif.hierarchy.cells`); its *title* says
 what the cell holds ("A + 2 B") or, for a type other than the dominant one, how it differs
-from the dominant cell ("one B → C", "A vacancy"). A title depends only on the multiset of
-the cell's labels, so a turned or mirrored cell, whose slots come in another order, has the
-same title. Pure Python and numpy: no dask, no xarray.
+from the dominant cell ("one B → C", "A vacancy"). A title depends only on the label of the
+cell's lattice point and the multiset of its other labels, so a turned or mirrored cell, whose
+slots come in another order, has the same title. Pure Python and numpy: no dask, no xarray.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _difference(ref: Sequence[int], other: Sequence[int], names: Mapping[int, st
         parts.append(f"{_counted(names.get(k, str(k)), n)} vacanc{'y' if n == 1 else 'ies'}")
     for k, n in Counter(extra[n_sub:]).items():
         parts.append(f"extra {_counted(names.get(k, str(k)), n)}")
-    return ", ".join(parts) or "other arrangement"
+    return ", ".join(parts)
 
 
 def type_titles(
@@ -107,10 +107,12 @@ def type_titles(
     -------
     list of str
         The dominant type by its composition ("A + 2 B"), the others by their difference from
-        it ("one B → C", "A vacancy", "extra C"); rings of another size than the dominant
-        ring are prefixed with it ("5-ring: …"). Types of the same composition in another
-        arrangement (e.g. mirror images, which stay distinct types) share their title: a
-        title is what a reader compares across images, whatever their orientation.
+        it ("one B → C", "A vacancy", "extra C"): for lattice cells, the difference on the
+        lattice point (the anchor slot) and the difference on the other slots, so a metal on
+        a chalcogen site beside an empty lattice point reads "A vacancy, one B → A"; rings
+        of another size than the dominant ring are prefixed with it ("5-ring: …"). A title
+        depends on the anchor and the multiset of the other slots, not on their order, so a
+        turned or mirrored cell has the same title.
 
     Examples
     --------
@@ -121,13 +123,17 @@ def type_titles(
         return []
     rings = kind == "rings"
     ref = tuple(type_labels[0])
-    ref_body = ref[1:] if rings else ref
-    anchor = None if rings else ref[0]
     titles = []
     for k, t in enumerate(type_labels):
-        body = tuple(t[1:]) if rings else tuple(t)
-        title = (_composition(body, names, anchor) if k == 0
-                 else _difference(ref_body, body, names))
+        if k == 0:
+            title = _composition(ref[1:] if rings else ref, names, None if rings else ref[0])
+        elif rings:
+            title = _difference(ref[1:], t[1:], names) or "other arrangement"
+        else:
+            # the lattice point (metal, A site) apart from the other slots, so that a metal
+            # moved onto a chalcogen site reads as such, not as a missing chalcogen
+            parts = [_difference(ref[:1], t[:1], names), _difference(ref[1:], t[1:], names)]
+            title = ", ".join(p for p in parts if p) or "other arrangement"
         if rings:
             title = f"{t[0]}-ring: {title}" if k == 0 or t[0] != ref[0] else title
         titles.append(title)

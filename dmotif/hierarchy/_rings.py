@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay
 
-from ._cells import canonical_roll
+from ._cells import canonical_cycle
 
 __all__ = ["planar_rings"]
 
@@ -88,7 +88,7 @@ def planar_rings(
         verts = verts[np.argsort(a, kind="stable")]
         rings.append(verts)
         centres.append(c)
-        types.append((len(verts), *canonical_roll(labels[verts])))
+        types.append((len(verts), *canonical_cycle(labels[verts])))
     fa, fb = keep_face[face_of], keep_face[face_of[twin]]
     pair = (fa >= 0) & (fb >= 0) & (fa < fb)
     adjacent = np.unique(np.column_stack([fa[pair], fb[pair]]), axis=0).astype(np.int64)

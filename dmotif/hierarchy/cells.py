@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import NoLatticeError, ParameterError
-from . import _cells, _lattice, _rings
+from . import _cells, _lattice, _rings, _unwrap
 from ._atoms import (
     atom_arrays,
     atom_spacing,
@@ -32,22 +32,36 @@ from ._names import type_titles
 __all__ = ["lattice_vectors", "motif_cells"]
 
 _METHODS = ("auto", "lattice", "rings")
+# The basis slots are learned within this many lattice vectors of a central anchor: enough
+# cells for every slot to stand out, few enough that scan distortion moves no atom off its site.
+_PATCH_CELLS = 3.0
 
 
 # --------------------------------------------------------------------------- lattice vectors
 
 
-def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float) -> np.ndarray:
-    return _lattice.same_label_vectors(*frame_atoms(table, f), max_length=max_length)
+# Atoms that source neighbour vectors for the lattice: beyond this many, an even stride.
+_VECTOR_SOURCES = 100_000
+
+
+def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float, stride: int
+                   ) -> tuple[np.ndarray, int]:
+    """The frame's same-label vectors and the number of atoms that sourced them."""
+    yx, lab = frame_atoms(table, f)
+    n = sum(len(range(0, int((lab == k).sum()), stride)) for k in np.unique(lab[lab >= 0]))
+    return _lattice.same_label_vectors(yx, lab, max_length=max_length, stride=stride), n
 
 
 def _pooled_basis(
     table: Any, frame: np.ndarray, lab: np.ndarray, spacing: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``(u, v, support)`` from the same-label vectors of every frame of :func:`atom_table`."""
-    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing) for f, _ in frame_groups(frame)]
-    vectors = np.concatenate(dask.compute(*tasks))
-    return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=int((lab >= 0).sum()))
+    stride = max(1, int((lab >= 0).sum()) // _VECTOR_SOURCES)
+    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing, stride)
+             for f, _ in frame_groups(frame)]
+    parts = dask.compute(*tasks)
+    vectors = np.concatenate([v for v, _ in parts])
+    return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=sum(n for _, n in parts))
 
 
 def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
@@ -108,18 +122,41 @@ def lattice_vectors(atoms: xr.Dataset, *, labels: Any = None) -> xr.DataArray:
 # ``adjacent`` (pairs of cell indices).
 
 
-def _frame_offsets(table, f, u, v, anchor):
-    return _lattice.fractional_offsets(*frame_atoms(table, f), u, v, anchor)
+def _frame_offsets(table, f, m, anchor, reach):
+    """The patch offsets of frame ``f`` about its root, and the anchors in that patch."""
+    yx, lab = frame_atoms(table, f)
+    root = _lattice.root_atom(yx, lab, anchor)
+    if root < 0:
+        return np.empty((0, 2)), 0
+    near = np.linalg.norm(yx - yx[root], axis=1) <= reach
+    return (_lattice.patch_offsets(yx, lab, m, root, reach),
+            int((near & (lab == anchor)).sum()))
 
 
-def _frame_lattice_cells(table, f, u, v, slots, anchor, tol):
-    out = _cells.lattice_cells(*frame_atoms(table, f), u, v, slots, anchor, tol)
-    # each pair once: the neighbour offsets come in (d, -d) halves
-    steps = _lattice.lattice_neighbours(u, v)
-    types, code = _cells.slot_types(out["slot_labels"])
-    return {"centre": out["centre"], "members": out["members"], "ij": out["ij"],
-            "types": types, "type": code,
-            "adjacent": _cells.adjacent_cells(out["ij"], steps[: len(steps) // 2])}
+def _frame_lattice_cells(table, f, m0, sites, bases, slots, anchor, tol):
+    """The cells of frame ``f`` on each of ``bases``: the atoms' ideal coordinates are
+    unwrapped once, on the basis ``m0`` and its ``sites``, and re-expressed on each."""
+    yx, lab = frame_atoms(table, f)
+    frac = np.full((len(yx), 2), np.nan)
+    site = np.full(len(yx), -1, np.int64)
+    sel = np.flatnonzero(lab >= 0)
+    root = _lattice.root_atom(yx, lab, anchor)
+    if root >= 0:
+        frac[sel], site[sel] = _unwrap.unwrap_sites(yx[sel], m0, sites, tol,
+                                                    int(np.searchsorted(sel, root)))
+    out = []
+    for (u, v), slot in zip(bases, slots, strict=True):
+        m = np.column_stack([u, v])
+        # equivalent bases differ by an integer matrix, so the coordinates stay exact sites
+        to_m = np.rint(np.linalg.solve(m, m0))
+        cells = _cells.lattice_cells(yx, lab, frac @ to_m.T, site, u, v, slot)
+        # each pair once: the neighbour offsets come in (d, -d) halves
+        steps = _lattice.lattice_neighbours(u, v)
+        types, code = _cells.slot_types(cells["slot_labels"])
+        out.append({"centre": cells["centre"], "members": cells["members"],
+                    "ij": cells["ij"], "types": types, "type": code,
+                    "adjacent": _cells.adjacent_cells(cells["ij"], steps[: len(steps) // 2])})
+    return out
 
 
 def _frame_rings(table, f, radius, max_ring):
@@ -152,21 +189,27 @@ def motif_cells(
     """Motif-cells of the atoms: lattice cells where a lattice holds, else rings.
 
     ``method="lattice"``: for Bravais vectors ``u, v`` the cell of lattice point ``p`` is
-    ``[p, p+u, p+u+v, p+v]``. Lattice points are those of the *anchor* sublattice (the most
-    frequent label with at most one atom per cell, e.g. the metal of a TMD, the A site of a
-    perovskite); a point with no atom is a vacancy when at least 3 of its 4 nearest lattice
-    points hold an anchor. A cell is kept when its 4 corners are anchors or vacancies, at least
-    3 real, within ``tolerance`` × spacing of the lattice. The basis *slots* (anchor plus the
-    positions other atoms take inside a cell, e.g. the chalcogen at (u+v)/3) are learned from
-    the data; each atom sits on at most one slot of one cell. The cell's type is the anchor
+    ``[p, p+u, p+u+v, p+v]`` with the atoms on its basis *slots*: the lattice point (slot 0)
+    and the positions the other sublattices take inside a cell, e.g. the chalcogen at
+    (u+v)/3 of a TMD, the B site at (u+v)/2 of a perovskite. The slots are learned from the
+    atoms within 3 lattice vectors of a central atom of the *anchor* label (the most frequent
+    label with at most one atom per cell, e.g. the metal of a TMD, the A site of a perovskite),
+    which fixes slot 0 on its sublattice. Every atom, of any label, is then placed on a slot by
+    a walk over the neighbour graph from that atom: each step between neighbours (at most one
+    lattice vector apart, matching a slot-to-slot step within ``tolerance`` × spacing) is
+    snapped to the nearest slot, so the placement does not drift across a distorted micrograph
+    as a single global lattice does. A lattice point is real when an atom sits on it and a
+    vacancy when at least 3 of its 4 nearest lattice points are real; a cell is kept when its
+    4 corners are real or vacancies, at least 3 real (cells cut by the image border are
+    dropped). Each atom sits on at most one slot of one cell. The cell's type is the anchor
     slot's label followed by the other slots' labels (-1 = empty) in angular order about the
-    anchor, rolled to the lexicographically smallest start, so a rotated cell has the same
-    type; a mirrored cell does not (chirality is kept). Which of the lattice's equivalent bases
-    (related by its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides
-    which atoms share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms,
-    not by the pixel axes: the bases whose slots sit closest to the anchor, then the one that
-    places the most atoms in cells, then by the table of type counts and of each type's
-    neighbour types. So the cells of an image turned by any angle are the turned cells.
+    anchor, rolled to the lexicographically smallest start read in either sense, so a rotated
+    or mirrored cell has the same type. Which of the lattice's equivalent bases (related by
+    its rotations: 6 hexagonal, 4 square, 2 otherwise) builds the cells decides which atoms
+    share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms, not by
+    the pixel axes: the bases whose slots sit closest to the anchor, then the one that places
+    the most atoms in cells, then by the table of type counts and of each type's neighbour
+    types. So the cells of an image turned by any angle are the turned cells.
 
     ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
     long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
@@ -272,30 +315,30 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
             f"lattice must be two independent vectors [[u_y, u_x], [v_y, v_x]]; got {uv!r}."
         )
     anchor = _lattice.anchor_label(yx, lab, uv[0], frame)
-    frames = frame_groups(frame)
     if anchor < 0:
         raise NoLatticeError(
             f"no label occupies a single sublattice of the lattice u={uv[0].round(2).tolist()},"
             f" v={uv[1].round(2).tolist()} px; check the labels or use method='rings'."
         )
+    frames = frame_groups(frame)
     bases = _lattice.equivalent_bases(*uv)
     m0 = np.column_stack(bases[0])
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, *bases[0], anchor)
+    reach = _PATCH_CELLS * float(np.linalg.norm(m0, axis=0).max())
+    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, m0, anchor, reach)
                           for f, _ in frames])
     # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
-    learned = _lattice.slot_positions(np.concatenate(offs), m=m0, tol=tol,
-                                    n_cells=int((lab == anchor).sum()))
+    learned = _lattice.slot_positions(np.concatenate([o for o, _ in offs]), m=m0, tol=tol,
+                                      n_cells=sum(n for _, n in offs))
     slots, spread = [], []
     for u, v in bases:
         m = np.column_stack([u, v])
         slots.append(_lattice.rebase_slots(learned, m0, m))
         spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
-    n_f = len(frames)
     best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
-    parts = dask.compute(*[dask.delayed(_frame_lattice_cells)(table, f, *bases[b], slots[b],
-                                                               anchor, tol)
-                           for b in best for f, _ in frames])
-    per_basis = [list(parts[k * n_f:(k + 1) * n_f]) for k in range(len(best))]
+    per_frame = dask.compute(*[dask.delayed(_frame_lattice_cells)(
+        table, f, m0, learned, [bases[b] for b in best], [slots[b] for b in best], anchor, tol)
+        for f, _ in frames])
+    per_basis = [[p[k] for p in per_frame] for k in range(len(best))]
     k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
     u, v = bases[best[k]]
     return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,

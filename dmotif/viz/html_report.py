@@ -254,8 +254,10 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
                           _png(plot_motifs(ds)))
     graph = res.hierarchy
     if graph is not None and graph.number_of_nodes():
-        figs["hierarchy"] = ("Motif hierarchy: an arrow B → A reads 'B is made of A'; the 12 "
-                             "most frequent motifs of each level, the rest summarised",
+        figs["hierarchy"] = ("Motif hierarchy: an arrow B → A reads 'B is made of A' (×n: "
+                             "n times); level 3 draws each pattern's cells in the colours of "
+                             "their level-2 types; the 12 most frequent motifs of each level, "
+                             "the rest summarised",
                              _png(plot_hierarchy(graph)))
     if labels is not None and "frame" in ds:
         figs["fractions"] = ("Fraction of each motif per frame",

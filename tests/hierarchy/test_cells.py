@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dmotif import synthetic
 from dmotif.detect._sublattice import reduce_basis
 from dmotif.errors import NoLatticeError
-from dmotif.hierarchy import _cells, _lattice, _rings
+from dmotif.hierarchy import _cells, _lattice, _rings, _unwrap
 
 
 def _truth(kind, **kw):
@@ -64,6 +64,27 @@ def test_amorphous_points_have_no_lattice():
         _basis(yx, np.zeros(600, int))
 
 
+def _slots(yx, lab, u, v, sp, anchor=0):
+    """The slots learned on a patch of 3 lattice vectors about the central anchor."""
+    m = np.column_stack([u, v])
+    root = _lattice.root_atom(yx, lab, anchor)
+    reach = 3 * np.linalg.norm(m, axis=0).max()
+    near = (np.linalg.norm(yx - yx[root], axis=1) <= reach) & (lab == anchor)
+    return _lattice.slot_positions(_lattice.patch_offsets(yx, lab, m, root, reach), m=m,
+                                   tol=0.2 * sp, n_cells=int(near.sum()))
+
+
+def _frac(yx, lab, u, v, slots, sp, anchor=0):
+    """Ideal coordinates and sites of the labelled atoms, unwrapped from the central anchor."""
+    sel = np.flatnonzero(lab >= 0)
+    frac = np.full((len(yx), 2), np.nan)
+    site = np.full(len(yx), -1, np.int64)
+    root = int(np.searchsorted(sel, _lattice.root_atom(yx, lab, anchor)))
+    frac[sel], site[sel] = _unwrap.unwrap_sites(yx[sel], np.column_stack([u, v]), slots,
+                                                0.2 * sp, root)
+    return frac, site
+
+
 def test_tmd_slots_and_cells_with_a_metal_vacancy():
     # a few single chalcogens keep the metals the most frequent single-sublattice label
     _, yx, lab = _truth("tmd", dose=None, read_noise=0.0, chalcogen_vacancy=0.02,
@@ -75,8 +96,7 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     m = np.column_stack([u, v])
     anchor = _lattice.anchor_label(yx, lab, u)
     assert anchor == 0
-    slots = _lattice.slot_positions(_lattice.fractional_offsets(yx, lab, u, v, 0), m=m,
-                                  tol=0.2 * sp, n_cells=int((lab == 0).sum()))
+    slots = _slots(yx, lab, u, v, sp)
     np.testing.assert_allclose(slots, [[0, 0], [1 / 3, 1 / 3]], atol=1e-3)
     # the chalcogen re-expressed on the 6 equivalent bases: a third of the way along u + v on
     # the 3 bases it lies between, two thirds on the 3 others
@@ -85,7 +105,12 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     np.testing.assert_allclose(sorted(r.sum() for r in re), [2 / 3] * 3 + [4 / 3] * 3,
                                atol=1e-3)
     assert all(abs(r[0] - r[1]) < 1e-3 for r in re)
-    out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+    frac, site = _frac(yx, lab, u, v, slots, sp)
+    # every atom of the frame is placed, on the site its truth label says
+    assert np.isfinite(frac).all()
+    on_metal = np.abs(frac - np.round(frac)).max(axis=1) < 1e-6
+    assert (on_metal == (lab == 0)).all() and (on_metal == (site == 0)).all()
+    out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
     types, counts = np.unique(out["slot_labels"], axis=0, return_counts=True)
     assert dict(zip(map(tuple, types.tolist()), counts.tolist(), strict=True))[(-1, 1)] == 1
     assert set(map(tuple, types.tolist())) == {(0, 1), (0, 2), (-1, 1)}
@@ -94,14 +119,36 @@ def test_tmd_slots_and_cells_with_a_metal_vacancy():
     assert len(np.unique(mem)) == len(mem)
 
 
+def test_unwrap_keeps_every_atom_on_its_site_under_a_scan_distortion():
+    # A shear growing across the image (slow drift) moves the last rows by a third of a cell
+    # off the global lattice: the walk between neighbours still puts every atom on its site.
+    _, yx, lab = _truth("tmd", dose=None, read_noise=0.0, chalcogen_vacancy=0.0,
+                        double_vacancy=0.0, antisite=0.0, metal_vacancy=0.0)
+    u, v, _, sp = _basis(yx, lab)
+    m = np.column_stack([u, v])
+    slots = _slots(yx, lab, u, v, sp)
+    sheared = yx.copy()
+    sheared[:, 1] += 0.04 * yx[:, 0]
+    frac, _ = _frac(sheared, lab, u, v, slots, sp)
+    assert np.isfinite(frac).all()
+    assert ((np.abs(frac - np.round(frac)).max(axis=1) < 1e-6) == (lab == 0)).all()
+    # the global lattice, by contrast, puts some atoms off every site by more than 0.2 spacing
+    root = _lattice.root_atom(sheared, lab, 0)
+    g = (sheared - sheared[root]) @ np.linalg.inv(m).T
+    off = np.min([np.linalg.norm((g - s - np.round(g - s)) @ m.T, axis=1) for s in slots],
+                 axis=0)
+    assert (off > 0.2 * sp).mean() > 0.1
+
+
 @given(st.lists(st.integers(-1, 4), min_size=1, max_size=8), st.integers(0, 7))
-def test_canonical_roll_is_rotation_invariant(seq, k):
+def test_canonical_cycle_is_rotation_and_mirror_invariant(seq, k):
     k %= len(seq)
-    assert _cells.canonical_roll(seq[k:] + seq[:k]) == _cells.canonical_roll(seq)
+    assert _cells.canonical_cycle(seq[k:] + seq[:k]) == _cells.canonical_cycle(seq)
+    assert _cells.canonical_cycle(seq[::-1]) == _cells.canonical_cycle(seq)
 
 
-def test_canonical_roll_keeps_mirror_images_apart():
-    assert _cells.canonical_roll([0, 1, 2]) != _cells.canonical_roll([2, 1, 0])
+def test_canonical_cycle_keeps_other_orders_apart():
+    assert _cells.canonical_cycle([0, 0, 1, 1]) != _cells.canonical_cycle([0, 1, 0, 1])
 
 
 def test_planar_rings_of_a_square_grid():
@@ -148,10 +195,19 @@ def test_equivalent_bases_rotations_and_neighbours(angle, ratio, n_bases, n_neig
     assert len({tuple(d) for d in nb.tolist()}) == n_neighbours
 
 
-def _per_cell_lattice_cells(yx, labels, u, v, slots, anchor, tol):
-    """lattice_cells as it was first written, cell by cell with sets and a dict (reference)."""
-    ij, slot, _, origin = _cells.cell_members(yx, labels, u, v, slots, anchor, tol)
-    real = {tuple(p) for p in ij[(slot == 0) & (labels == anchor)].tolist()}
+def _per_cell_lattice_cells(yx, labels, frac, u, v, slots):
+    """lattice_cells as it was first written, cell by cell with sets and a dict (reference);
+    each atom's slot by its offset in the cell, nearest slot."""
+    m = np.column_stack([u, v])
+    placed = np.isfinite(frac).all(axis=1)
+    ij = np.zeros((len(frac), 2), np.int64)
+    slot = np.full(len(frac), -1, np.int64)
+    for a in np.flatnonzero(placed):
+        cell = np.floor(frac[a] + 0.25 + 1e-9)
+        ij[a] = cell
+        slot[a] = np.argmin(np.linalg.norm((frac[a] - cell - slots) @ m.T, axis=1))
+    slot[labels < 0] = -1
+    real = {tuple(p) for p in ij[slot == 0].tolist()}
     nb = ((1, 0), (-1, 0), (0, 1), (0, -1))
     lo, hi = np.array(sorted(real)).min(axis=0), np.array(sorted(real)).max(axis=0)
     cand = {(i, j) for i in range(lo[0], hi[0] + 1) for j in range(lo[1], hi[1] + 1)
@@ -163,13 +219,23 @@ def _per_cell_lattice_cells(yx, labels, u, v, slots, anchor, tol):
                    and sum((i + a, j + b) in real for a, b in corners) >= 3)
     members = np.full((len(cells), len(slots)), -1, np.int64)
     index = {cell: k for k, cell in enumerate(cells)}
+    points = {}
     for atom in np.flatnonzero(slot >= 0):
-        k = index.get((int(ij[atom, 0]), int(ij[atom, 1])))
+        key = (int(ij[atom, 0]), int(ij[atom, 1]))
+        points.setdefault(key, []).append(yx[atom] - slots[slot[atom]] @ m.T)
+        k = index.get(key)
         if k is not None:
             members[k, slot[atom]] = atom
-    ij_arr = np.array(cells, np.int64).reshape(-1, 2)
-    return {"ij": ij_arr, "members": members,
-            "centre": origin + (ij_arr + 0.5) @ np.column_stack([u, v]).T}
+    centre = []
+    for i, j in cells:
+        if (i, j) in points:
+            p = np.mean(points[(i, j)], axis=0)
+        else:
+            p = np.mean([np.mean(points[(i + a, j + b)], axis=0) - m @ (a, b)
+                         for a, b in nb if (i + a, j + b) in points], axis=0)
+        centre.append(p + 0.5 * (u + v))
+    return {"ij": np.array(cells, np.int64).reshape(-1, 2), "members": members,
+            "centre": np.reshape(centre, (-1, 2))}
 
 
 def _per_cell_adjacent(ij, steps):
@@ -205,20 +271,24 @@ def doubled_tmd():
     yx = np.concatenate([yx, yx[twin] + rng.normal(0.0, 0.5, (60, 2))])
     lab = np.concatenate([lab, lab[twin]])
     m = np.column_stack([u, v])
-    slots = _lattice.slot_positions(_lattice.fractional_offsets(yx, lab, u, v, 0), m=m,
-                                  tol=0.2 * sp, n_cells=int((lab == 0).sum()))
-    bases = [(a, b, _lattice.rebase_slots(slots, m, np.column_stack([a, b])))
-             for a, b in _lattice.equivalent_bases(u, v)]
-    return yx, lab, sp, bases
+    slots = _slots(yx, lab, u, v, sp)
+    frac, site = _frac(yx, lab, u, v, slots, sp)
+    bases = []
+    for a, b in _lattice.equivalent_bases(u, v):
+        mb = np.column_stack([a, b])
+        bases.append((a, b, _lattice.rebase_slots(slots, m, mb),
+                      frac @ np.rint(np.linalg.solve(mb, m)).T))
+    return yx, lab, site, bases
 
 
 def test_lattice_cells_equal_the_per_cell_formulation(doubled_tmd):
-    yx, lab, sp, bases = doubled_tmd
-    for u, v, slots in bases:
-        out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
-        ref = _per_cell_lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
-        for key in ("ij", "members", "centre"):
+    yx, lab, site, bases = doubled_tmd
+    for u, v, slots, frac in bases:
+        out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
+        ref = _per_cell_lattice_cells(yx, lab, frac, u, v, slots)
+        for key in ("ij", "members"):
             np.testing.assert_array_equal(out[key], ref[key])
+        np.testing.assert_allclose(out["centre"], ref["centre"], atol=1e-9)
         assert (out["members"] >= len(yx) - 60).any()  # some doubled atom won its slot
         assert len(out["ij"]) > 100
 
@@ -240,14 +310,14 @@ def test_slot_types_roll_each_row():
     table, code = _cells.slot_types(rows)
     assert table == sorted(set(table))
     assert [table[k] for k in code.tolist()] == [
-        (r[0], *_cells.canonical_roll(r[1:])) for r in rows.tolist()]
+        (r[0], *_cells.canonical_cycle(r[1:])) for r in rows.tolist()]
 
 
 def test_convention_key_equals_the_per_cell_formulation(doubled_tmd):
-    yx, lab, sp, bases = doubled_tmd
+    yx, lab, site, bases = doubled_tmd
     keys = []
-    for u, v, slots in bases:
-        out = _cells.lattice_cells(yx, lab, u, v, slots, 0, 0.2 * sp)
+    for u, v, slots, frac in bases:
+        out = _cells.lattice_cells(yx, lab, frac, site, u, v, slots)
         steps = _lattice.lattice_neighbours(u, v)
         types, code = _cells.slot_types(out["slot_labels"])
         part = {"members": out["members"], "types": types, "type": code,

@@ -361,8 +361,14 @@ def test_plot_hierarchy_draws_every_node(tmp_path):
     ax = fig.axes[0]
     drawn = [a.get_gid() for a in ax.child_axes] + [ln.get_gid() for ln in ax.lines]
     assert sorted(d for d in drawn if d) == sorted(f"node:{n}" for n in g.nodes)
+    # multiplicities other than 1 are written; the regions node's edges are not drawn
     mults = [t for t in ax.texts if t.get_gid() == "multiplicity"]
-    assert len(mults) == g.number_of_edges()
+    assert len(mults) == sum(d["multiplicity"] != 1 for a, _, d in g.edges(data=True)
+                             if "sizes" not in g.nodes[a])
+    assert any(d["multiplicity"] != 1 for *_, d in g.edges(data=True))
+    # level-3 patterns are sketched as their cells, one inset per pattern
+    level3 = [n for n, d in g.nodes(data=True) if d["level"] == 3 and "sizes" not in d]
+    assert level3 and all(f"node:{n}" in drawn for n in level3)
     fig.savefig(tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 0
 

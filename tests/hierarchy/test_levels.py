@@ -21,6 +21,12 @@ def _title_counts(atoms: xr.Dataset) -> Counter:
     return Counter(titles.tolist())
 
 
+def _type_counts(atoms: xr.Dataset) -> Counter:
+    cells = dmotif.motif_cells(atoms, atoms["label"])
+    names = np.array(cells.attrs["type_names"])[cells["type"].values]
+    return Counter(names.tolist())
+
+
 def test_titles_of_a_tmd_survive_a_quarter_turn_and_a_mirror(tmd_small) -> None:
     atoms = tmd_small.atoms
     side = tmd_small.image.sizes["x"] - 1
@@ -33,6 +39,11 @@ def test_titles_of_a_tmd_survive_a_quarter_turn_and_a_mirror(tmd_small) -> None:
                    "one chalcogen_pair → antisite": 3, "metal vacancy": 2}
     assert _title_counts(turned) == ref
     assert _title_counts(mirrored) == ref
+    # the types themselves (slot labels in canonical order), not only their titles
+    types = _type_counts(atoms)
+    assert sorted(types.values(), reverse=True) == [317, 11, 3, 2]
+    assert _type_counts(turned) == types
+    assert _type_counts(mirrored) == types
 
 
 def test_titles_depend_on_composition_not_on_slot_order() -> None:
@@ -42,6 +53,10 @@ def test_titles_depend_on_composition_not_on_slot_order() -> None:
                           (0, 1, 1, -1), (0, 2, 2, 1)], "lattice", names)
     assert titles == ["Mo + 3 S2", "one S2 → S1", "one S2 → S1", "Mo vacancy",
                       "S2 vacancy", "2 S2 → S1"]
+    # the lattice point apart: a metal on the chalcogen site beside an empty lattice point
+    # is not a missing chalcogen (both have the composition "Mo")
+    assert type_titles([(0, 1), (-1, 0), (0, -1), (1, -1)], "lattice", names) == [
+        "Mo + S2", "Mo vacancy, one S2 → Mo", "S2 vacancy", "one Mo → S2, S2 vacancy"]
     rings = type_titles([(6, 0, 1, 0, 1, 0, 1), (5, 0, 1, 0, 1, 0)], "rings", names)
     assert rings == ["6-ring: 3 Mo + 3 S2", "5-ring: S2 vacancy"]
 
@@ -102,3 +117,18 @@ def test_level1_hierarchy_says_why(tmd_small) -> None:
     assert {d["level"] for _, d in g.nodes(data=True)} == {1}
     assert sum(d["count"] for _, d in g.nodes(data=True)) == int(
         (tmd_small.atoms["label"].values >= 0).sum())
+
+
+def test_types_of_an_abtem_mose2_survive_a_quarter_turn_and_a_mirror() -> None:
+    # the corpus image's true columns (drift-sheared, with single Se, antisites, W, a Mo
+    # vacancy): a simulation's geometry, not the generator's
+    data = np.load(Path(__file__).parents[1] / "data" / "abtem_mose2_adf.npz")
+    _, lab = np.unique(data["column_type"], return_inverse=True)
+    y, x = data["column_y"], data["column_x"]
+    side = max(data["image"].shape) - 1
+    views = [(y, x), (x, side - y), (x, y)]  # as is, a quarter turn, a mirror of the turn
+    counts = [_type_counts(xr.Dataset({"y": ("atom", a), "x": ("atom", b),
+                                       "label": ("atom", lab.astype(np.int32))}))
+              for a, b in views]
+    assert sum(counts[0].values()) == 59
+    assert counts[1] == counts[0] and counts[2] == counts[0]

@@ -37,7 +37,8 @@ def test_real_perovskite_runs_and_reports(perovskite: dmotif.Result, tmp_path: P
     members, ctype = ds["cell_members"].values, ds["cell_type"].values
     rows = np.broadcast_to(np.arange(len(ctype))[:, None], members.shape)[members >= 0]
     np.testing.assert_array_equal(l2[members[members >= 0]], ctype[rows])
-    assert (l2 >= 0).mean() > 0.5
+    # the A and B columns alike are in cells, all but the border's (measured 192 of 221)
+    assert (l2 >= 0).mean() > 0.85
     # the graph and its patches live in arrays, not in the root zarr.json
     assert (Path(res.path) / "zarr.json").stat().st_size < 50_000
     html = dmotif.report(res, tmp_path / "r.html").read_text()
