@@ -73,6 +73,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "plot_map": "dmotif.viz.plots",
     "plot_motifs": "dmotif.viz.plots",
     "reconstruct": "dmotif.features.zernike",
+    "refine_columns": "dmotif.measure.columns",
     "report": "dmotif.viz.html_report",
     "run": "dmotif.pipeline.runner",
     "save_4dstem": "dmotif.io.stem4d",
@@ -88,7 +89,8 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "zernike_features": "dmotif.features.zernike",
 }
 #: The subpackages, imported on first access as ``dmotif.<name>`` too.
-_SUBPACKAGES = ("detect", "embed", "features", "hierarchy", "io", "motifs", "pipeline", "viz")
+_SUBPACKAGES = ("detect", "embed", "features", "hierarchy", "io", "measure", "motifs", "pipeline",
+                "viz")
 _LAZY.update({name: (f"dmotif.{name}", None) for name in _SUBPACKAGES})
 
 
@@ -159,6 +161,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         to_hyperspy,
         write_result,
     )
+    from .measure import refine_columns
     from .motifs import cluster, motif_summary
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
@@ -204,6 +207,7 @@ __all__ = [
     "plot_map",
     "plot_motifs",
     "reconstruct",
+    "refine_columns",
     "report",
     "run",
     "save_4dstem",
