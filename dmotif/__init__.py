@@ -52,12 +52,14 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "build_hierarchy": "dmotif.hierarchy.graph",
     "cluster": "dmotif.motifs.clustering",
     "detect_atoms": "dmotif.detect.atoms",
+    "displacements": "dmotif.measure.displacements",
     "diffraction_features": "dmotif.features.diffraction",
     "estimate_spacing": "dmotif.detect.atoms",
     "explore": "dmotif.viz.explorer.server",
     "export": "dmotif.io.export",
     "extract_patches": "dmotif.features.patches",
     "fr_layout": "dmotif.embed.layout",
+    "intensity_statistics": "dmotif.measure.intensities",
     "lattice_vectors": "dmotif.hierarchy.cells",
     "learn_cell_motifs": "dmotif.hierarchy.learned",
     "load_hierarchy": "dmotif.hierarchy.serialisation",
@@ -80,6 +82,8 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "save_hierarchy": "dmotif.hierarchy.serialisation",
     "save_image": "dmotif.io.images",
     "save_labels": "dmotif.io.edits",
+    "strain": "dmotif.measure.strain",
+    "sublattices": "dmotif.measure.sublattices",
     "synthetic": ("dmotif.synthetic", None),
     "synthetic_4d": ("dmotif.synthetic.stem4d", None),
     "to_hyperspy": "dmotif.io.hyperspy",
@@ -161,7 +165,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         to_hyperspy,
         write_result,
     )
-    from .measure import refine_columns
+    from .measure import displacements, intensity_statistics, refine_columns, strain, sublattices
     from .motifs import cluster, motif_summary
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
@@ -187,11 +191,13 @@ __all__ = [
     "cluster",
     "detect_atoms",
     "diffraction_features",
+    "displacements",
     "estimate_spacing",
     "explore",
     "export",
     "extract_patches",
     "fr_layout",
+    "intensity_statistics",
     "lattice_vectors",
     "learn_cell_motifs",
     "load_hierarchy",
@@ -214,6 +220,8 @@ __all__ = [
     "save_hierarchy",
     "save_image",
     "save_labels",
+    "strain",
+    "sublattices",
     "synthetic",
     "synthetic_4d",
     "to_hyperspy",
