@@ -156,7 +156,8 @@ def refine_columns(
     window = float(window or WINDOW_FRACTION * spacing)
     sigma = float(sigma or SIGMA_FRACTION * spacing)
     cap = CAP_FRACTION * spacing
-    reach = 2 * cap
+    # Fitted centres, which bound the cells, move up to half a window from the detected ones.
+    reach = 2 * cap + window
     img = as_image_stack(image, chunks=chunks or "auto")
     arr = img.data
     frame = atoms["frame"].values.astype(np.int64)
