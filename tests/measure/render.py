@@ -17,7 +17,7 @@ def render(shape: tuple[int, int], yx: np.ndarray, amplitude: np.ndarray | float
     img = np.full(shape, float(background))
     r = int(np.ceil(6 * max(sigma_a, sigma_b)))
     for (y0, x0), amp in zip(yx, amplitude, strict=True):
-        iy, ix = int(round(y0)), int(round(x0))
+        iy, ix = round(float(y0)), round(float(x0))
         ys = slice(max(iy - r, 0), min(iy + r + 1, shape[0]))
         xs = slice(max(ix - r, 0), min(ix + r + 1, shape[1]))
         yy, xx = np.mgrid[ys, xs]

@@ -16,7 +16,10 @@ SHAPE = (260, 260)
 DOSE = 12.0
 
 
-def _noisy_fit(truth, amplitude, labels, seed, sigma=1.8, spacing=A / np.sqrt(2)):
+B_SPACING = A / np.sqrt(2)  # A to B
+
+
+def _noisy_fit(truth, amplitude, labels, seed, sigma=1.8, spacing=B_SPACING):
     clean = render(SHAPE, truth, amplitude, sigma, sigma, 0.0, 10.0) * DOSE
     img = np.random.default_rng(seed).poisson(clean).astype(float)
     start = truth + np.random.default_rng(seed + 100).uniform(-0.3, 0.3, truth.shape)
@@ -66,7 +69,7 @@ def test_sublattices_per_frame_follow_a_rotation():
 
 
 def test_displacements_recover_the_rendered_polarisation(perovskite):
-    cols, truth, labels, true_disp = perovskite
+    cols, _, labels, true_disp = perovskite
     d = dmotif.displacements(cols, motif=1, reference=0)
     got = np.column_stack([d["disp_y"].values, d["disp_x"].values])[labels == 1]
     ok = np.isfinite(got).all(axis=1)
