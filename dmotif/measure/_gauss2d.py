@@ -28,9 +28,7 @@ FIELDS = (
 )
 _NP = 7  # A, B, y0, x0, a, b, c
 _MAX_ITER = 60
-# A step that lowers the cost by less than this fraction of it ends the fit: on noisy data
-# further steps move the centre by a tiny fraction of its standard error.
-_REL_TOL = 1e-12
+_CHI2_TOL = 1e-3
 # A fit that moves farther than this fraction of the disk radius from its start, or whose
 # width leaves [start / _WIDTH_RANGE, start * _WIDTH_RANGE], is rejected (NaN): it latched
 # onto a neighbour or noise.
@@ -88,22 +86,12 @@ def _normal_equations(vals, ys, xs, npix, p, jtj, jtr, meat):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cost(vals, ys, xs, npix, p):
-    cost = 0.0
-    for n in range(npix):
-        dy = ys[n] - p[2]
-        dx = xs[n] - p[3]
-        r = vals[n] - p[1] - p[0] * math.exp(
-            -0.5 * (p[4] * dx * dx + 2.0 * p[5] * dx * dy + p[6] * dy * dy))
-        cost += r * r
-    return cost
-
-
-@numba.njit(cache=True, nogil=True)
 def _fit(vals, ys, xs, npix, p, y0, x0, radius, sigma0, out):
     # Levenberg-Marquardt from p (modified in place); writes the FIELDS but cross_section.
     jtj = np.empty((_NP, _NP))
     jtr = np.empty(_NP)
+    tjtj = np.empty((_NP, _NP))
+    tjtr = np.empty(_NP)
     damped = np.empty((_NP, _NP))
     q = np.empty(_NP)
     cost = _normal_equations(vals, ys, xs, npix, p, jtj, jtr, False)
@@ -124,13 +112,20 @@ def _fit(vals, ys, xs, npix, p, y0, x0, radius, sigma0, out):
             if q[4] <= 0.0 or q[6] <= 0.0 or q[4] * q[6] <= q[5] * q[5]:
                 lam *= 10.0
                 continue
-            c = _cost(vals, ys, xs, npix, q)
+            # The trial's normal equations come with its cost: most steps are accepted, and
+            # an accepted one then needs no second pass over the pixels.
+            c = _normal_equations(vals, ys, xs, npix, q, tjtj, tjtr, False)
             if c < cost:
                 p[:] = q
+                jtj[:] = tjtj
+                jtr[:] = tjtr
                 gain = cost - c
-                cost = _normal_equations(vals, ys, xs, npix, p, jtj, jtr, False)
+                cost = c
                 lam = max(lam * 0.3, 1e-12)
-                improved = gain > _REL_TOL * cost
+                # Stop once a step lowers chi² (the cost over the per-pixel noise variance,
+                # cost / npix) by less than _CHI2_TOL: further steps move the centre by a tiny
+                # fraction of its standard error. Noise-free data stop at stagnation.
+                improved = gain * npix > _CHI2_TOL * cost
                 break
             lam *= 10.0
         if not improved:
@@ -321,16 +316,18 @@ def _fit_all(img, oy, ox, cy, cx, wanted, radius, sigma0, cap, ptr, idx, neighbo
 def neighbour_lists(y: np.ndarray, x: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
     """The columns within ``reach`` of each column, as CSR arrays ``(ptr, idx)``.
 
-    Each list is sorted by index, so sums over neighbours run in the same order whatever the
-    tile the columns were cut from (the indices follow the atoms' global order).
+    Each list runs from the nearest neighbour out (ties by index), so the Voronoi test of a
+    pixel outside the cell usually stops at the first neighbour, and sums over neighbours run
+    in the same order whatever the tile the columns were cut from (a tile keeps the atoms'
+    global order).
     """
     from scipy.spatial import cKDTree
 
     pts = np.column_stack([y, x])
     pairs = cKDTree(pts).query_pairs(reach, output_type="ndarray")
     both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), np.int64)
-    order = np.lexsort((both[:, 1], both[:, 0]))
-    both = both[order]
+    dist = np.hypot(*(pts[both[:, 0]] - pts[both[:, 1]]).T)
+    both = both[np.lexsort((both[:, 1], dist, both[:, 0]))]
     ptr = np.searchsorted(both[:, 0], np.arange(len(pts) + 1)).astype(np.int64)
     return ptr, both[:, 1].astype(np.int64)
 
@@ -380,8 +377,9 @@ def fit_columns(
         The :data:`FIELDS` per column: shape parameters, their standard errors (the
         sandwich covariance of the least-squares fit; the shape's through the delta method),
         the residual rms and the cross-section (the sum of pixel minus fitted background over
-        the Voronoi cell of the column's first-pass centre). ``sigma_a >= sigma_b``; ``angle`` is the
-        direction of the ``sigma_a`` axis from +x towards +y (rows down), in (-pi/2, pi/2].
+        the Voronoi cell of the column's first-pass centre). ``sigma_a >= sigma_b``;
+        ``angle`` is the direction of the ``sigma_a`` axis from +x towards +y (rows down), in
+        (-pi/2, pi/2].
         A rejected fit (see :data:`_MAX_MOVE`) keeps the start as ``y``, ``x`` and NaN
         elsewhere; rows not ``wanted`` are NaN.
     """
