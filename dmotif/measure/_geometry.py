@@ -11,10 +11,12 @@ from scipy.spatial import cKDTree
 
 from ..hierarchy._lattice import lattice_basis, neighbour_spacing, same_label_vectors
 
-__all__ = ["TOLERANCE", "cell_centres", "deformation", "mean_basis"]
+__all__ = ["MIN_NEIGHBOURS", "TOLERANCE", "cell_centres", "deformation", "mean_basis"]
 
 #: A lattice site is matched by the column within this fraction of the shorter lattice vector.
 TOLERANCE = 0.25
+#: The local deformation needs at least this many of a column's eight neighbours.
+MIN_NEIGHBOURS = 5
 
 
 def mean_basis(yx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -78,8 +80,9 @@ def deformation(yx: np.ndarray, u: np.ndarray, v: np.ndarray, ideal_u: np.ndarra
     column within :data:`TOLERANCE` of where ``(u, v)``, the measured mean lattice, puts it)
     give measured vectors ``d`` for the same combinations ``r`` of the reference vectors
     ``(ideal_u, ideal_v)``; ``F = (Σ d rᵀ)(Σ r rᵀ)⁻¹`` in ``(x, y)`` order, so ``F − I`` is
-    the displacement gradient against the reference. NaN where fewer than two independent
-    neighbours are found.
+    the displacement gradient against the reference. NaN where fewer than
+    :data:`MIN_NEIGHBOURS` of the eight are found (at the edge of the sublattice, where two
+    or three neighbours give a gradient as noisy as their positions).
 
     Returns
     -------
@@ -91,15 +94,18 @@ def deformation(yx: np.ndarray, u: np.ndarray, v: np.ndarray, ideal_u: np.ndarra
     combos = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)])
     dr = np.zeros((len(yx), 2, 2))
     rr = np.zeros((len(yx), 2, 2))
+    found = np.zeros(len(yx), np.int64)
     for i, j in combos:
         r = (i * ideal_u + j * ideal_v)[::-1]  # (x, y)
         dist, idx = tree.query(yx + i * u + j * v, distance_upper_bound=tol)
         ok = np.isfinite(dist)
+        found += ok
         d = np.zeros((len(yx), 2))
         d[ok] = (yx[idx[ok]] - yx[ok])[:, ::-1]
         dr[ok] += d[ok, :, None] * r[None, None, :]
         rr[ok] += np.outer(r, r)
     out = np.full((len(yx), 2, 2), np.nan)
-    good = np.abs(np.linalg.det(rr)) > 1e-6 * np.einsum("kii->k", rr) ** 2
+    good = (found >= MIN_NEIGHBOURS) \
+        & (np.abs(np.linalg.det(rr)) > 1e-6 * np.einsum("kii->k", rr) ** 2)
     out[good] = dr[good] @ np.linalg.inv(rr[good])
     return out

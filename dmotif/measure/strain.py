@@ -62,7 +62,7 @@ def strain(source: Any, *, motif: int, reference_lattice: Any = None,
     Returns
     -------
     xarray.Dataset
-        Over ``atom`` (NaN but for the columns of ``motif`` with two independent
+        Over ``atom`` (NaN but for the columns of ``motif`` with at least 5 of their 8
         neighbours): ``strain_xx``, ``strain_yy``, ``strain_xy`` (dimensionless) and
         ``rotation`` (radians, from +x towards +y). Attrs ``motif`` and ``reference_lattice``
         (the given one, or None).
