@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+# the script's folder is on sys.path: the benchmarks measure memory alike
+from bench_detect import _peak_rss_mb
 
 METHODS = ("dmotif", "dmotif-serial", "atomap")
 REAL = Path(__file__).parents[1] / "tests" / "data" / "real_perovskite_adf.npy"
@@ -89,15 +91,6 @@ def _run(method: str, img: np.ndarray, start: np.ndarray, spacing: float) -> np.
         sub.find_nearest_neighbors()
         sub.refine_atom_positions_using_2d_gaussian(show_progressbar=False)
     return np.column_stack([sub.y_position, sub.x_position])
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would carry over the parent's
-    peak across fork and exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _worker(method: str, data: Path, repeat: int) -> dict:
