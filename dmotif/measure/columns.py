@@ -127,7 +127,8 @@ def refine_columns(
     Raises
     ------
     DataError
-        When ``atoms`` lacks ``frame``, ``y`` or ``x`` or names a frame the image lacks.
+        When ``atoms`` lacks ``frame``, ``y`` or ``x``, has a non-finite position or names a
+        frame the image lacks.
     ParameterError
         When a parameter is not a positive number.
 
@@ -163,6 +164,11 @@ def refine_columns(
     frame = atoms["frame"].values.astype(np.int64)
     y = atoms["y"].values.astype(np.float64)
     x = atoms["x"].values.astype(np.float64)
+    if not (np.isfinite(y).all() and np.isfinite(x).all()):
+        raise DataError(
+            f"{int((~np.isfinite(y) | ~np.isfinite(x)).sum())} atoms have NaN or inf positions; "
+            "drop them first, e.g. atoms.where(np.isfinite(atoms.y), drop=True)."
+        )
     if frame.size and not (frame.min() >= 0 and frame.max() < arr.shape[0]):
         raise DataError(
             f"the atoms name frames {frame.min()}..{frame.max()} but the image has "

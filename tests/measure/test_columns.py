@@ -99,6 +99,25 @@ def test_the_same_bits_whatever_the_tiling(lattice):
         np.testing.assert_array_equal(whole[name].values, tiled[name].values)
 
 
+def test_each_frame_of_a_stack_is_fitted_on_its_own_pixels(lattice):
+    truth, start = lattice
+    img = render(SHAPE, truth, AMP, SA, SB, ANGLE, BG)
+    one = _fit(img, start)
+    shifted = np.roll(img, (3, -2), axis=(0, 1))
+    both = np.concatenate([start, start + np.array([3, -2])])
+    atoms = atom_table(both, spacing_px=SPACING).assign(
+        frame=("atom", np.repeat([0, 1], len(start)).astype(np.int32)))
+    stack = dmotif.refine_columns(np.stack([img, shifted]), atoms, chunks=96)
+    core = inside(truth, SHAPE, 2 * SPACING)
+    n = len(start)
+    np.testing.assert_allclose(stack["fit_y"].values[:n][core], one["fit_y"].values[core],
+                               atol=1e-9)
+    np.testing.assert_allclose(stack["fit_y"].values[n:][core], one["fit_y"].values[core] + 3,
+                               atol=1e-6)
+    np.testing.assert_allclose(stack["fit_sigma_a"].values[n:][core],
+                               one["fit_sigma_a"].values[core], atol=1e-6)
+
+
 def test_dark_columns_are_fitted_on_the_negated_image(lattice):
     truth, start = lattice
     img = render(SHAPE, truth, AMP, SA, SB, ANGLE, BG)
@@ -125,6 +144,8 @@ def test_bad_input_is_refused():
         dmotif.refine_columns(img, atom_table(np.array([[3.0, 3.0]])).drop_vars("x"))
     with pytest.raises(ParameterError, match="window"):
         dmotif.refine_columns(img, atom_table(np.array([[3.0, 3.0]])), spacing=10, window=-1)
+    with pytest.raises(DataError, match="NaN or inf"):
+        dmotif.refine_columns(img, atom_table(np.array([[np.nan, 3.0]])), spacing=10)
     with pytest.raises(DataError, match="frames"):
         dmotif.refine_columns(img, atom_table(np.array([[3.0, 3.0]])).assign(
             frame=("atom", [2])), spacing=10)
