@@ -34,6 +34,7 @@ _CHI2_TOL = 1e-3
 # onto a neighbour or noise.
 _MAX_MOVE = 0.5
 _WIDTH_RANGE = 4.0
+_FAR = 60.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -192,8 +193,10 @@ def _neighbour_model(img_y, img_x, k, ptr, idx, prev):
             continue
         dy = img_y - prev[j, 2]
         dx = img_x - prev[j, 3]
-        s += prev[j, 0] * math.exp(-0.5 * (prev[j, 4] * dx * dx + 2.0 * prev[j, 5] * dx * dy
-                                          + prev[j, 6] * dy * dy))
+        q = prev[j, 4] * dx * dx + 2.0 * prev[j, 5] * dx * dy + prev[j, 6] * dy * dy
+        # Beyond Q = _FAR the Gaussian is below 1e-13 of its height: the exp is not worth it.
+        if q < _FAR:
+            s += prev[j, 0] * math.exp(-0.5 * q)
     return s
 
 
@@ -234,7 +237,18 @@ def _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, prev, subtract
         p[:] = prev[k]
         p[1] = lo
     else:
-        inv = 1.0 / (sigma0 * sigma0)
+        # The width from the disk's second moment above its lowest pixel (within a factor two
+        # of sigma0): a start near the answer took 14 % less CPU time on the lattice of
+        # benchmarks/bench_measure.py (as much on the real perovskite image of tests/data).
+        sw = 0.0
+        swr = 0.0
+        for n in range(npix):
+            w = vals[n] - lo
+            sw += w
+            swr += w * ((ys[n] - cy[k]) ** 2 + (xs[n] - cx[k]) ** 2)
+        s2 = 0.5 * swr / sw if sw > 0.0 else sigma0 * sigma0
+        s2 = min(max(s2, 0.25 * sigma0 * sigma0), 4.0 * sigma0 * sigma0)
+        inv = 1.0 / s2
         p[0] = hi - lo
         p[1] = lo
         p[2] = cy[k]
