@@ -54,12 +54,14 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "build_hierarchy": "dmotif.hierarchy.graph",
     "cluster": "dmotif.motifs.clustering",
     "detect_atoms": "dmotif.detect.atoms",
+    "displacements": "dmotif.measure.displacements",
     "diffraction_features": "dmotif.features.diffraction",
     "estimate_spacing": "dmotif.detect.atoms",
     "explore": "dmotif.viz.explorer.server",
     "export": "dmotif.io.export",
     "extract_patches": "dmotif.features.patches",
     "fr_layout": "dmotif.embed.layout",
+    "intensity_statistics": "dmotif.measure.intensities",
     "lattice_vectors": "dmotif.hierarchy.cells",
     "learn_cell_motifs": "dmotif.hierarchy.learned",
     "load_hierarchy": "dmotif.hierarchy.serialisation",
@@ -75,12 +77,15 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "plot_map": "dmotif.viz.plots",
     "plot_motifs": "dmotif.viz.plots",
     "reconstruct": "dmotif.features.zernike",
+    "refine_columns": "dmotif.measure.columns",
     "report": "dmotif.viz.html_report",
     "run": "dmotif.pipeline.runner",
     "save_4dstem": "dmotif.io.stem4d",
     "save_hierarchy": "dmotif.hierarchy.serialisation",
     "save_image": "dmotif.io.images",
     "save_labels": "dmotif.io.edits",
+    "strain": "dmotif.measure.strain",
+    "sublattices": "dmotif.measure.sublattices",
     "synthetic": ("dmotif.synthetic", None),
     "synthetic_4d": ("dmotif.synthetic.stem4d", None),
     "to_hyperspy": "dmotif.io.hyperspy",
@@ -90,7 +95,8 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "zernike_features": "dmotif.features.zernike",
 }
 #: The subpackages, imported on first access as ``dmotif.<name>`` too.
-_SUBPACKAGES = ("detect", "embed", "features", "hierarchy", "io", "motifs", "pipeline", "viz")
+_SUBPACKAGES = ("detect", "embed", "features", "hierarchy", "io", "measure", "motifs", "pipeline",
+                "viz")
 _LAZY.update({name: (f"dmotif.{name}", None) for name in _SUBPACKAGES})
 
 
@@ -161,6 +167,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         to_hyperspy,
         write_result,
     )
+    from .measure import displacements, intensity_statistics, refine_columns, strain, sublattices
     from .motifs import cluster, motif_summary
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
@@ -186,11 +193,13 @@ __all__ = [
     "cluster",
     "detect_atoms",
     "diffraction_features",
+    "displacements",
     "estimate_spacing",
     "explore",
     "export",
     "extract_patches",
     "fr_layout",
+    "intensity_statistics",
     "lattice_vectors",
     "learn_cell_motifs",
     "load_hierarchy",
@@ -206,12 +215,15 @@ __all__ = [
     "plot_map",
     "plot_motifs",
     "reconstruct",
+    "refine_columns",
     "report",
     "run",
     "save_4dstem",
     "save_hierarchy",
     "save_image",
     "save_labels",
+    "strain",
+    "sublattices",
     "synthetic",
     "synthetic_4d",
     "to_hyperspy",

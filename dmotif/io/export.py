@@ -86,7 +86,9 @@ def atom_table(result: Result | str | os.PathLike) -> pd.DataFrame:
         frame, when the run recorded it), ``y_px``, ``x_px`` (pixels, sub-pixel), ``y_nm``,
         ``x_nm`` (when the image was calibrated), ``label`` (the labelling in force: the last
         saved edit, else the learned one; -1 unassigned), ``motif`` (its name), ``label_L2``,
-        ``label_L3``… (the hierarchy's levels, when the store has them) and ``intensity``.
+        ``label_L3``… (the hierarchy's levels, when the store has them), ``intensity`` and the
+        column measurements the run made (``fit_*``, ``cross_section``, ``intensity_class``,
+        ``disp_*``, ``strain_*``, ``rotation``; see :func:`dmotif.refine_columns`).
 
     Raises
     ------
@@ -121,6 +123,11 @@ def atom_table(result: Result | str | os.PathLike) -> pd.DataFrame:
         columns[name] = ds[name].values
     if "intensity" in ds:
         columns["intensity"] = ds["intensity"].values
+    from ..measure.stage import MEASURED_VARS
+
+    for name in MEASURED_VARS:
+        if name in ds:
+            columns[name] = ds[name].values
     return pd.DataFrame(columns)
 
 

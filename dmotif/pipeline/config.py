@@ -23,12 +23,13 @@ from ..errors import ParameterError
 from ..features import diffraction_features, zernike_features
 from ..hierarchy import build_hierarchy
 from ..io.store import json_ready
+from ..measure.stage import measure_columns
 from ..motifs import cluster
 
 __all__ = ["CLUSTER_ON", "STAGES", "default_config", "dump_config_toml", "load_config"]
 
 #: The stages in order; each names the config section of its parameters.
-STAGES = ("detect", "features", "pca", "layout", "cluster", "hierarchy")
+STAGES = ("detect", "features", "pca", "layout", "cluster", "hierarchy", "measure")
 #: What the cluster stage may label (config ``cluster.on``).
 CLUSTER_ON = ("auto", "layout", "pca")
 
@@ -42,6 +43,7 @@ def stage_functions() -> dict[str, Callable[..., Any]]:
         "layout": fr_layout,
         "cluster": cluster,
         "hierarchy": build_hierarchy,
+        "measure": measure_columns,
     }
 
 

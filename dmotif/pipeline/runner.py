@@ -1,4 +1,5 @@
-"""The whole method in one call: detect → Zernike → PCA → FR layout → labels → hierarchy.
+"""The whole method in one call: detect → Zernike → PCA → FR layout → labels → hierarchy, and
+the column measurements when the configuration enables them.
 
 Each stage is persisted into the result store as it finishes (see
 :class:`dmotif.io.store.StoreWriter`); a rerun after an interruption resumes from the last
@@ -334,6 +335,9 @@ def _run_stage(
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs)}
+    elif stage == "measure":
+        data, summary = func(image, atoms, ds["label"].values, **params)
+        return data, {"measure_attrs": json_ready(summary)}
     else:
         return _hierarchy_stage(func, image, atoms, ds["label"].values, params)
     return out.drop_attrs().to_dataset(), {f"{stage}_attrs": json_ready(out.attrs)}

@@ -85,6 +85,7 @@ RANGES: dict[str, Range] = {
     "cluster.max_overlap": Range(0, 0.5, open_lo=True), "cluster.alpha": Range(0, 1, open_lo=True),
     "cluster.min_contrast": Range(0, 1),
     "hierarchy.patch_radius": AT_LEAST_1, "hierarchy.max_pattern_cells": AT_LEAST_1,
+    "measure.window": POSITIVE, "measure.max_components": AT_LEAST_1,
     "diffraction.n_rings": AT_LEAST_1, "diffraction.m_max": NON_NEGATIVE,
     "diffraction.n_max": NON_NEGATIVE, "diffraction.binning": AT_LEAST_1,
     "diffraction.inner": NON_NEGATIVE, "diffraction.outer": POSITIVE,
@@ -267,6 +268,9 @@ integer or a list of (an integer), >= 1.
                 _check_chunks(key, value, none_ok=True)
                 continue
             _check(key, value, _RUN_TYPES.get(key, hints.get(name)), names)
+    pair = cfg["measure"]["displacement"]
+    if pair is not None and len(pair) != 2:
+        raise _refuse("measure.displacement", pair, "two motif labels [motif, reference]")
     return cfg
 
 

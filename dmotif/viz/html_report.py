@@ -18,6 +18,7 @@ from ..io.images import open_image
 from ..io.store import Result, open_result
 from ..io.summary import summary_rows
 from .hierarchy_plot import plot_hierarchy
+from .measure_plots import measurement_figures
 from .overview import plot_defect_map, plot_overview
 from .plots import MOTIF_COLORS, plot_layout, plot_motifs
 
@@ -226,6 +227,7 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
     labels = ds["label"].values if "label" in ds else None
     src = res.config.get("input", {}).get("path")
     names = _motif_names(res)
+    image = None
     if labels is not None and src and (Path(src).exists() or "://" in src):
         image = open_image(src, check=False)
         atoms = ds[["frame", "y", "x"]]
@@ -262,6 +264,8 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
     if labels is not None and "frame" in ds:
         figs["fractions"] = ("Fraction of each motif per frame",
                              _png(plot_frame_fractions(ds["frame"].values, labels)))
+    figs |= {name: (caption, _png(fig))
+             for name, (caption, fig) in measurement_figures(res, image).items()}
     return figs
 
 
