@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DataError, ParameterError
+from ..hierarchy._atoms import atom_arrays
 
 __all__ = ["Columns", "columns_of", "motif_mask"]
 
@@ -33,21 +34,12 @@ def columns_of(source: Any, labels: Any = None) -> Columns:
     else the detected ones; labels are ``labels`` when given, else the table's ``label``.
     """
     atoms = getattr(source, "atoms", source)
-    if not isinstance(atoms, xr.Dataset) or "atom" not in atoms.dims:
-        raise DataError(
-            f"expected a dmotif.Result or an atom table (xarray.Dataset over 'atom'); got "
-            f"{type(source).__name__}."
-        )
-    missing = [v for v in ("y", "x") if v not in atoms]
-    if missing:
-        raise DataError(f"the atom table lacks {missing}; it needs y and x (pixels).")
-    n = atoms.sizes["atom"]
-    yx = np.column_stack([atoms["y"].values, atoms["x"].values]).astype(np.float64)
+    frame, yx = atom_arrays(atoms)
+    n = yx.shape[0]
     if "fit_y" in atoms:
         fit = np.column_stack([atoms["fit_y"].values, atoms["fit_x"].values])
         ok = np.isfinite(fit).all(axis=1)
         yx[ok] = fit[ok]
-    frame = atoms["frame"].values.astype(np.int64) if "frame" in atoms else np.zeros(n, np.int64)
     if labels is None:
         if "label" not in atoms:
             raise DataError(
