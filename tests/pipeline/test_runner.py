@@ -168,10 +168,9 @@ def test_4dstem_run_learns_the_motifs_of_its_virtual_adf(client: object, tmp_pat
     d, j = cKDTree(np.c_[truth.y, truth.x]).query(np.c_[atoms.y, atoms.x])
     assert (d < 2.0).all()
     labels = atoms["label"].values
+    # The layout keeps each motif of the nearly noise-free virtual image in one cluster.
     assert adjusted_rand_score(truth["label"].values[j], labels) >= 0.95
-    assert res.attrs["cluster_attrs"]["on"] == "pca"
-    with pytest.raises(ParameterError, match=r"cluster\.on must be one of"):
-        load_config({"cluster": {"on": "zernike"}})
+    assert res.attrs["cluster_attrs"]["candidates"] <= 4
 
 
 def test_config_is_complete_and_reloadable(reference: dmotif.Result, tmp_path: Path) -> None:
