@@ -16,7 +16,8 @@ pins clash)::
 Output per image: ``<kind>_<detector>_dose<d>.npz`` with ``image`` (float32, y x),
 ``pixel_size`` (Å), ``column_y``/``column_x`` (pixels), ``column_type`` (str) and
 ``column_visible`` (False for columns the detector does not show, e.g. O in ADF), plus the
-clean image as ``<kind>_<detector>_clean.npz``. The twisted bilayer adds
+clean image as ``<kind>_<detector>_clean.npz``. hBN adds ``column_defect`` ("", "vacancy_neighbour"
+or "stone_wales"). The twisted bilayer adds
 ``column_registry``, the local stacking at each column (0 at AA, 1/√3 at AB, in lattice
 constants): a continuous truth, not column types.
 """
@@ -120,6 +121,42 @@ def srtio3(repeat: tuple[int, int], seed: int, thickness: int = 10):
     return atoms[keep], keys, kinds, {}
 
 
+def hbn(repeat: tuple[int, int], seed: int):
+    """A hexagonal boron nitride monolayer with B and N vacancies and Stone–Wales defects (a
+    B–N bond turned by 90° about its centre, unrelaxed): single-atom columns, B and N."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    a = 2.50
+    # The orthogonal cell (a, √3 a) of the honeycomb holds two B and two N.
+    cell = Atoms("BNBN", scaled_positions=[(0, 0, 0.5), (0.5, 1 / 6, 0.5), (0.5, 0.5, 0.5),
+                                            (0, 2 / 3, 0.5)],
+                 cell=[a, a * np.sqrt(3), 4.0], pbc=True)
+    atoms = cell * (*repeat, 1)
+    xy = atoms.positions[:, :2]
+    defect = np.full(len(atoms), "", dtype=object)
+    keep = np.ones(len(atoms), dtype=bool)
+    bond = a / np.sqrt(3)
+    for i in rng.permutation(len(atoms)):
+        if defect[i] or rng.random() > 0.01:
+            continue
+        near = np.flatnonzero(np.abs(np.linalg.norm(xy - xy[i], axis=1) - bond) < 0.05)
+        if rng.random() < 0.5 or (defect[near] != "").any():
+            keep[i] = False
+            defect[i] = "vacancy"
+            defect[near] = np.where(defect[near] == "", "vacancy_neighbour", defect[near])
+            continue
+        j = near[rng.integers(near.size)]
+        mid = (xy[i] + xy[j]) / 2
+        for k in (i, j):
+            dx, dy = xy[k] - mid
+            atoms.positions[k, :2] = mid + np.array([-dy, dx])
+            defect[k] = "stone_wales"
+    atoms = atoms[keep]
+    kinds = [str(sym) for sym in atoms.get_chemical_symbols()]
+    return atoms, np.round(atoms.positions[:, :2], 2), kinds, {"column_defect": defect[keep]}
+
+
 def registry(xy: np.ndarray, centre: np.ndarray, a: float, twist: float) -> np.ndarray:
     """Local stacking of two hexagonal lattices (constant ``a``) in AA registry at ``centre``,
     the second turned by ``twist`` degrees about it: the displacement between the layers at
@@ -178,9 +215,9 @@ def twisted(repeat: tuple[int, int], seed: int, twist: float = 4.0):
     return atoms, keys, kinds, {"column_registry": registry(keys, centre, a, twist)}
 
 
-STRUCTURES = {"mose2": mose2, "srtio3": srtio3, "twisted": twisted}
+STRUCTURES = {"mose2": mose2, "srtio3": srtio3, "twisted": twisted, "hbn": hbn}
 REPEATS = {"mose2": ((20, 12), (8, 5)), "srtio3": ((14, 14), (6, 6)),
-           "twisted": ((18, 10), (9, 5))}
+           "twisted": ((18, 10), (9, 5)), "hbn": ((40, 23), (20, 12))}
 
 
 def simulate(atoms) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
