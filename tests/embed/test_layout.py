@@ -82,9 +82,9 @@ def test_separates_unequal_blobs(blobs, blob_layout):
     ari, unassigned = _hdbscan_ari(blob_layout.values, truth)
     assert ari >= 0.99
     assert unassigned <= 0.02
-    # Measured (seed 0, euclidean): ARI 1.0, nothing unassigned, trustworthiness 0.853 (0.891
+    # Measured (seed 0, euclidean): ARI 1.0, nothing unassigned, trustworthiness 0.866 (0.891
     # with the reference's short-range second stage, whose tighter neighbourhoods bead motifs).
-    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.84
+    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.855
 
 
 def test_output_data_model(blob_layout):
@@ -94,7 +94,7 @@ def test_output_data_model(blob_layout):
     assert list(lay["axis"].values) == ["l0", "l1"]
     attrs = json.loads(json.dumps(lay.attrs))
     assert attrs["seed"] == 0 and attrs["n_neighbors"] == 10
-    assert attrs["stages"] == [[0, 2, 1, 1], [0, 4, 2, 1]]
+    assert attrs["stages"] == [[0, 2, 1, 1], [0, 2, 2, 1]]
     assert attrs["epochs"] == [50, 50]
     assert attrs["resolution"] == 0.05
 
@@ -149,10 +149,10 @@ def test_digits_quality():
     digits = load_digits()
     x = dmotif.pca(digits.data, n_components=20).values
     lay = dmotif.fr_layout(x, seed=0).values
-    # Measured (seed 0, euclidean): trustworthiness 0.974, ARI 0.834 (the reference's
+    # Measured (seed 0, euclidean): trustworthiness 0.979, ARI 0.837 (the reference's
     # short-range second stage keeps the neighbourhoods tighter, 0.988, and beads the classes
     # more, ARI 0.826).
-    assert trustworthiness(x, lay, n_neighbors=10) > 0.97
+    assert trustworthiness(x, lay, n_neighbors=10) > 0.975
     assert _hdbscan_ari(lay, digits.target, min_size=30)[0] > 0.82
 
 
