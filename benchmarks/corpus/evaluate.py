@@ -190,7 +190,7 @@ def main() -> None:
         try:
             spacing, contrast = _lattice(image)
         except DmotifError as err:  # e.g. a low-dose image of light atoms: no lattice seen
-            print(f"{path.stem} | no lattice found: {err}", flush=True)
+            print(f"{path.stem} | {err}", flush=True)
             continue
         for method in args.methods:
             t0 = time.perf_counter()
