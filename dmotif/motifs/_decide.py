@@ -43,11 +43,11 @@ from scipy import stats
 RIDGE = 1e-6
 #: Mean bridge share above which the motifs are pieces of a continuum. Measured: 0.000-0.030
 #: on abTEM MoSe2 and SrTiO3 images (ADF, ABF, clean to 10⁴ e/Å²), two real micrographs and
-#: synthetic 4D-STEM virtual images; 0.076-0.086 on an abTEM 4°-twisted MoSe2 bilayer in ABF
-#: and 0.062 on the synthetic 2° twisted bilayer. Two Gaussian classes at the least separation
-#: the test accepts give 0.06. "discrete" does not rule a continuum out: where the features
-#: sample it in groups with gaps between them (the same bilayer in ADF: 0.020-0.042) or the
-#: decision keeps a single motif, the statistic cannot see it.
+#: synthetic 4D-STEM virtual images; 0.07-0.09 on an abTEM 4°-twisted MoSe2 bilayer in ABF
+#: and 0.06-0.07 on the synthetic 2° twisted bilayer. Two Gaussian classes at the least
+#: separation the test accepts give 0.06. "discrete" does not rule a continuum out: where the
+#: features sample it in groups with gaps between them (the same bilayer in ADF: 0.02-0.04) or
+#: the decision keeps a single motif, the statistic cannot see it.
 CONTINUUM_BRIDGE = 0.045
 
 
