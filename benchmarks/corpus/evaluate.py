@@ -179,13 +179,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure", type=Path, help="folder for one figure per image")
     args = parser.parse_args()
+    from dmotif import DmotifError
+
     cols = ("image", "method", "atoms", "recall", "precision", "rmse px", "true types",
             "motifs", "ARI", "unassigned %", "s")
     print(" | ".join(cols))
     print(" | ".join("---" for _ in cols))
     for path in args.images:
         image, truth = load(path)
-        spacing, contrast = _lattice(image)
+        try:
+            spacing, contrast = _lattice(image)
+        except DmotifError as err:  # e.g. a low-dose image of light atoms: no lattice seen
+            print(f"{path.stem} | {err}", flush=True)
+            continue
         for method in args.methods:
             t0 = time.perf_counter()
             if method == "dmotif":

@@ -16,7 +16,10 @@ pins clash)::
 Output per image: ``<kind>_<detector>_dose<d>.npz`` with ``image`` (float32, y x),
 ``pixel_size`` (Å), ``column_y``/``column_x`` (pixels), ``column_type`` (str) and
 ``column_visible`` (False for columns the detector does not show, e.g. O in ADF), plus the
-clean image as ``<kind>_<detector>_clean.npz``.
+clean image as ``<kind>_<detector>_clean.npz``. hBN adds ``column_defect`` ("", "vacancy_neighbour"
+or "stone_wales"). The twisted bilayer adds
+``column_registry``, the local stacking at each column (0 at AA, 1/√3 at AB, in lattice
+constants): a continuous truth, not column types.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def mose2(repeat: tuple[int, int], seed: int):
     out = Atoms(numbers=numbers[keep], positions=positions[keep], cell=atoms.cell, pbc=True)
     if extra:
         out += Atoms(numbers=[42] * len(extra), positions=np.array(extra))
-    return out, keys, kinds
+    return out, keys, kinds, {}
 
 
 def srtio3(repeat: tuple[int, int], seed: int, thickness: int = 10):
@@ -115,11 +118,106 @@ def srtio3(repeat: tuple[int, int], seed: int, thickness: int = 10):
             kinds.append("TiO")
         else:
             kinds.append("O")
-    return atoms[keep], keys, kinds
+    return atoms[keep], keys, kinds, {}
 
 
-STRUCTURES = {"mose2": mose2, "srtio3": srtio3}
-REPEATS = {"mose2": ((20, 12), (8, 5)), "srtio3": ((14, 14), (6, 6))}
+def hbn(repeat: tuple[int, int], seed: int):
+    """A hexagonal boron nitride monolayer with B and N vacancies and Stone–Wales defects (a
+    B–N bond turned by 90° about its centre, unrelaxed): single-atom columns, B and N."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    a = 2.50
+    # The orthogonal cell (a, √3 a) of the honeycomb holds two B and two N.
+    cell = Atoms("BNBN", scaled_positions=[(0, 0, 0.5), (0.5, 1 / 6, 0.5), (0.5, 0.5, 0.5),
+                                            (0, 2 / 3, 0.5)],
+                 cell=[a, a * np.sqrt(3), 4.0], pbc=True)
+    atoms = cell * (*repeat, 1)
+    xy = atoms.positions[:, :2]
+    defect = np.full(len(atoms), "", dtype=object)
+    keep = np.ones(len(atoms), dtype=bool)
+    bond = a / np.sqrt(3)
+    for i in rng.permutation(len(atoms)):
+        if defect[i] or rng.random() > 0.01:
+            continue
+        near = np.flatnonzero(np.abs(np.linalg.norm(xy - xy[i], axis=1) - bond) < 0.05)
+        if rng.random() < 0.5 or (defect[near] != "").any():
+            keep[i] = False
+            defect[i] = "vacancy"
+            defect[near] = np.where(defect[near] == "", "vacancy_neighbour", defect[near])
+            continue
+        j = near[rng.integers(near.size)]
+        mid = (xy[i] + xy[j]) / 2
+        for k in (i, j):
+            dx, dy = xy[k] - mid
+            atoms.positions[k, :2] = mid + np.array([-dy, dx])
+            defect[k] = "stone_wales"
+    atoms = atoms[keep]
+    kinds = [str(sym) for sym in atoms.get_chemical_symbols()]
+    return atoms, np.round(atoms.positions[:, :2], 2), kinds, {"column_defect": defect[keep]}
+
+
+def registry(xy: np.ndarray, centre: np.ndarray, a: float, twist: float) -> np.ndarray:
+    """Local stacking of two hexagonal lattices (constant ``a``) in AA registry at ``centre``,
+    the second turned by ``twist`` degrees about it: the displacement between the layers at
+    ``xy``, reduced to the nearest lattice vector, in lattice constants."""
+    m = np.array([[a, 0.0], [a / 2, a * np.sqrt(3) / 2]]).T  # columns: lattice vectors
+    t = np.radians(twist)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    p = xy - centre
+    d = p @ np.linalg.inv(m).T - p @ np.linalg.inv(rot @ m).T
+    d -= np.round(d)
+    best = np.full(len(xy), np.inf)
+    for i in (-1, 0, 1):
+        for j in (-1, 0, 1):
+            best = np.minimum(best, np.linalg.norm((d + np.array([i, j])) @ m.T, axis=1) / a)
+    return best
+
+
+def twisted(repeat: tuple[int, int], seed: int, twist: float = 4.0):
+    """Two 2H-MoSe2 layers, the upper one turned by ``twist`` degrees about a Mo column near
+    the centre (AA registry there): a moiré of continuously varying local stacking.
+
+    The lower layer is periodic in the cell; the upper one is cut from a larger sheet, so it
+    has a seam at the cell's border (stay a few Å inside when scoring)."""
+    import abtem
+    from ase import Atoms
+    from ase.build import mx2
+
+    del seed  # no defects: the registry is the only variation
+    a = 3.32
+    layer = abtem.orthogonalize_cell(mx2(formula="MoSe2", kind="2H", a=a, thickness=3.34,
+                                         vacuum=2.0))
+    bottom = layer * (*repeat, 1)
+    lx, ly = bottom.cell.lengths()[:2]
+    metals = bottom.positions[bottom.numbers == 42, :2]
+    centre = metals[np.argmin(np.linalg.norm(metals - [lx / 2, ly / 2], axis=1))]
+    big = layer * (2 * repeat[0] + 2, 2 * repeat[1] + 2, 1)
+    big_metals = big.positions[big.numbers == 42, :2]
+    anchor = big_metals[np.argmin(np.linalg.norm(big_metals - big.cell.lengths()[:2] / 2, axis=1))]
+    big.positions[:, :2] += centre - anchor
+    t = np.radians(twist)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    xy = (big.positions[:, :2] - centre) @ rot.T + centre
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < lx) & (xy[:, 1] >= 0) & (xy[:, 1] < ly)
+    top = Atoms(numbers=big.numbers[inside],
+                positions=np.c_[xy[inside], big.positions[inside, 2] + 6.5])
+    atoms = bottom.copy()
+    atoms += top
+    atoms.pbc = True
+    keys, kinds = [], []
+    for name, part in (("lower", bottom), ("upper", top)):
+        pxy = np.round(part.positions[:, :2], 2)
+        k, first = np.unique(pxy, axis=0, return_index=True)
+        keys.append(k)
+        kinds += [f"{'Mo' if z == 42 else 'Se2'}_{name}" for z in part.numbers[first]]
+    keys = np.concatenate(keys)
+    return atoms, keys, kinds, {"column_registry": registry(keys, centre, a, twist)}
+
+
+STRUCTURES = {"mose2": mose2, "srtio3": srtio3, "twisted": twisted, "hbn": hbn}
+REPEATS = {"mose2": ((20, 12), (8, 5)), "srtio3": ((14, 14), (6, 6)),
+           "twisted": ((18, 10), (9, 5)), "hbn": ((40, 23), (20, 12))}
 
 
 def simulate(atoms) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
@@ -184,9 +282,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for kind in args.kinds:
         repeat = REPEATS[kind][1 if args.small else 0]
-        atoms, keys, kinds = STRUCTURES[kind](repeat, args.seed)
+        atoms, keys, kinds, extra = STRUCTURES[kind](repeat, args.seed)
         real = np.array([k is not None for k in kinds])
         keys, kinds = keys[real], np.array([k for k in kinds if k is not None])
+        extra = {k: v[real] for k, v in extra.items()}
         t0 = time.perf_counter()
         images, sampling = simulate(atoms)
         print(f"{kind} {repeat}: {len(atoms)} atoms, {kinds.size} columns, "
@@ -199,7 +298,8 @@ def main() -> None:
                 inside = (cy > 0) & (cy < clean.shape[0] - 1) & (cx > 0) & (cx < clean.shape[1] - 1)
                 truth = {"column_y": cy[inside], "column_x": cx[inside],
                          "column_type": kinds[inside], "pixel_size": float(np.mean(sampling)),
-                         "column_visible": ~np.isin(kinds[inside], list(INVISIBLE[det]))}
+                         "column_visible": ~np.isin(kinds[inside], list(INVISIBLE[det])),
+                         **{k: v[inside] for k, v in extra.items()}}
                 if dose is None:
                     np.savez_compressed(args.out / f"{tag}_clean.npz",
                                         image=clean.astype(np.float32), **truth)

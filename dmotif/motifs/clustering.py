@@ -166,8 +166,12 @@ def cluster(
         attrs ``method``, ``n_motifs`` (the number found), ``min_size``, ``candidates`` (the
         layout's clusters before the decision) and, with ``features``, the evidence of each
         motif as lists over motifs: ``nearest_motif``, ``separation`` (Mahalanobis distance
-        of the mean features to the nearest motif's, in units of the noise) and ``p_value``
-        (Hotelling's test against that motif).
+        of the mean features to the nearest motif's, in units of the noise), ``p_value``
+        (Hotelling's test against that motif), ``bridge`` (the share of the two motifs' atoms
+        in the middle third between their means) and ``structure``: ``"continuum"`` when their
+        mean bridge share, weighted by motif size, exceeds 0.045 (the motifs are adjacent
+        pieces of a continuous variation, such as the registry of a twisted bilayer, not
+        column types), else ``"discrete"``.
 
     Notes
     -----
@@ -249,7 +253,12 @@ def cluster(
             nearest_motif=[int(order.tolist().index(m)) if m >= 0 else -1 for m in nearest],
             separation=[float(v) for v in np.asarray(proof["separation"])[order]],
             p_value=[float(v) for v in np.asarray(proof["p_value"])[order]],
+            bridge=[float(v) for v in np.asarray(proof["bridge"])[order]],
         )
+        from ._decide import looks_continuous
+
+        continuous = looks_continuous(proof["bridge"], proof["count"])
+        attrs["structure"] = "continuum" if continuous else "discrete"
     out = xr.DataArray(labels, dims=("atom",), name="label", attrs=attrs)
     if "atom" in layout.coords:
         out = out.assign_coords(atom=layout.coords["atom"])

@@ -26,12 +26,10 @@ from ..io.store import json_ready
 from ..measure.stage import measure_columns
 from ..motifs import cluster
 
-__all__ = ["CLUSTER_ON", "STAGES", "default_config", "dump_config_toml", "load_config"]
+__all__ = ["STAGES", "default_config", "dump_config_toml", "load_config"]
 
 #: The stages in order; each names the config section of its parameters.
 STAGES = ("detect", "features", "pca", "layout", "cluster", "hierarchy", "measure")
-#: What the cluster stage may label (config ``cluster.on``).
-CLUSTER_ON = ("auto", "layout", "pca")
 
 
 def stage_functions() -> dict[str, Callable[..., Any]]:
@@ -81,13 +79,6 @@ def default_config() -> dict[str, Any]:
     for stage in STAGES:
         cfg[stage] = json_ready(_keyword_defaults(funcs[stage]))
     cfg["diffraction"] = json_ready(_keyword_defaults(diffraction_features))
-    # What the cluster stage labels: the 2-D layout (the method's way) or the PCA scores;
-    # "auto" takes the scores for virtual images of 4D-STEM scans, the layout otherwise.
-    # Virtual images are nearly noise-free: each motif's patches form a few tight sub-groups
-    # whose kNN graphs the layout spreads into separate beads (ARI 0.05-0.6 on the synthetic
-    # 4D TMD), while density clustering of the scores keeps each motif whole (ARI 0.99).
-    # On noisy images the scores lose small motifs (single chalcogens) that the layout keeps.
-    cfg["cluster"]["on"] = "auto"
     return cfg
 
 
@@ -145,10 +136,6 @@ def load_config(source: str | os.PathLike | dict[str, Any] | None) -> dict[str, 
             )
     user = {k: v for k, v in user.items() if k not in ("dmotif_version", "input")}
     cfg = _merge(default_config(), user)
-    if cfg["cluster"]["on"] not in CLUSTER_ON:
-        raise ParameterError(
-            f"cluster.on must be one of {CLUSTER_ON}; got {cfg['cluster']['on']!r}."
-        )
     return cfg
 
 

@@ -323,15 +323,11 @@ def _run_stage(
     elif stage == "layout":
         out = func(ds["pca"].compute(), **params).rename("layout")
     elif stage == "cluster":
-        on = params.pop("on")
-        if on == "auto":
-            on = "layout" if cfg["virtual"]["detector"] is None else "pca"
         # Atoms whose patch the image border cuts take their neighbours' motif.
         follow = ds["edge"].values if "edge" in ds else None
-        # The motifs are decided in the PCA scores, whatever was clustered.
-        labels = func(ds[on].compute(), follow=follow, features=ds["pca"].compute(),
+        # The layout's clusters are the candidates; the motifs are decided in the PCA scores.
+        labels = func(ds["layout"].compute(), follow=follow, features=ds["pca"].compute(),
                       **params).rename("label").astype(np.int32)
-        labels.attrs["on"] = on
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs)}

@@ -26,7 +26,7 @@ from ..errors import ParameterError
 from ..features import diffraction_features
 from ..features.virtual import DETECTORS
 from ..motifs.clustering import METHODS
-from .config import CLUSTER_ON, STAGES, stage_functions
+from .config import STAGES, stage_functions
 
 __all__ = [
     "MIN_TILE",
@@ -107,7 +107,6 @@ _RUN_TYPES: dict[str, str] = {
     "virtual.inner": "float | None",
     "virtual.outer": "float | None",
     "virtual.features": _literal(("image", "diffraction")),
-    "cluster.on": _literal(CLUSTER_ON),
     "cluster.method": _literal(METHODS),
 }
 #: Keys checked by a function of their own (tile sizes).

@@ -14,7 +14,7 @@ from sklearn.manifold import trustworthiness
 from sklearn.metrics import adjusted_rand_score
 
 import dmotif
-from dmotif.embed import _knn
+from dmotif.embed import _knn, layout
 from dmotif.embed._fr_kernels import fuzzy_weights
 from dmotif.errors import DataError, ParameterError
 
@@ -82,8 +82,9 @@ def test_separates_unequal_blobs(blobs, blob_layout):
     ari, unassigned = _hdbscan_ari(blob_layout.values, truth)
     assert ari >= 0.99
     assert unassigned <= 0.02
-    # Measured (seed 0, euclidean): ARI 1.0, nothing unassigned, trustworthiness 0.891.
-    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.88
+    # Measured (seed 0, euclidean): ARI 1.0, nothing unassigned, trustworthiness 0.866 (0.891
+    # with the reference's short-range second stage, whose tighter neighbourhoods bead motifs).
+    assert trustworthiness(x, blob_layout.values, n_neighbors=10) > 0.855
 
 
 def test_output_data_model(blob_layout):
@@ -93,8 +94,43 @@ def test_output_data_model(blob_layout):
     assert list(lay["axis"].values) == ["l0", "l1"]
     attrs = json.loads(json.dumps(lay.attrs))
     assert attrs["seed"] == 0 and attrs["n_neighbors"] == 10
-    assert attrs["stages"] == [[0, 2, 1, 1], [2, 4, 5, 2]]
+    assert attrs["stages"] == [[0, 2, 1, 1], [0, 2, 2, 1]]
     assert attrs["epochs"] == [50, 50]
+    assert attrs["resolution"] == 0.05
+
+
+def islands(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three motifs, each six islands of near-identical atoms (the same column in six kinds
+    of surroundings on a noise-free image): islands 0.8 apart, motifs about 48 apart."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 10.0, (3, 10))
+    offsets = rng.normal(0.0, 0.2, (3, 6, 10))
+    x, truth = [], []
+    for motif, size in enumerate((60, 40, 20)):
+        for island in range(6):
+            x.append(centres[motif] + offsets[motif, island] + rng.normal(0, 1e-3, (size, 10)))
+            truth += [motif] * size
+    return np.vstack(x), np.array(truth)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_islands_of_one_motif_make_one_cluster(seed):
+    x, truth = islands()
+    labels = dmotif.cluster(dmotif.fr_layout(x, seed=seed))
+    # Measured: 3 clusters, ARI 1.0 (seeds 0 and 1).
+    assert labels.attrs["n_motifs"] == 3
+    assert adjusted_rand_score(truth, labels.values) == 1.0
+    # The kNN graph of the features as they are falls into islands that the repulsion flies
+    # apart, and the reference's short-range second stage beads them further: 24 clusters.
+    ref = dmotif.fr_layout(x, seed=seed, resolution=0, stages=layout.REFERENCE_STAGES)
+    assert dmotif.cluster(ref).attrs["n_motifs"] >= 15
+
+
+def test_resolution_is_checked():
+    x, _ = islands()
+    for bad in (-0.1, 1.0, True, "0.05"):
+        with pytest.raises(ParameterError, match="resolution must be a float in"):
+            dmotif.fr_layout(x, resolution=bad)
 
 
 def test_moons_in_higher_dimension():
@@ -113,9 +149,11 @@ def test_digits_quality():
     digits = load_digits()
     x = dmotif.pca(digits.data, n_components=20).values
     lay = dmotif.fr_layout(x, seed=0).values
-    # Measured (seed 0, euclidean): trustworthiness 0.988, ARI 0.826.
-    assert trustworthiness(x, lay, n_neighbors=10) > 0.98
-    assert _hdbscan_ari(lay, digits.target, min_size=30)[0] > 0.8
+    # Measured (seed 0, euclidean): trustworthiness 0.979, ARI 0.837 (the reference's
+    # short-range second stage keeps the neighbourhoods tighter, 0.988, and beads the classes
+    # more, ARI 0.826).
+    assert trustworthiness(x, lay, n_neighbors=10) > 0.975
+    assert _hdbscan_ari(lay, digits.target, min_size=30)[0] > 0.82
 
 
 def test_bit_identical_for_one_and_two_threads(blobs):

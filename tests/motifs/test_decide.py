@@ -143,3 +143,28 @@ def test_environment_splits_of_a_noise_free_image_do_not_count():
     merged, _ = _decide.merge_groups(x, labels, max_overlap=0.01, alpha=1e-3, min_contrast=0.1)
     assert np.unique(kept).size == 3
     assert adjusted_rand_score(truth, merged) == 1.0
+
+
+def test_bridge_share_of_two_gaussian_classes_matches_theory():
+    d = 5.0
+    x, truth = classes([4000, 4000], [np.zeros(DIM), np.eye(DIM)[0] * d])
+    proof = _decide.evidence(x, truth)
+    expected = stats.norm.cdf(2 * d / 3) - stats.norm.cdf(d / 3)  # 0.047
+    np.testing.assert_allclose(proof["bridge"], expected, atol=0.005)
+    np.testing.assert_array_equal(proof["count"], [4000, 4000])
+
+
+def test_a_continuum_cut_into_pieces_looks_continuous():
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 10, 5000)
+    x = np.c_[t, 0.05 * rng.normal(size=(t.size, DIM - 1))]
+    pieces = np.minimum(t // 2, 4).astype(np.int64)
+    proof = _decide.evidence(x, pieces)
+    # Two adjacent pieces of a uniform density, means w apart: w/3 of their 2w lies in the
+    # middle third.
+    np.testing.assert_allclose(proof["bridge"], 1 / 6, atol=0.01)
+    assert _decide.looks_continuous(proof["bridge"], proof["count"])
+    x, truth = classes([300, 300, 300], np.eye(DIM)[:3] * 10)
+    proof = _decide.evidence(x, truth)
+    assert proof["bridge"].max() < 0.01
+    assert not _decide.looks_continuous(proof["bridge"], proof["count"])

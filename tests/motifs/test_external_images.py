@@ -34,9 +34,11 @@ def motifs(image) -> tuple[object, np.ndarray]:
 
 # ADF: Mo, Se2 and the 7 single-Se columns (the 3 W dopants are below the 5 atoms a motif
 # needs). ABF, whose contrast grows slowly with Z, does not tell a single Se from a pair at
-# this dose: 2 motifs.
-@pytest.mark.parametrize(("name", "n_motifs", "ari"), [("adf", 3, 0.97), ("abf", 2, 0.89)])
-def test_abtem_mose2_motifs_are_its_column_types(name, n_motifs, ari):
+# this dose: 2 motifs. The layout holds about one cluster per motif: 4-6 candidates in ADF and
+# 2 in ABF at seeds 0-2 (12-14 and 6-8 with the reference's graph and stages).
+@pytest.mark.parametrize(("name", "n_motifs", "ari", "candidates"),
+                         [("adf", 3, 0.97, 6), ("abf", 2, 0.88, 2)])
+def test_abtem_mose2_motifs_are_its_column_types(name, n_motifs, ari, candidates):
     data = np.load(DATA / f"abtem_mose2_{name}.npz")
     atoms, labels = motifs(data["image"])
     truth = np.c_[data["column_y"], data["column_x"]]
@@ -45,19 +47,30 @@ def test_abtem_mose2_motifs_are_its_column_types(name, n_motifs, ari):
     assert near.mean() >= 0.98
     types = data["column_type"][idx]
     assert labels.attrs["n_motifs"] == n_motifs
+    assert labels.attrs["candidates"] <= candidates
     assert adjusted_rand_score(types[near], labels.values[near]) >= ari
     assert np.mean(labels.values < 0) <= 0.01
     assert min(labels.attrs["separation"]) >= 4.65
+    assert labels.attrs["structure"] == "discrete"
 
 
 def test_real_mos2_has_a_few_motifs_not_dozens():
     pytest.importorskip("rsciio")
     image = dmotif.open_image(DATA / "real_mos2_se_implanted.dm3")
     _, labels = motifs(image)
-    # Mo and S2 columns and the brighter Se-substituted S sites.
-    assert 3 <= labels.attrs["n_motifs"] <= 6
+    # Mo and S2 columns, in a few clusters of the layout (68 with the reference's).
+    assert 2 <= labels.attrs["n_motifs"] <= 6
+    assert labels.attrs["candidates"] <= 6
     assert np.mean(labels.values < 0) <= 0.02
-    assert labels.attrs["candidates"] > labels.attrs["n_motifs"]
+
+
+@pytest.mark.xfail(strict=True, reason="the Se-substituted sites are a continuous bright tail "
+                   "of the S2 columns' features: their cluster lies 2.5 noise units from S2")
+def test_real_mos2_se_substituted_sites_are_a_motif():
+    pytest.importorskip("rsciio")
+    image = dmotif.open_image(DATA / "real_mos2_se_implanted.dm3")
+    _, labels = motifs(image)
+    assert labels.attrs["n_motifs"] >= 3
 
 
 def test_real_perovskite_a_and_b_columns():
