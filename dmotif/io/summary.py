@@ -22,6 +22,12 @@ def summary_rows(res: Result) -> list[tuple[str, str]]:
         n_motifs = len(np.unique(lab[lab >= 0]))
         rows.append(("motifs", str(n_motifs)))
         rows.append(("unassigned", f"{np.mean(lab < 0):.2%}"))
+    structure = res.attrs.get("cluster_attrs", {}).get("structure")
+    if structure == "continuum":
+        rows.append(("features", "a continuum: neighbouring motifs are bridged by atoms between "
+                     "them (cuts of a continuous variation, not distinct types)"))
+    elif structure == "discrete":
+        rows.append(("features", "discrete motifs: no atoms bridge neighbouring motifs"))
     graph = res.hierarchy
     if graph is not None:
         levels = sorted({int(d.get("level", 0)) for _, d in graph.nodes(data=True)})
