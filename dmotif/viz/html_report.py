@@ -204,12 +204,16 @@ def _cell_table(res: Result, max_rows: int = 20) -> str:
         return ""
     total = {lv: sum(d["count"] for d in nodes if d["level"] == lv) for lv in (2, 3)}
     seen = Counter(str(d.get("title") or d["name"]) for d in nodes)
+    shown: Counter[str] = Counter()
 
     def text(d: dict[str, Any]) -> str:
-        # one composition in several arrangements: the exact type tells the rows apart
+        # One composition in several arrangements (the same cells, other neighbours): the
+        # types' own names repeat too, so the rows are numbered, most frequent first.
         title = str(d.get("title") or d["name"])
-        return html.escape(title) + (f' <small>({html.escape(d["name"])})</small>'
-                                     if seen[title] > 1 else "")
+        if seen[title] == 1:
+            return html.escape(title)
+        shown[title] += 1
+        return html.escape(title) + f" <small>(arrangement {shown[title]})</small>"
 
     body = "".join(
         f'<tr class="cell"><td>{d["level"]}</td><td>{text(d)}</td><td>{d["count"]:,}</td>'
