@@ -35,6 +35,9 @@ _METHODS = ("auto", "lattice", "rings")
 # The basis slots are learned within this many lattice vectors of a central anchor: enough
 # cells for every slot to stand out, few enough that scan distortion moves no atom off its site.
 _PATCH_CELLS = 3.0
+# Beyond this many labelled atoms the basis is chosen on the ones nearest each frame's root
+# (in proportion to the frame's atoms), and the cells are built on the chosen basis only.
+_CHOICE_ATOMS = 100_000
 
 
 # --------------------------------------------------------------------------- lattice vectors
@@ -133,17 +136,33 @@ def _frame_offsets(table, f, m, anchor, reach):
             int((near & (lab == anchor)).sum()))
 
 
-def _frame_lattice_cells(table, f, m0, sites, bases, slots, anchor, tol):
-    """The cells of frame ``f`` on each of ``bases``: the atoms' ideal coordinates are
-    unwrapped once, on the basis ``m0`` and its ``sites``, and re-expressed on each."""
+def _frame_sites(table, f, m0, sites, anchor, tol, quota):
+    """The ideal coordinates and slots of frame ``f``'s atoms, unwrapped on the basis ``m0``
+    and its ``sites``, and the atoms the basis is chosen on: the ``quota`` labelled atoms
+    nearest the frame's root (None, all of them, when the frame has no more), a disc, so the
+    choice stays blind to the image's orientation."""
     yx, lab = frame_atoms(table, f)
     frac = np.full((len(yx), 2), np.nan)
     site = np.full(len(yx), -1, np.int64)
     sel = np.flatnonzero(lab >= 0)
     root = _lattice.root_atom(yx, lab, anchor)
+    sample = None
+    if root >= 0 and quota < len(sel):
+        dist = np.linalg.norm(yx[sel] - yx[root], axis=1)
+        # the margin keeps a shell of equidistant atoms whole, whatever the rounding
+        sample = sel[dist <= np.partition(dist, quota - 1)[quota - 1] + tol]
     if root >= 0:
         frac[sel], site[sel] = _unwrap.unwrap_sites(yx[sel], m0, sites, tol,
                                                     int(np.searchsorted(sel, root)))
+    return frac, site, sample
+
+
+def _frame_lattice_cells(table, f, frac, site, m0, bases, slots, keep=None):
+    """The cells of frame ``f`` (of its atoms ``keep`` only, if given) on each of ``bases``,
+    from the ideal coordinates ``frac`` on the basis ``m0``."""
+    yx, lab = frame_atoms(table, f)
+    if keep is not None:
+        yx, lab, frac, site = yx[keep], lab[keep], frac[keep], site[keep]
     out = []
     for (u, v), slot in zip(bases, slots, strict=True):
         m = np.column_stack([u, v])
@@ -209,7 +228,10 @@ def motif_cells(
     share a cell, e.g. which of a metal's three chalcogens; it is fixed by the atoms, not by
     the pixel axes: the bases whose slots sit closest to the anchor, then the one that places
     the most atoms in cells, then by the table of type counts and of each type's neighbour
-    types. So the cells of an image turned by any angle are the turned cells.
+    types. Beyond 10⁵ labelled atoms these counts are taken on a disc of 10⁵ atoms about
+    the central anchor atoms (shared among frames by their numbers of atoms), and the cells
+    are then built on the chosen basis only. So the cells of an image turned by any angle are
+    the turned cells.
 
     ``method="rings"``: the bond graph joins atoms whose Delaunay edge is at most ``radius``
     long; each bounded face with at most ``max_ring`` vertices is a cell, typed by its size and
@@ -304,7 +326,8 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
     Every basis equivalent to ``lattice`` under the lattice's rotations is tried: the slots
     are learned on each, the bases whose slots sit closest to the anchor (the most compact
     cell) are kept, and among those the cells of the one with the smallest
-    :func:`_cells.convention_key` are returned. Both steps use only distances, angles and
+    :func:`_cells.convention_key` (of the cells on a disc of ``_CHOICE_ATOMS`` atoms, on a
+    larger image) are returned. Both steps use only distances, angles and
     counts, so the cells of a turned image are the turned cells.
     """
     # The frames' vectors come from the table the cell tasks read, not from a second copy.
@@ -335,11 +358,22 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
         slots.append(_lattice.rebase_slots(learned, m0, m))
         spread.append(float(np.linalg.norm(slots[-1] @ m.T, axis=1).sum()))
     best = [b for b in range(len(bases)) if spread[b] <= min(spread) + tol]
-    per_frame = dask.compute(*[dask.delayed(_frame_lattice_cells)(
-        table, f, m0, learned, [bases[b] for b in best], [slots[b] for b in best], anchor, tol)
-        for f, _ in frames])
-    per_basis = [[p[k] for p in per_frame] for k in range(len(best))]
+    n_atoms = int((lab >= 0).sum())
+    sampled = len(best) > 1 and n_atoms > _CHOICE_ATOMS
+    quota = [int((lab[idx] >= 0).sum()) for _, idx in frames]
+    if sampled:
+        quota = [max(1, _CHOICE_ATOMS * q // n_atoms) for q in quota]
+    placed = dask.compute(*[dask.delayed(_frame_sites)(table, f, m0, learned, anchor, tol, q)
+                            for (f, _), q in zip(frames, quota, strict=True)])
+    choice = dask.compute(*[dask.delayed(_frame_lattice_cells)(
+        table, f, frac, site, m0, [bases[b] for b in best], [slots[b] for b in best], sample)
+        for (f, _), (frac, site, sample) in zip(frames, placed, strict=True)])
+    per_basis = [[p[k] for p in choice] for k in range(len(best))]
     k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
+    if sampled:
+        per_basis[k] = [p[0] for p in dask.compute(*[dask.delayed(_frame_lattice_cells)(
+            table, f, frac, site, m0, [bases[best[k]]], [slots[best[k]]])
+            for (f, _), (frac, site, _) in zip(frames, placed, strict=True)])]
     u, v = bases[best[k]]
     return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
                           "slots": slots[best[k]].tolist()}

@@ -15,6 +15,7 @@ import dmotif
 from dmotif import synthetic
 from dmotif.errors import DataError, NoLatticeError
 from dmotif.hierarchy import _cells
+from dmotif.hierarchy import cells as cells_module
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +217,22 @@ def test_hierarchy_of_the_turned_image_is_isomorphic(tmd, kind, degrees):
     assert any(d["level"] == 2 and -1 in d["labels"] for _, d in g0.nodes(data=True))
     if kind == "tmd":
         assert any(d["level"] == 3 for _, d in g0.nodes(data=True))
+
+
+def test_basis_chosen_on_a_central_disc_keeps_true_and_turned_cells(tmd, monkeypatch):
+    # Large images choose among the 3 bases of the honeycomb on a disc of atoms about the
+    # central metal: here a quarter of the atoms. The disc holds the same atoms in the turned
+    # image, so its cells are the turned cells, and every cell is still a true Bravais cell.
+    monkeypatch.setattr(cells_module, "_CHOICE_ATOMS", tmd.atoms.sizes["atom"] // 4)
+    cells = dmotif.motif_cells(tmd.atoms, tmd.atoms["label"])
+    _, truth = _tmd_truth_per_cell(tmd, cells)
+    labels = [tuple(t) for t in json.loads(cells.attrs["type_labels"])]
+    np.testing.assert_array_equal([labels[t] for t in cells["type"].values], truth)
+    turned = dmotif.motif_cells(_turned(tmd.atoms, tmd.params["size"][0], 37),
+                                tmd.atoms["label"])
+    np.testing.assert_array_equal(np.unique(turned["members"].values, axis=0),
+                                  np.unique(cells["members"].values, axis=0))
+    assert turned.attrs["type_names"] == cells.attrs["type_names"]
 
 
 @pytest.mark.parametrize(("kind", "min_ari"), [("tmd", 0.7), ("perovskite", 0.95)])
