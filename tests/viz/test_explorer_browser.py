@@ -12,7 +12,7 @@ import pytest
 from dmotif.io.edits import active_labels
 from dmotif.viz.explorer import serve
 
-from ..explore_helpers import CENTRES, make_result
+from ..explore_helpers import CENTRES, make_measured_result, make_result
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -133,3 +133,45 @@ def test_load_select_merge_save_in_chromium(tmp_path):
     assert saved.name == "label_edit_1"
     np.testing.assert_array_equal(saved.values, np.where(truth == 2, 1, truth))
     assert 2 not in saved.attrs["motif_names"]
+
+
+def test_colour_by_a_measured_quantity_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    server = serve(make_measured_result(tmp_path), block=False)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 950})
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url)
+            page.wait_for_function(
+                "() => window.Bokeh && Bokeh.documents.length > 0"
+                " && Bokeh.documents[0].get_model_by_name('colour_by') !== null", timeout=20_000)
+            state = _wait(lambda: server.sessions and server.sessions[0])
+            get = "Bokeh.documents[0].get_model_by_name"
+            assert page.evaluate(f"{get}('colour_by').options") == state.colour_choices()
+            assert not page.evaluate(f"{get}('layout_colour_bar').visible")
+            motif_colours = page.evaluate(f"{get}('atoms_in_view').data.colour")
+
+            page.evaluate(f"{get}('colour_by').value = 'cross_section'")
+            for bar in ("layout_colour_bar", "image_colour_bar"):
+                page.wait_for_function(
+                    f"() => {get}('{bar}').visible && {get}('{bar}').title === 'cross_section'",
+                    timeout=10_000)
+            low, high = page.evaluate(
+                f"[{get}('layout_colour_bar').color_mapper.low,"
+                f" {get}('layout_colour_bar').color_mapper.high]")
+            values = state.data.measured["cross_section"]
+            np.testing.assert_allclose((low, high), np.percentile(values, [1, 99]))
+            # Every atom is drawn on the image in the colour of its cross-section.
+            page.wait_for_function(
+                f"c => {get}('atoms_in_view').data.colour.join() !== c.join()",
+                arg=motif_colours, timeout=10_000)
+            assert page.evaluate(f"{get}('atoms_in_view').data.colour") == (
+                state.atom_colours(np.arange(state.data.n_atoms)))
+            assert not errors, errors
+            browser.close()
+    finally:
+        server.stop()
