@@ -260,4 +260,7 @@ def test_colour_by_a_measured_quantity_colours_atoms_and_layout_by_its_value(mea
     alone = np.isin(pixel, np.flatnonzero(np.bincount(pixel, minlength=300 * 300) == 1))
     assert alone.sum() > measured.n_atoms // 2
     np.testing.assert_array_equal(rgba[i[alone], j[alone], :3], K.VALUE_RGB[shades[alone]])
+    name = state.names[int(state.labels[0])]
+    assert state.describe(0) == f"atom 0: {name} — cross_section = {values[0]:.4g}"
     assert state.set_colour_by("motif") is None
+    assert state.describe(0) == f"atom 0: {name}"

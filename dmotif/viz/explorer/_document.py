@@ -326,8 +326,7 @@ class _Document:
         if atom is None:
             return
         self.hover_src.data = {"image": [self.data.patch(atom)]}
-        label = int(self.state.labels[atom])
-        self.hover_fig.title.text = f"atom {atom}: {self.state.names.get(label, 'unassigned')}"
+        self.hover_fig.title.text = self.state.describe(atom)
 
     def on_choose(self, _attr: str, _old: Any, new: list[int]) -> None:
         """Ticking a motif puts its name in the name box."""

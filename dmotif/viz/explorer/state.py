@@ -190,6 +190,14 @@ class Explorer:
         codes, span = K.quantity_codes(self.data.measured[self.colour_by])
         return codes, K.VALUE_RGB, span
 
+    def describe(self, atom: int) -> str:
+        """One line on ``atom``: its motif, and its value when coloured by a quantity."""
+        label = int(self.labels[atom])
+        text = f"atom {atom}: {self.names.get(label, 'unassigned')}"
+        if self.colour_by != "motif":
+            text += f" — {self.colour_by} = {self.data.measured[self.colour_by][atom]:.4g}"
+        return text
+
     def atom_colours(self, atoms: np.ndarray) -> list[str]:
         """Hex colour of each of ``atoms`` in the current colouring."""
         codes, rgb, _ = self.colour_codes()
