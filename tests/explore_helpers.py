@@ -37,3 +37,11 @@ def make_result(directory: Path, *, size: int = 384, frames: int = 1, seed: int 
     out = directory / "result.zarr"
     dmotif.write_result(ds, out, config={"input": {"path": str(image_path)}})
     return str(out), sample
+
+
+def make_measured_result(directory: Path) -> str:
+    """Run the pipeline with column measurements on the small real perovskite image."""
+    image = Path(__file__).parent / "data" / "real_perovskite_adf.npy"
+    out = directory / "measured.zarr"
+    dmotif.run(str(image), out, config={"measure": {"enabled": True}})
+    return str(out)

@@ -8,10 +8,11 @@ import pytest
 import dmotif
 from dmotif.errors import DataError, ImageFileError, ParameterError
 from dmotif.io.edits import active_labels
+from dmotif.measure.stage import MEASURED_VARS
 from dmotif.viz.explorer import Explorer, ExplorerData, serve
 from dmotif.viz.explorer import _kernels as K
 
-from ..explore_helpers import CENTRES, SIGMA, make_result
+from ..explore_helpers import CENTRES, SIGMA, make_measured_result, make_result
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +218,49 @@ def test_bad_stores_and_images_are_refused_clearly(tmp_path, result):
         ExplorerData(path, image=tmp_path / "moved.zarr")
     with pytest.raises(ParameterError, match="port"):
         serve(path, port=70000, block=False)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    return ExplorerData(make_measured_result(tmp_path_factory.mktemp("measured")))
+
+
+def test_colour_by_offers_motif_alone_without_measurements(data):
+    state = Explorer(data)
+    assert state.colour_choices() == ["motif"]
+    with pytest.raises(ParameterError, match="cannot colour by 'cross_section'"):
+        state.set_colour_by("cross_section")
+
+
+def test_colour_by_a_measured_quantity_colours_atoms_and_layout_by_its_value(measured):
+    ds = measured.result.dataset
+    state = Explorer(measured)
+    # Exactly the stored per-atom measurements; no displacement or strain was asked for.
+    assert state.colour_choices() == ["motif", *(v for v in MEASURED_VARS if v in ds)]
+    assert {"fit_sigma_a", "cross_section"} <= set(state.colour_choices())
+    assert "disp" not in state.colour_choices()
+    values = ds["cross_section"].values
+    low, high = state.set_colour_by("cross_section")
+    np.testing.assert_allclose((low, high), np.percentile(values[np.isfinite(values)], [1, 99]))
+    atoms = np.arange(measured.n_atoms)
+    shade_of = {h: i for i, h in enumerate(K.VALUE_HEXES)}
+    shades = np.array([shade_of[h] for h in state.atom_colours(atoms)])
+    # The colour scale is monotone in the value, from its first colour to its last.
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(shades[order]) >= 0)
+    assert shades[order[0]] == 0 and shades[order[-1]] == len(K.VALUE_HEXES) - 1
+    # A layout pixel holding one atom has that atom's colour.
+    x_range = (measured.lx.min() - 1, measured.lx.max() + 1)
+    y_range = (measured.ly.min() - 1, measured.ly.max() + 1)
+    base, _ = state.layout_rasters(x_range, y_range, shape=(300, 300))
+    rgba = base.view(np.uint8).reshape(300, 300, 4)
+    j = np.floor((measured.lx - x_range[0]) * 300 / (x_range[1] - x_range[0])).astype(int)
+    i = np.floor((measured.ly - y_range[0]) * 300 / (y_range[1] - y_range[0])).astype(int)
+    pixel = i * 300 + j
+    alone = np.isin(pixel, np.flatnonzero(np.bincount(pixel, minlength=300 * 300) == 1))
+    assert alone.sum() > measured.n_atoms // 2
+    np.testing.assert_array_equal(rgba[i[alone], j[alone], :3], K.VALUE_RGB[shades[alone]])
+    name = state.names[int(state.labels[0])]
+    assert state.describe(0) == f"atom 0: {name} — cross_section = {values[0]:.4g}"
+    assert state.set_colour_by("motif") is None
+    assert state.describe(0) == f"atom 0: {name}"

@@ -117,3 +117,16 @@ def test_mean_patch_subpixel_is_exact_on_a_plane():
 
 def test_mean_patch_of_nothing_is_nan():
     assert np.isnan(K.mean_patch(np.zeros((9, 9)), np.array([]), np.array([]), 2)).all()
+
+
+def test_quantity_codes_bin_between_the_1st_and_99th_percentiles():
+    values = np.concatenate([np.linspace(0.0, 1.0, 1001), [-50.0, 50.0, np.nan]])
+    codes, (low, high) = K.quantity_codes(values)
+    np.testing.assert_allclose((low, high), np.nanpercentile(values, [1, 99]))
+    inside = (values >= low) & (values < high)
+    # The same 256 bins as numpy's histogram over the range; beyond it the end colours.
+    expected = np.clip(np.digitize(values[inside], np.linspace(low, high, 257)) - 1, 0, 255)
+    np.testing.assert_array_equal(codes[inside], expected)
+    assert codes[-3] == 0 and codes[-2] == 255 and codes[-1] == len(K.VALUE_RGB) - 1
+    assert K.VALUE_HEXES[0] == "#440154" and K.VALUE_HEXES[-1] == "#fde725"  # viridis ends
+    np.testing.assert_array_equal(K.quantity_codes(np.full(3, np.nan))[0], [256, 256, 256])

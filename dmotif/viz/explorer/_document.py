@@ -16,6 +16,7 @@ from bokeh.layouts import column, row
 from bokeh.models import (
     BoxSelectTool,
     Button,
+    ColorBar,
     ColumnDataSource,
     DataTable,
     Div,
@@ -23,6 +24,7 @@ from bokeh.models import (
     LassoSelectTool,
     LinearColorMapper,
     Range1d,
+    Select,
     Slider,
     TableColumn,
     TextInput,
@@ -111,6 +113,7 @@ class _Document:
                      "image": ((0.0, float(data.width)), (0.0, float(data.height)))}
         self._layout_figure(*layout_range)
         self._image_figure()
+        self._colour_bars()
         self.hover_fig, self.hover_src = _patch_figure("hover_patch", "patch under the cursor",
                                                        data.radius)
         self.mean_fig, self.mean_src = _patch_figure("mean_patch", "mean patch of the selection",
@@ -155,6 +158,17 @@ class _Document:
         self.img_fig.scatter(x="x", y="y", marker="circle", size=9, fill_alpha=0.0,
                              line_color="#ffd400", line_width=1.5, source=self.hi_src)
 
+    def _colour_bars(self) -> None:
+        """One value scale, shown beside both figures while atoms are coloured by a quantity."""
+        self.value_mapper = LinearColorMapper(palette=K.VALUE_HEXES, low=0.0, high=1.0,
+                                              nan_color=K.UNASSIGNED_COLOUR)
+        self.colour_bars = []
+        for fig in (self.lay_fig, self.img_fig):
+            bar = ColorBar(color_mapper=self.value_mapper, name=f"{fig.name}_colour_bar",
+                           width=10, visible=False)
+            fig.add_layout(bar, "right")
+            self.colour_bars.append(bar)
+
     def _controls(self) -> None:
         self.table_src = ColumnDataSource(self.state.motif_table(), name="motifs")
         swatch = HTMLTemplateFormatter(
@@ -176,6 +190,9 @@ class _Document:
         self.frame_slider = Slider(name="frame", title="frame", start=0,
                                    end=max(1, n_frames - 1), step=1, value=self.frame,
                                    visible=n_frames > 1, width=330)
+        choices = self.state.colour_choices()
+        self.colour_select = Select(name="colour_by", title="colour atoms by", value="motif",
+                                    options=choices, visible=len(choices) > 1, width=330)
 
     def _connect(self) -> None:
         actions = (self.do_merge, self.do_split, self.do_rename, self.do_select, self.do_undo,
@@ -189,12 +206,13 @@ class _Document:
         self.lay_fig.on_event(MouseMove, self.on_hover)
         self.table_src.selected.on_change("indices", self.on_choose)
         self.frame_slider.on_change("value_throttled", self.on_frame)
+        self.colour_select.on_change("value", self.on_colour_by)
 
     def root(self) -> Any:
         """The document's root layout: the two figures above the patches and the controls."""
         b = self.buttons
         controls = column(
-            self.frame_slider, self.table, self.name_input,
+            self.frame_slider, self.colour_select, self.table, self.name_input,
             row(b["Merge"], b["Split"], b["Rename"]), row(b["Select motif"], b["Undo"], b["Save"]),
             self.status,
         )
@@ -239,10 +257,9 @@ class _Document:
                                            max_points=self.max_points // 5)
         if sampled:  # too many to tell apart: the image shows them better
             idx = idx[:0]
-        hexes = np.array(K.palette_rgb(np.arange(-1, int(state.labels.max(initial=-1)) + 1))[0])
         self.atoms_src.data = {"x": data.x[idx].astype(np.float32),
                                "y": data.y[idx].astype(np.float32),
-                               "colour": hexes[state.labels[idx] + 1].tolist()}
+                               "colour": state.atom_colours(idx)}
 
     def refresh_image(self) -> None:
         """Re-read the visible region of the frame at the resolution of the screen."""
@@ -309,13 +326,22 @@ class _Document:
         if atom is None:
             return
         self.hover_src.data = {"image": [self.data.patch(atom)]}
-        label = int(self.state.labels[atom])
-        self.hover_fig.title.text = f"atom {atom}: {self.state.names.get(label, 'unassigned')}"
+        self.hover_fig.title.text = self.state.describe(atom)
 
     def on_choose(self, _attr: str, _old: Any, new: list[int]) -> None:
         """Ticking a motif puts its name in the name box."""
         if new:
             self.name_input.value = str(self.table_src.data["name"][new[0]])
+
+    def on_colour_by(self, _attr: str, _old: Any, new: str) -> None:
+        """Colour the atoms of both figures by motif or by a measured quantity."""
+        span = self.state.set_colour_by(new)
+        if span is not None:
+            self.value_mapper.update(low=span[0], high=span[1])
+        for bar in self.colour_bars:
+            bar.update(visible=span is not None, title=None if span is None else new)
+        self.refresh_layout()
+        self.refresh_atoms()
 
     def on_frame(self, _attr: str, _old: Any, new: int) -> None:
         """Another frame of the stack."""

@@ -8,6 +8,7 @@ passes, no Python loop over points.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.path import Path
 from scipy import ndimage
 
@@ -17,6 +18,7 @@ __all__ = [
     "in_polygon",
     "mean_patch",
     "palette_rgb",
+    "quantity_codes",
     "raster_counts",
     "shade",
 ]
@@ -29,6 +31,11 @@ _CATEGORY20 = (
     "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
 UNASSIGNED_COLOUR = "#b0b0b0"
+#: Colours of a measured quantity, low to high (viridis), then grey for atoms without a value.
+VALUE_HEXES = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in np.rint(
+    255 * colormaps["viridis"](np.linspace(0.0, 1.0, 256))[:, :3]).astype(int)]
+VALUE_RGB = np.array([[int(h[i : i + 2], 16) for i in (1, 3, 5)]
+                      for h in (*VALUE_HEXES, UNASSIGNED_COLOUR)], dtype=np.uint8)
 
 
 def palette_rgb(labels: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -39,6 +46,24 @@ def palette_rgb(labels: np.ndarray) -> tuple[list[str], np.ndarray]:
     ]
     rgb = np.array([[int(h[i : i + 2], 16) for i in (1, 3, 5)] for h in hexes], dtype=np.uint8)
     return hexes, rgb.reshape(-1, 3)
+
+
+def quantity_codes(values: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Rows of :data:`VALUE_RGB` for per-atom ``values``, and the range they span.
+
+    The range is the 1st–99th percentile of the finite values (so that a few failed fits do
+    not wash out the rest); values beyond it take its end colours, NaN the grey last row.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.full(len(values), len(VALUE_HEXES), dtype=np.int64), (0.0, 1.0)
+    low, high = (float(v) for v in np.percentile(values[finite], [1.0, 99.0]))
+    high = high if high > low else low + 1.0
+    scaled = np.floor((values - low) / (high - low) * len(VALUE_HEXES))
+    codes = np.clip(np.nan_to_num(scaled, nan=0.0), 0, len(VALUE_HEXES) - 1).astype(np.int64)
+    codes[~finite] = len(VALUE_HEXES)
+    return codes, (low, high)
 
 
 def raster_counts(

@@ -16,6 +16,7 @@ from ...errors import DataError
 from ...io.edits import active_labels
 from ...io.images import result_image
 from ...io.store import Result, open_result
+from ...measure.stage import MEASURED_VARS
 from . import _kernels as K
 
 __all__ = ["ExplorerData"]
@@ -71,6 +72,11 @@ class ExplorerData:
         self.labels_name = str(labels.name)
         self.labels = labels.values.astype(np.int32)
         self.names: dict[int, str] = dict(labels.attrs["motif_names"])
+        #: The per-atom measurements of the run (``[measure]``), by name, to colour atoms by.
+        self.measured: dict[str, np.ndarray] = {
+            name: ds[name].values.astype(np.float64) for name in MEASURED_VARS
+            if name in ds and ds[name].dims == ("atom",)
+        }
         self.image = self._open_image(image)
         self.n_frames, self.height, self.width = (int(s) for s in self.image.shape)
         self._bounds = [np.cumsum((0, *c)) for c in self.image.data.chunks[1:]]

@@ -34,6 +34,7 @@ class Explorer:
     history: list[tuple[np.ndarray, dict[int, str], str]] = field(init=False, default_factory=list)
     notes: list[str] = field(init=False, default_factory=list)
     edits: int = field(init=False, default=0)  # changes so far, undo included
+    colour_by: str = field(init=False, default="motif")
     _base_raster: Any = field(init=False, default=None, repr=False)
     _saved: tuple[np.ndarray, dict[int, str]] = field(init=False, repr=False)
 
@@ -166,6 +167,43 @@ class Explorer:
         return self.saved_as
 
     # ----------------------------------------------------------------- views
+    def colour_choices(self) -> list[str]:
+        """What atoms may be coloured by: ``"motif"``, then each measured quantity stored."""
+        return ["motif", *self.data.measured]
+
+    def set_colour_by(self, name: str) -> tuple[float, float] | None:
+        """Colour atoms by ``name`` (see :meth:`colour_choices`); return the range of its colour
+        scale (None for motifs)."""
+        if name not in self.colour_choices():
+            raise ParameterError(
+                f"cannot colour by {name!r}: choose one of {self.colour_choices()} (measured "
+                "quantities exist only when the run had [measure] enabled = true)."
+            )
+        self.colour_by = name
+        return self.colour_codes()[2]
+
+    def colour_codes(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
+        """Per atom a row of an RGB table, the table, and the value range (None for motifs)."""
+        if self.colour_by == "motif":
+            _, rgb = K.palette_rgb(np.arange(-1, int(self.labels.max(initial=-1)) + 1))
+            return self.labels + 1, rgb, None
+        codes, span = K.quantity_codes(self.data.measured[self.colour_by])
+        return codes, K.VALUE_RGB, span
+
+    def describe(self, atom: int) -> str:
+        """One line on ``atom``: its motif, and its value when coloured by a quantity."""
+        label = int(self.labels[atom])
+        text = f"atom {atom}: {self.names.get(label, 'unassigned')}"
+        if self.colour_by != "motif":
+            text += f" — {self.colour_by} = {self.data.measured[self.colour_by][atom]:.4g}"
+        return text
+
+    def atom_colours(self, atoms: np.ndarray) -> list[str]:
+        """Hex colour of each of ``atoms`` in the current colouring."""
+        codes, rgb, _ = self.colour_codes()
+        hexes = np.array([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()])
+        return hexes[codes[atoms]].tolist()
+
     def motif_table(self) -> dict[str, list[Any]]:
         """Columns of the motif table: id, name, count, colour."""
         ids, counts = np.unique(self.labels, return_counts=True)
@@ -188,21 +226,18 @@ class Explorer:
         if shape is None:
             side = int(np.clip(4 * math.sqrt(self.data.n_atoms), 64, _RASTER_PX))
             shape = (side, side)
-        top = int(self.labels.max(initial=-1))
-        ids = np.arange(-1, top + 1)
-        _, rgb = K.palette_rgb(ids)
-        codes = self.labels + 1
+        codes, rgb, _ = self.colour_codes()
         d = self.data
-        # A selection changes only the overlay: the base raster is kept until the view or the
-        # labels change.
-        key = (tuple(x_range), tuple(y_range), tuple(shape), self.edits)
+        # A selection changes only the overlay: the base raster is kept until the view, the
+        # labels or the colouring change.
+        key = (tuple(x_range), tuple(y_range), tuple(shape), self.edits, self.colour_by)
         if self._base_raster is None or self._base_raster[0] != key:
-            counts = K.raster_counts(d.lx, d.ly, codes, len(ids), x_range, y_range, shape)
+            counts = K.raster_counts(d.lx, d.ly, codes, len(rgb), x_range, y_range, shape)
             self._base_raster = (key, K.shade(counts, rgb))
         base = self._base_raster[1]
         sel = self.selected
         if sel.any():
-            counts = K.raster_counts(d.lx[sel], d.ly[sel], codes[sel], len(ids), x_range,
+            counts = K.raster_counts(d.lx[sel], d.ly[sel], codes[sel], len(rgb), x_range,
                                      y_range, shape)
             return base, K.shade(counts, rgb, min_alpha=160)
         return base, np.zeros(shape, dtype=np.uint32)
