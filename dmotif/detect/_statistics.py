@@ -144,7 +144,12 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
 
     The noise of the raw image is the scaled median absolute difference of horizontal pixel
     neighbours, taken where the smoothed image lies below its median (between the columns,
-    where the signal is flat); smoothing divides it by :func:`noise_gain`. The background is
+    where the signal is flat); smoothing divides it by :func:`noise_gain`. In an image of
+    electron counts at low dose (a light-element ADF image at a few 10⁴ e/Å²) most pixels
+    between the columns hold 0 or 1 count, so most differences are equal and their median
+    absolute difference is 0, which would make every count a column: when at least half of
+    the differences equal their median, their root mean square is taken instead (over the
+    whole image if even that is 0). The background is
     the mode of the smoothed values: the centre of the densest interval two noise sigmas wide
     (flat background piles up there, column flanks spread over a wide range). The bright level
     is the 99.9th percentile.
@@ -158,7 +163,7 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     low = sm <= np.median(sm)
     pair = low[:, 1:] & low[:, :-1]
     diff = (a[:, 1:] - a[:, :-1])[pair]
-    raw = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2.0)
+    raw = _difference_noise(diff) or _difference_noise((a[:, 1:] - a[:, :-1]).ravel())
     noise = raw * noise_gain(sigma)
     # Every other pixel in each direction gives the mode as well, at a quarter of the sort.
     values = np.sort(sm[::2, ::2], axis=None)
@@ -167,3 +172,19 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     start = int(np.argmax(ends - np.arange(values.size)))
     background = float(np.median(values[start : ends[start]]))
     return background, noise, float(np.percentile(sm, 99.9))
+
+
+#: Share of equal neighbour differences above which the median absolute difference fails.
+QUANTISED_TIES = 0.5
+
+
+def _difference_noise(diff: np.ndarray) -> float:
+    """The noise of one pixel from differences of pixel neighbours: robust (scaled median
+    absolute difference), or their root mean square when quantised counts make most of them
+    equal (see :func:`background_and_noise`)."""
+    if diff.size == 0:
+        return 0.0
+    centred = diff - np.median(diff)
+    if np.mean(centred == 0) >= QUANTISED_TIES:
+        return math.sqrt(np.mean(centred**2) / 2.0)
+    return 1.4826 * np.median(np.abs(centred)) / math.sqrt(2.0)
