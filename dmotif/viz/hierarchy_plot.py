@@ -44,7 +44,7 @@ def _positions(graph: nx.DiGraph, max_per_level: int
     return pos, rest
 
 
-def _label(d: dict[str, Any], width: int = 22) -> str:
+def _label(d: dict[str, Any], width: int = 15) -> str:
     """The node's title (or name) wrapped to a few short lines."""
     import textwrap
 
@@ -56,7 +56,7 @@ def _label(d: dict[str, Any], width: int = 22) -> str:
 
 
 def plot_hierarchy(
-    graph: nx.DiGraph, *, patch_size: float = 0.08, max_per_level: int = 12
+    graph: nx.DiGraph, *, patch_size: float = 0.1, max_per_level: int = 8
 ) -> Figure:
     """Draw a hierarchy graph: levels top to bottom, each node's mean patch, edge multiplicities.
 
@@ -92,7 +92,9 @@ def plot_hierarchy(
     pos, rest = _positions(graph, max_per_level)
     rows = Counter(_row(d) for n, d in graph.nodes(data=True) if n in pos)
     width = max(rows.values()) + (1 if rest else 0)
-    fig = Figure(figsize=(max(6.0, 1.6 * width), 2.4 * len(rows)))
+    # about 1.25 inches a node: at the report's width (1100 px) the texts are read at close to
+    # their size in points
+    fig = Figure(figsize=(max(6.0, 1.25 * width), 2.9 * len(rows)))
     # neighbouring patches never touch: at most 80 % of the gap between two nodes of a row
     patch_size = min(patch_size, 0.8 / (width + 1))
     # the patches are squares on a figure that is not
@@ -113,15 +115,15 @@ def plot_hierarchy(
                                 "lw": 0.6, "ls": "--" if overlap else "-", "alpha": 0.6})
         mult = d.get("multiplicity", 1)
         if overlap or mult != 1:
-            # beside the parent end, where the edges of one node fan out and do not cross
-            tx, ty = x0 + 0.2 * (x1 - x0), (y0 - ph / 2) + 0.2 * ((y1 + ph / 2) - (y0 - ph / 2))
-            ax.text(tx, ty, f"{d['overlap']}" if overlap else f"×{mult}", fontsize=6,
+            # below the parent's text, where the edges of one node have fanned out
+            tx, ty = x0 + 0.4 * (x1 - x0), (y0 - ph / 2) + 0.4 * ((y1 + ph / 2) - (y0 - ph / 2))
+            ax.text(tx, ty, f"{d['overlap']}" if overlap else f"×{mult}", fontsize=8,
                     ha="center", va="center", color="C0" if overlap else "C3",
                     gid="overlap" if overlap else "multiplicity",
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
                           "alpha": 0.8})
     for (x, y), n_hidden, count in rest.values():
-        ax.text(x, y, f"+ {n_hidden} more\n(n={count:,})", fontsize=8, ha="center",
+        ax.text(x, y, f"+ {n_hidden} more\n(n={count:,})", fontsize=9, ha="center",
                 va="center", color="0.3", gid="more")
     for n, d in graph.nodes(data=True):
         if n not in pos:
@@ -144,7 +146,7 @@ def plot_hierarchy(
         else:
             ax.plot([x], [y], "o", ms=12, color=f"C{d['level'] % 10}", gid=f"node:{n}")
         ax.text(x, y - ph / 2 - 0.01, f"{_label(d)}\nn={int(d.get('count', 0)):,}",
-                fontsize=7, ha="center", va="top")
+                fontsize=9, ha="center", va="top")
     return fig
 
 

@@ -74,10 +74,11 @@ def plot_atoms_on_image(image: Any, atoms: Any, labels: np.ndarray, *, frame: in
     return fig
 
 
-def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray, *, max_motifs: int = 12
-                         ) -> Figure:
+def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray, *, max_motifs: int = 12,
+                         names: dict[int, str] | None = None) -> Figure:
     """Stacked bars: the fraction of each motif in each frame (the largest ``max_motifs``
-    motifs in colour, the others and the unassigned atoms as grey bands)."""
+    motifs in colour, named by ``names`` where given, the others and the unassigned atoms as
+    grey bands)."""
     ids, f_idx = np.unique(frames, return_inverse=True)
     motifs, m_idx, totals = np.unique(labels, return_inverse=True, return_counts=True)
     # one pass over the atoms whatever the numbers of frames and motifs
@@ -91,7 +92,8 @@ def plot_frame_fractions(frames: np.ndarray, labels: np.ndarray, *, max_motifs: 
     bottom = np.zeros(ids.size)
     for i in sorted(big, key=lambda i: motifs[i]):
         m = int(motifs[i])
-        ax.bar(ids, fractions[i], bottom=bottom, color=cmap(m % cmap.N), label=f"motif {m}")
+        ax.bar(ids, fractions[i], bottom=bottom, color=cmap(m % cmap.N),
+               label=f"motif {(names or {}).get(m, m)}")
         bottom += fractions[i]
     others = 1.0 - bottom
     if (others > 1e-9).any():
@@ -257,17 +259,18 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
         over = "" if frames is None or len(frames) >= n_frames else (
             f" (patches averaged over frames {', '.join(map(str, frames))})")
         figs["motifs"] = (f"Mean patch of each motif, with its count{over}",
-                          _png(plot_motifs(ds)))
+                          _png(plot_motifs(ds, names=names)))
     graph = res.hierarchy
     if graph is not None and graph.number_of_nodes():
         figs["hierarchy"] = ("Motif hierarchy: an arrow B → A reads 'B is made of A' (×n: "
                              "n times); level 3 draws each pattern's cells in the colours of "
-                             "their level-2 types; the 12 most frequent motifs of each level, "
+                             "their level-2 types; the 8 most frequent motifs of each level, "
                              "the rest summarised",
                              _png(plot_hierarchy(graph)))
-    if labels is not None and "frame" in ds:
+    if labels is not None and "frame" in ds and np.ptp(ds["frame"].values) > 0:
         figs["fractions"] = ("Fraction of each motif per frame",
-                             _png(plot_frame_fractions(ds["frame"].values, labels)))
+                             _png(plot_frame_fractions(ds["frame"].values, labels,
+                                                       names=names)))
     figs |= {name: (caption, _png(fig))
              for name, (caption, fig) in measurement_figures(res, image).items()}
     return figs

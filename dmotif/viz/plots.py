@@ -3,6 +3,7 @@ function returns its figure)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib as mpl
@@ -90,8 +91,9 @@ def plot_layout(
     return fig
 
 
-def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray") -> Figure:
-    """Mean patch of each motif, titled with its number and share of the atoms.
+def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray",
+                names: Mapping[int, str] | None = None) -> Figure:
+    """Mean patch of each motif, titled with its name and share of the atoms.
 
     Parameters
     ----------
@@ -101,6 +103,9 @@ def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray") -> F
         Panels per row.
     cmap : str, default "gray"
         Colour map of the patches.
+    names : mapping of int to str, optional
+        A name per motif label (the hierarchy's level-1 names, as the report uses); the
+        label otherwise.
 
     Returns
     -------
@@ -126,7 +131,7 @@ def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray") -> F
     for motif in range(k):
         ax = fig.add_subplot(nrows, ncols, motif + 1)
         ax.imshow(patches[motif], cmap=cmap)
-        title = f"motif {motif}"
+        title = f"motif {(names or {}).get(motif, motif)}"
         if "fraction" in summary:
             title += f" ({100 * float(summary['fraction'][motif]):.1f} %)"
         ax.set_title(title, fontsize="small")

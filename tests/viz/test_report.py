@@ -74,7 +74,7 @@ def test_legends_never_cover_the_image(mose2: dmotif.Result) -> None:
     assert _outside(fig, fig.legends[0])
 
 
-def test_hierarchy_figure_shows_twelve_nodes_a_level() -> None:
+def test_hierarchy_figure_shows_eight_nodes_a_level() -> None:
     g = nx.DiGraph()
     for k in range(300):
         g.add_node(f"L2:{k}", level=2, count=1000 - k, name=f"cell {k}",
@@ -85,9 +85,19 @@ def test_hierarchy_figure_shows_twelve_nodes_a_level() -> None:
         g.add_edge(f"L2:{k}", f"L1:{k}", multiplicity=1)
     fig = dmotif.plot_hierarchy(g)
     patches = [a for a in fig.axes[0].child_axes if (a.get_gid() or "").startswith("node:")]
-    assert len(patches) == 24
+    assert len(patches) == 16
     more = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "more"]
-    assert sorted(more) == sorted([f"+ 288 more\n(n={sum(1000 - k for k in range(12, 300)):,})",
-                                   f"+ 28 more\n(n={sum(5000 - k for k in range(12, 40)):,})"])
+    assert sorted(more) == sorted([f"+ 292 more\n(n={sum(1000 - k for k in range(8, 300)):,})",
+                                   f"+ 32 more\n(n={sum(5000 - k for k in range(8, 40)):,})"])
     with Image.open(io.BytesIO(_png(fig))) as im:
         assert im.size[0] * im.size[1] <= MAX_PIXELS
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_motif_fractions_per_frame_are_drawn_only_for_several_frames(frames, tmp_path):
+    from tests.explore_helpers import make_result
+
+    store, _ = make_result(tmp_path, size=256, frames=frames)
+    page = dmotif.report(store, tmp_path / "r.html").read_text()
+    assert ('<figure id="fractions">' in page) == (frames > 1)
+    assert (tmp_path / "r_files" / "fractions.png").exists() == (frames > 1)
