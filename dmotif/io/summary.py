@@ -24,10 +24,11 @@ def summary_rows(res: Result) -> list[tuple[str, str]]:
         rows.append(("unassigned", f"{np.mean(lab < 0):.2%}"))
     structure = res.attrs.get("cluster_attrs", {}).get("structure")
     if structure == "continuum":
-        rows.append(("features", "a continuum: neighbouring motifs are bridged by atoms between "
-                     "them (cuts of a continuous variation, not distinct types)"))
+        rows.append(("features", "a continuum: they vary region by region across the image "
+                     "(motifs are pieces of it, not column types; see "
+                     "dmotif.neighbourhood_mean)"))
     elif structure == "discrete":
-        rows.append(("features", "discrete motifs: no atoms bridge neighbouring motifs"))
+        rows.append(("features", "discrete motifs: every region holds the same column types"))
     graph = res.hierarchy
     if graph is not None:
         levels = sorted({int(d.get("level", 0)) for _, d in graph.nodes(data=True)})

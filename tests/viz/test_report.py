@@ -48,7 +48,7 @@ def test_report_figures_are_bounded_and_the_table_has_each_motif(
     assert cells and len(set(cells)) == len(cells)
     # an abTEM image of distinct column types reads as discrete motifs
     assert mose2.attrs["cluster_attrs"]["structure"] == "discrete"
-    assert "discrete motifs: no atoms bridge" in page
+    assert "discrete motifs: every region holds the same column types" in page
 
 
 def _outside(fig, legend) -> bool:
