@@ -78,6 +78,18 @@ def test_the_landmark_sample_is_seeded():
         assert abs(spearmanr(coord.values, t)[0]) > 0.99
 
 
+def test_points_are_placed_block_by_block_as_all_at_once(monkeypatch):
+    from dmotif.embed import manifold
+
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.uniform(0, 3, 900))
+    curve = np.column_stack([np.cos(t), np.sin(t), 0.01 * rng.normal(size=t.size)])
+    whole = dmotif.manifold_coordinate(curve, max_landmarks=300)
+    monkeypatch.setattr(manifold, "TRANSFORM_BLOCK", 128)
+    np.testing.assert_allclose(dmotif.manifold_coordinate(curve, max_landmarks=300).values,
+                               whole.values, rtol=0, atol=1e-12)
+
+
 def test_bad_input():
     with pytest.raises(ParameterError, match="n_components"):
         dmotif.manifold_coordinate(np.zeros((50, 2)), n_components=3)
