@@ -35,7 +35,7 @@ def manifold_coordinate(
     is read from the features averaged over each atom's neighbourhood,
     ``manifold_coordinate(dmotif.neighbourhood_mean(scores, atoms))``, not from the layout:
     on an abTEM 4°-twisted MoSe2 bilayer that coordinate follows the registry with Spearman
-    |ρ| 0.94–0.97 (ADF and ABF), the layout's 0.2–0.3 (the FR layout draws each shell of
+    |ρ| 0.94–0.97 (ADF and ABF), the layout's 0.0–0.3 (the FR layout draws each shell of
     columns of equal registry as a string of its own, and a column's own patch holds the
     registry only in part).
 
