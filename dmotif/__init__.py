@@ -60,6 +60,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "explore": "dmotif.viz.explorer.server",
     "export": "dmotif.io.export",
     "extract_patches": "dmotif.features.patches",
+    "feature_structure": "dmotif.motifs.continuum",
     "fr_layout": "dmotif.embed.layout",
     "intensity_statistics": "dmotif.measure.intensities",
     "lattice_vectors": "dmotif.hierarchy.cells",
@@ -68,6 +69,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "manifold_coordinate": "dmotif.embed.manifold",
     "motif_cells": "dmotif.hierarchy.cells",
     "motif_summary": "dmotif.motifs.summary",
+    "neighbourhood_mean": "dmotif.features.neighbourhood",
     "open_4dstem": "dmotif.io.stem4d",
     "open_image": "dmotif.io.images",
     "open_result": "dmotif.io.store",
@@ -141,6 +143,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
     from .features import (
         diffraction_features,
         extract_patches,
+        neighbourhood_mean,
         reconstruct,
         virtual_image,
         zernike_basis,
@@ -168,7 +171,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         write_result,
     )
     from .measure import displacements, intensity_statistics, refine_columns, strain, sublattices
-    from .motifs import cluster, motif_summary
+    from .motifs import cluster, feature_structure, motif_summary
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
     from .viz import explore, plot_hierarchy, plot_layout, plot_map, plot_motifs, report
@@ -198,6 +201,7 @@ __all__ = [
     "explore",
     "export",
     "extract_patches",
+    "feature_structure",
     "fr_layout",
     "intensity_statistics",
     "lattice_vectors",
@@ -206,6 +210,7 @@ __all__ = [
     "manifold_coordinate",
     "motif_cells",
     "motif_summary",
+    "neighbourhood_mean",
     "open_4dstem",
     "open_image",
     "open_result",

@@ -10,6 +10,11 @@ from ..errors import DataError, ParameterError
 
 __all__ = ["manifold_coordinate"]
 
+#: Points placed per call of Isomap's out-of-sample transform, which holds a dense (points ×
+#: landmarks) matrix of geodesic distances: 16 384 × 2 000 landmarks is 256 MB, where all of a
+#: million points at once would take 16 GB.
+TRANSFORM_BLOCK = 16_384
+
 
 def manifold_coordinate(
     layout: xr.DataArray | np.ndarray,
@@ -23,13 +28,21 @@ def manifold_coordinate(
 
     Isomap (geodesic distances over a kNN graph) unrolls the curve or sheet the points lie on.
     Above ``max_landmarks`` points it is fitted on a seeded sample and the others are placed
-    by its out-of-sample transform, so memory stays bounded. The coordinate is scaled to
-    [0, 1] per component; its sign is fixed so that it grows with the first layout axis.
+    by its out-of-sample transform, block by block, so memory stays bounded. The coordinate is
+    scaled to [0, 1] per component; its sign is fixed so that it grows with the first axis.
+
+    A variation of a region rather than of a column (the local stacking of a twisted bilayer)
+    is read from the features averaged over each atom's neighbourhood,
+    ``manifold_coordinate(dmotif.neighbourhood_mean(scores, atoms))``, not from the layout:
+    on an abTEM 4°-twisted MoSe2 bilayer that coordinate follows the registry with Spearman
+    |ρ| 0.94–0.97 (ADF and ABF), the layout's 0.0–0.3 (the FR layout draws each shell of
+    columns of equal registry as a string of its own, and a column's own patch holds the
+    registry only in part).
 
     Parameters
     ----------
     layout : xarray.DataArray or ndarray
-        ``(atom, axis)`` points, e.g. the FR layout.
+        ``(atom, axis)`` points: the FR layout, PCA scores or their neighbourhood mean.
     n_components : int
         1 for a curve, 2 for a sheet.
     n_neighbors : int
@@ -67,7 +80,8 @@ def manifold_coordinate(
                if len(pts) > max_landmarks else np.arange(len(pts)))
     iso = Isomap(n_neighbors=n_neighbors, n_components=n_components)
     iso.fit(pts[fit_idx])
-    coord = iso.transform(pts)
+    coord = np.concatenate([iso.transform(pts[a : a + TRANSFORM_BLOCK])
+                            for a in range(0, len(pts), TRANSFORM_BLOCK)])
     for k in range(n_components):
         c = coord[:, k]
         if np.corrcoef(c, pts[:, 0])[0, 1] < 0:

@@ -22,12 +22,17 @@ def summary_rows(res: Result) -> list[tuple[str, str]]:
         n_motifs = len(np.unique(lab[lab >= 0]))
         rows.append(("motifs", str(n_motifs)))
         rows.append(("unassigned", f"{np.mean(lab < 0):.2%}"))
-    structure = res.attrs.get("cluster_attrs", {}).get("structure")
+    cluster_attrs = res.attrs.get("cluster_attrs", {})
+    structure = cluster_attrs.get("structure")
+    share = f" (regional share {cluster_attrs['regional_share']:.2f})" if (
+        "regional_share" in cluster_attrs) else ""
     if structure == "continuum":
-        rows.append(("features", "a continuum: neighbouring motifs are bridged by atoms between "
-                     "them (cuts of a continuous variation, not distinct types)"))
+        rows.append(("features", f"a continuum{share}: they vary region by region across the "
+                     "image (motifs are pieces of it, not column types; see "
+                     "dmotif.neighbourhood_mean)"))
     elif structure == "discrete":
-        rows.append(("features", "discrete motifs: no atoms bridge neighbouring motifs"))
+        rows.append(("features", f"discrete motifs{share}: every region holds the same column "
+                     "types"))
     graph = res.hierarchy
     if graph is not None:
         levels = sorted({int(d.get("level", 0)) for _, d in graph.nodes(data=True)})

@@ -2,12 +2,14 @@
 
 - :mod:`dmotif.motifs.clustering`: :func:`cluster` (HDBSCAN, the reference's raster, or a GMM
   for a given number of motifs);
-- :mod:`dmotif.motifs.summary`: :func:`motif_summary` (size, representatives, mean patch).
+- :mod:`dmotif.motifs.summary`: :func:`motif_summary` (size, representatives, mean patch);
+- :mod:`dmotif.motifs.continuum`: :func:`feature_structure` (discrete motifs or a continuum).
 """
 
 from __future__ import annotations
 
 from .clustering import cluster
+from .continuum import feature_structure
 from .summary import motif_summary
 
-__all__ = ["cluster", "motif_summary"]
+__all__ = ["cluster", "feature_structure", "motif_summary"]

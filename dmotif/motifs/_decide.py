@@ -27,8 +27,9 @@ types, no gap of low density lies between them. The *bridge share* of a motif is
 its atoms and its nearest motif's that fall in the middle third between the two means, along
 the Fisher direction ``W⁻¹(μa − μb)``: 1/6 for adjacent pieces of a uniform continuum,
 ``Φ(2d/3) − Φ(d/3)`` for two Gaussian classes at separation ``d`` (6 % at the least separation
-the test accepts, 4.65; under 1 % beyond 7). The features look like a continuum when the
-mean bridge share of the motifs, weighted by their sizes, exceeds :data:`CONTINUUM_BRIDGE`.
+the test accepts, 4.65; under 1 % beyond 7). It is evidence, not the call: where the features
+sample a continuum in separate groups (the moiré's shells of columns) no atoms bridge them;
+:mod:`dmotif.motifs.continuum` decides in the image instead.
 """
 
 from __future__ import annotations
@@ -41,14 +42,6 @@ from scipy import stats
 #: Ridge added to the pooled covariance, relative to its mean variance, so that components
 #: without spread (a constant feature) do not make it singular.
 RIDGE = 1e-6
-#: Mean bridge share above which the motifs are pieces of a continuum. Measured: 0.000-0.030
-#: on abTEM MoSe2 and SrTiO3 images (ADF, ABF, clean to 10⁴ e/Å²), two real micrographs and
-#: synthetic 4D-STEM virtual images; 0.07-0.09 on an abTEM 4°-twisted MoSe2 bilayer in ABF
-#: and 0.06-0.07 on the synthetic 2° twisted bilayer. Two Gaussian classes at the least
-#: separation the test accepts give 0.06. "discrete" does not rule a continuum out: where the
-#: features sample it in groups with gaps between them (the same bilayer in ADF: 0.02-0.04) or
-#: the decision keeps a single motif, the statistic cannot see it.
-CONTINUUM_BRIDGE = 0.045
 
 
 @dataclass
@@ -204,8 +197,3 @@ def evidence(x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
             bridge[a] = np.mean((t > 1 / 3) & (t < 2 / 3))
     return {"nearest_motif": nearest, "separation": sep, "p_value": pvalue, "bridge": bridge,
             "count": np.array(groups.count)}
-
-
-def looks_continuous(bridge: np.ndarray, sizes: np.ndarray) -> bool:
-    """Whether motifs with these bridge shares and sizes are pieces of a continuum."""
-    return bridge.size > 1 and float(np.average(bridge, weights=sizes)) > CONTINUUM_BRIDGE

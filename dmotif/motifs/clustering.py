@@ -167,11 +167,9 @@ def cluster(
         layout's clusters before the decision) and, with ``features``, the evidence of each
         motif as lists over motifs: ``nearest_motif``, ``separation`` (Mahalanobis distance
         of the mean features to the nearest motif's, in units of the noise), ``p_value``
-        (Hotelling's test against that motif), ``bridge`` (the share of the two motifs' atoms
-        in the middle third between their means) and ``structure``: ``"continuum"`` when their
-        mean bridge share, weighted by motif size, exceeds 0.045 (the motifs are adjacent
-        pieces of a continuous variation, such as the registry of a twisted bilayer, not
-        column types), else ``"discrete"``.
+        (Hotelling's test against that motif) and ``bridge`` (the share of the two motifs'
+        atoms in the middle third between their means). Whether the motifs are column types or
+        pieces of a continuous variation is :func:`dmotif.feature_structure`'s call.
 
     Notes
     -----
@@ -255,10 +253,6 @@ def cluster(
             p_value=[float(v) for v in np.asarray(proof["p_value"])[order]],
             bridge=[float(v) for v in np.asarray(proof["bridge"])[order]],
         )
-        from ._decide import looks_continuous
-
-        continuous = looks_continuous(proof["bridge"], proof["count"])
-        attrs["structure"] = "continuum" if continuous else "discrete"
     out = xr.DataArray(labels, dims=("atom",), name="label", attrs=attrs)
     if "atom" in layout.coords:
         out = out.assign_coords(atom=layout.coords["atom"])

@@ -3,13 +3,19 @@ real chain (Zernike features, PCA, FR layout), against the true stacking registr
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dask
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
 import dmotif
 from dmotif import synthetic
 from dmotif.errors import DataError, ParameterError
+
+DATA = Path(__file__).parent.parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +45,27 @@ def test_twisted_bilayer_manifold_coordinate_follows_the_registry(twisted_layout
     assert (tmp_path / "map.png").stat().st_size > 0
 
 
+# abTEM multislice of a 4°-twisted MoSe2 bilayer at 10⁵ e/Å² (tests/data): a column's own
+# patch (the default radius) holds the local registry only in part, the neighbourhood does.
+@pytest.mark.parametrize(("name", "expected", "best_single"),
+                         [("adf", 0.970, 0.623), ("abf", 0.966, 0.568)])
+def test_abtem_twisted_bilayer_registry_from_the_neighbourhood_mean(name, expected, best_single):
+    data = np.load(DATA / f"abtem_twisted_{name}.npz")
+    with dask.config.set(scheduler="threads"):
+        atoms = dmotif.detect_atoms(data["image"])
+        scores = dmotif.pca(dmotif.zernike_features(data["image"], atoms)).compute()
+    truth = np.c_[data["column_y"], data["column_x"]]
+    dist, idx = cKDTree(truth).query(np.c_[atoms["y"], atoms["x"]])
+    registry = data["column_registry"][idx]
+    assert np.mean(dist < 3) >= 0.95
+    coord = dmotif.manifold_coordinate(dmotif.neighbourhood_mean(scores, atoms))
+    rho = abs(spearmanr(coord.values, registry)[0])
+    single = max(abs(spearmanr(scores.values[:, k], registry)[0])
+                 for k in range(scores.sizes["component"]))
+    assert rho == pytest.approx(expected, abs=0.02)
+    assert single == pytest.approx(best_single, abs=0.05) and rho > single + 0.2
+
+
 def test_the_landmark_sample_is_seeded():
     rng = np.random.default_rng(0)
     t = np.sort(rng.uniform(0, 3, 600))
@@ -49,6 +76,18 @@ def test_the_landmark_sample_is_seeded():
         curve, max_landmarks=200, seed=3).values)
     for coord in (a, b):  # the curve is unrolled whatever the sample
         assert abs(spearmanr(coord.values, t)[0]) > 0.99
+
+
+def test_points_are_placed_block_by_block_as_all_at_once(monkeypatch):
+    from dmotif.embed import manifold
+
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.uniform(0, 3, 900))
+    curve = np.column_stack([np.cos(t), np.sin(t), 0.01 * rng.normal(size=t.size)])
+    whole = dmotif.manifold_coordinate(curve, max_landmarks=300)
+    monkeypatch.setattr(manifold, "TRANSFORM_BLOCK", 128)
+    np.testing.assert_allclose(dmotif.manifold_coordinate(curve, max_landmarks=300).values,
+                               whole.values, rtol=0, atol=1e-12)
 
 
 def test_bad_input():

@@ -48,7 +48,9 @@ def test_report_figures_are_bounded_and_the_table_has_each_motif(
     assert cells and len(set(cells)) == len(cells)
     # an abTEM image of distinct column types reads as discrete motifs
     assert mose2.attrs["cluster_attrs"]["structure"] == "discrete"
-    assert "discrete motifs: no atoms bridge" in page
+    share = mose2.attrs["cluster_attrs"]["regional_share"]
+    assert share < 0.12
+    assert f"discrete motifs (regional share {share:.2f}): every region holds" in page
 
 
 def _outside(fig, legend) -> bool:
