@@ -132,6 +132,16 @@ def refine_columns(
     ParameterError
         When a parameter is not a positive number.
 
+    Notes
+    -----
+    atomap fits each column alone in a disk of 0.4 nearest-neighbour distances; where columns
+    overlap, its neighbours' tails pull its centres. On a rendering of the real perovskite of
+    ``tests/data`` (widths a quarter of the spacing) the defaults here are nearer the truth
+    (0.019 px RMSE per coordinate noise-free, 0.030 px at a peak SNR of 42) than atomap (0.031,
+    0.040) or its settings here (0.035, 0.042); on the noisy real image the two estimators
+    then differ by their noise (median 0.078 px). ``window=0.4 * spacing, neighbours=False``
+    reproduces atomap (median 0.035 px on the real image, 0.015 px noise-free rendered).
+
     Examples
     --------
     >>> import numpy as np, xarray as xr, dmotif
