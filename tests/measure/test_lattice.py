@@ -121,9 +121,27 @@ def test_strain_step_against_the_mean_lattice():
     assert abs(np.nanmean(xx[interior])) < 0.01
 
 
+@pytest.mark.parametrize("tile", [23.0, 50.0, 97.5])
+def test_tiles_give_the_numbers_of_the_whole_frame(perovskite, tile):
+    # Two frames (the second the first shifted), cut into tiles smaller than a few cells:
+    # the same numbers as one tile per frame.
+    cols = perovskite[0]
+    two = xr.concat([cols, cols.assign(frame=cols["frame"] + 1, y=cols["y"] + 3.5,
+                                       fit_y=cols["fit_y"] + 3.5)], dim="atom")
+    for func, kw in ((dmotif.displacements, {"motif": 1, "reference": 0}),
+                     (dmotif.strain, {"motif": 0}), (dmotif.strain, {"motif": 1})):
+        whole = func(two, tile=1e6, **kw)
+        tiled = func(two, tile=tile, **kw)
+        assert np.isfinite(whole[next(iter(whole.data_vars))].values).sum() > 150
+        for name in whole.data_vars:
+            np.testing.assert_array_equal(tiled[name].values, whole[name].values)
+
+
 def test_bad_motifs_and_lattices_are_refused(perovskite):
     cols = perovskite[0]
     with pytest.raises(ParameterError, match="no motif"):
         dmotif.displacements(cols, motif=7, reference=0)
     with pytest.raises(ParameterError, match="reference_lattice"):
         dmotif.strain(cols, motif=0, reference_lattice=[[1, 0], [2, 0]])
+    with pytest.raises(ParameterError, match="tile"):
+        dmotif.strain(cols, motif=0, tile=0)
