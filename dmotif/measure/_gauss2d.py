@@ -29,6 +29,7 @@ FIELDS = (
 _NP = 7  # A, B, y0, x0, a, b, c
 _MAX_ITER = 60
 _CHI2_TOL = 1e-3
+_FIRST_TOL = 0.1  # a first pass's, when a second follows
 # A fit that moves farther than this fraction of the disk radius from its start, or whose
 # width leaves [start / _WIDTH_RANGE, start * _WIDTH_RANGE], is rejected (NaN): it latched
 # onto a neighbour or noise.
@@ -87,9 +88,9 @@ def _normal_equations(vals, ys, xs, npix, p, jtj, jtr, meat):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit(vals, ys, xs, npix, p, y0, x0, radius, sigma0, errors, out):
-    # Levenberg-Marquardt from p (modified in place); writes the FIELDS but cross_section, the
-    # standard errors only when asked.
+def _fit(vals, ys, xs, npix, p, y0, x0, radius, sigma0, tol, errors, out):
+    # Levenberg-Marquardt from p (modified in place) until a step lowers chi² by less than
+    # tol; writes the FIELDS but cross_section, the standard errors only when asked.
     jtj = np.empty((_NP, _NP))
     jtr = np.empty(_NP)
     tjtj = np.empty((_NP, _NP))
@@ -127,7 +128,7 @@ def _fit(vals, ys, xs, npix, p, y0, x0, radius, sigma0, errors, out):
                 # Stop once a step lowers chi² (the cost over the per-pixel noise variance,
                 # cost / npix) by less than _CHI2_TOL: further steps move the centre by a tiny
                 # fraction of its standard error. Noise-free data stop at stagnation.
-                improved = gain * npix > _CHI2_TOL * cost
+                improved = gain * npix > tol * cost
                 break
             lam *= 10.0
         if not improved:
@@ -227,8 +228,8 @@ def _neighbour_model(img_y, img_x, near, prev):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, prev, subtract, errors, out,
-                p):
+def _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, prev, subtract, tol, errors,
+                out, p):
     # Gather column k's disk (image coordinates), subtract its neighbours' first-pass models
     # (prev) when asked, and fit; p gets (A, B, y0, x0, a, b, c), A NaN for a rejected fit.
     ny, nx = img.shape
@@ -290,7 +291,7 @@ def _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, prev, subtract
         out[3] = cx[k]
         p[0] = np.nan
         return
-    _fit(vals, ys, xs, npix, p, cy[k], cx[k], radius, sigma0, errors, out)
+    _fit(vals, ys, xs, npix, p, cy[k], cx[k], radius, sigma0, tol, errors, out)
     if np.isnan(out[0]):
         p[0] = np.nan
 
@@ -332,9 +333,13 @@ def _fit_all(img, oy, ox, cy, cx, wanted, radius, sigma0, cap, ptr, idx, neighbo
     out = np.full((n, nf), np.nan)
     # First pass: every column alone (the halo's too: they are the core's neighbours).
     first = np.full((n, _NP), np.nan)
+    # A first pass that a second replaces needs neither standard errors nor the last digits
+    # of its optimum (a 7 % shorter run on the real perovskite of tests/data; positions
+    # moved by < 1e-3 px, cross-sections by < 0.2 %); it must stop alike for core and halo
+    # columns, whose centres bound the Voronoi cells.
+    tol = _FIRST_TOL if neighbours else _CHI2_TOL
     for k in numba.prange(n):
-        # the first pass's standard errors are reported only without a second pass
-        _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, first, False,
+        _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, first, False, tol,
                     wanted[k] and not neighbours, out[k], first[k])
     # The Voronoi cells are those of the first pass's centres, which every tile that holds a
     # column's neighbours computes alike (the detected positions are up to half a pixel off,
@@ -350,8 +355,8 @@ def _fit_all(img, oy, ox, cy, cx, wanted, radius, sigma0, cap, ptr, idx, neighbo
         if not wanted[k]:
             continue
         if neighbours:
-            _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, first, True, True,
-                        out[k], second[k])
+            _fit_column(img, oy, ox, k, cy, cx, radius, sigma0, ptr, idx, first, True,
+                        _CHI2_TOL, True, out[k], second[k])
         out[k, 15] = _voronoi_sums(img, oy, ox, k, fy, fx, cap, ptr, idx, out[k, 1])
     return out
 
