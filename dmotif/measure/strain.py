@@ -53,8 +53,9 @@ def strain(source: Any, *, motif: int, reference_lattice: Any = None,
     motif : int
         The label of the sublattice's columns.
     reference_lattice : array_like (2, 2), optional
-        Reference vectors ``[[u_y, u_x], [v_y, v_x]]`` in pixels (e.g. from a bulk region's
-        :func:`dmotif.sublattices`, or a crystal's cell over the pixel size). Default: each
+        Reference vectors ``[[u_y, u_x], [v_y, v_x]]`` in pixels, in the image's orientation
+        (e.g. a bulk region's from :func:`dmotif.sublattices` with ``regions=``, or a
+        crystal's from :func:`dmotif.projected_lattice` with ``align_to=``). Default: each
         frame's own mean lattice, so the strains of a frame average to about zero.
     labels : array_like of int, optional
         The motif of each column; default the table's ``label``.
