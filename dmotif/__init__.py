@@ -78,6 +78,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "plot_layout": "dmotif.viz.plots",
     "plot_map": "dmotif.viz.plots",
     "plot_motifs": "dmotif.viz.plots",
+    "projected_lattice": "dmotif.measure.reference",
     "reconstruct": "dmotif.features.zernike",
     "refine_columns": "dmotif.measure.columns",
     "report": "dmotif.viz.html_report",
@@ -170,7 +171,14 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         to_hyperspy,
         write_result,
     )
-    from .measure import displacements, intensity_statistics, refine_columns, strain, sublattices
+    from .measure import (
+        displacements,
+        intensity_statistics,
+        projected_lattice,
+        refine_columns,
+        strain,
+        sublattices,
+    )
     from .motifs import cluster, feature_structure, motif_summary
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
@@ -219,6 +227,7 @@ __all__ = [
     "plot_layout",
     "plot_map",
     "plot_motifs",
+    "projected_lattice",
     "reconstruct",
     "refine_columns",
     "report",

@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 
 from ..hierarchy._lattice import lattice_basis, neighbour_spacing, same_label_vectors
 
-__all__ = ["MIN_NEIGHBOURS", "TOLERANCE", "cell_centres", "deformation", "mean_basis"]
+__all__ = ["MIN_NEIGHBOURS", "TOLERANCE", "cell_centres", "deformation", "mean_basis", "reach"]
 
 #: A lattice site is matched by the column within this fraction of the shorter lattice vector.
 TOLERANCE = 0.25
@@ -41,6 +41,14 @@ def mean_basis(yx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return out[0], out[1], support
 
 
+def reach(u: np.ndarray, v: np.ndarray) -> float:
+    """How far from a column :func:`cell_centres` and :func:`deformation` read: the reference
+    column nearest it is at most half a cell diagonal away, and the corners of its cell or its
+    neighbours one diagonal plus :data:`TOLERANCE` beyond that."""
+    diagonal = max(np.hypot(*(u + v)), np.hypot(*(u - v)))
+    return 1.5 * diagonal + TOLERANCE * min(np.hypot(*u), np.hypot(*v)) + 1.0
+
+
 def cell_centres(points: np.ndarray, reference: np.ndarray, u: np.ndarray,
                  v: np.ndarray) -> np.ndarray:
     """The centre of the reference cell that holds each point (NaN where a corner is missing).
@@ -49,7 +57,7 @@ def cell_centres(points: np.ndarray, reference: np.ndarray, u: np.ndarray,
     about the point, ``r0`` the reference column nearest it; each corner is the reference
     column within :data:`TOLERANCE` of where the lattice puts it, and the centre is the mean
     of the four, so a displacement is measured against the actual neighbours, not the mean
-    lattice.
+    lattice. A point reads only the reference columns within :func:`reach` of it.
     """
     if len(reference) == 0 or len(points) == 0:
         return np.full((len(points), 2), np.nan)
@@ -72,24 +80,25 @@ def cell_centres(points: np.ndarray, reference: np.ndarray, u: np.ndarray,
     return centres
 
 
-def deformation(yx: np.ndarray, u: np.ndarray, v: np.ndarray, ideal_u: np.ndarray,
-                ideal_v: np.ndarray) -> np.ndarray:
-    """The local deformation gradient about each column of one sublattice.
+def deformation(yx: np.ndarray, sites: np.ndarray, u: np.ndarray, v: np.ndarray,
+                ideal_u: np.ndarray, ideal_v: np.ndarray) -> np.ndarray:
+    """The local deformation gradient of a sublattice (``sites``) about each column ``yx``.
 
-    For each column, the columns at ``±u``, ``±v``, ``±(u + v)`` and ``±(u − v)`` (each the
-    column within :data:`TOLERANCE` of where ``(u, v)``, the measured mean lattice, puts it)
+    For each column, the sites at ``±u``, ``±v``, ``±(u + v)`` and ``±(u − v)`` from it (each
+    the site within :data:`TOLERANCE` of where ``(u, v)``, the measured mean lattice, puts it)
     give measured vectors ``d`` for the same combinations ``r`` of the reference vectors
     ``(ideal_u, ideal_v)``; ``F = (Σ d rᵀ)(Σ r rᵀ)⁻¹`` in ``(x, y)`` order, so ``F − I`` is
     the displacement gradient against the reference. NaN where fewer than
     :data:`MIN_NEIGHBOURS` of the eight are found (at the edge of the sublattice, where two
-    or three neighbours give a gradient as noisy as their positions).
+    or three neighbours give a gradient as noisy as their positions). A column reads only the
+    sites within :func:`reach` of it.
 
     Returns
     -------
     ndarray (n, 2, 2)
         ``F[k] = [[dx/dX, dx/dY], [dy/dX, dy/dY]]``.
     """
-    tree = cKDTree(yx)
+    tree = cKDTree(sites)
     tol = TOLERANCE * min(np.hypot(*u), np.hypot(*v))
     combos = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)])
     dr = np.zeros((len(yx), 2, 2))
@@ -101,7 +110,7 @@ def deformation(yx: np.ndarray, u: np.ndarray, v: np.ndarray, ideal_u: np.ndarra
         ok = np.isfinite(dist)
         found += ok
         d = np.zeros((len(yx), 2))
-        d[ok] = (yx[idx[ok]] - yx[ok])[:, ::-1]
+        d[ok] = (sites[idx[ok]] - yx[ok])[:, ::-1]
         dr[ok] += d[ok, :, None] * r[None, None, :]
         rr[ok] += np.outer(r, r)
     out = np.full((len(yx), 2, 2), np.nan)

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import dask
+import dask.array as da
 import numba
 import numpy as np
 import xarray as xr
@@ -23,7 +24,7 @@ from .._image import as_image_stack, whole_chunk_window
 from ..errors import DataError, ParameterError
 from ._gauss2d import FIELDS, fit_columns
 
-__all__ = ["COLUMN_VARS", "refine_columns"]
+__all__ = ["COLUMN_VARS", "DIRECT_PIXELS", "refine_columns"]
 
 #: The variables :func:`refine_columns` adds, by kernel field.
 COLUMN_VARS = {name: "cross_section" if name == "cross_section" else f"fit_{name}"
@@ -35,6 +36,9 @@ COLUMN_VARS = {name: "cross_section" if name == "cross_section" else f"fit_{name
 WINDOW_FRACTION = 0.5
 CAP_FRACTION = 1.0
 SIGMA_FRACTION = 1 / 6
+#: In-memory images of at most this many pixels (all frames) are fitted in this process,
+#: without a dask graph, when no ``chunks`` are asked for.
+DIRECT_PIXELS = 2**24
 _UNITS = {"amplitude": "image", "background": "image", "y": "px", "x": "px", "sigma_a": "px",
           "sigma_b": "px", "angle": "rad", "rms": "image", "cross_section": "image px²"}
 
@@ -67,6 +71,54 @@ def _spacing(atoms: xr.Dataset, spacing: float | None) -> float:
             "nearest-neighbour column distance) or atoms from dmotif.detect_atoms."
         )
     return float(spacing)
+
+
+def _fit_in_process(pixels: np.ndarray, frame: np.ndarray, y: np.ndarray, x: np.ndarray,
+                    sign: float, params: dict[str, Any]) -> np.ndarray:
+    # Each frame whole, in numba's threads: a graph of tiles costs more than the fits of a few
+    # hundred columns (221 columns: 19 ms this way, 46 ms through dask). A column's neighbours
+    # are the same whole or tiled, so are the bits.
+    out = np.full((len(y), len(FIELDS)), np.nan)
+    for f in np.unique(frame):
+        here = np.flatnonzero(frame == f)
+        out[here] = fit_columns(sign * pixels[f].astype(np.float64), y[here], x[here],
+                                **params)
+    return out
+
+
+def _fit_tiles(arr: da.Array, frame: np.ndarray, y: np.ndarray, x: np.ndarray, sign: float,
+               params: dict[str, Any]) -> np.ndarray:
+    # One task per tile of each frame, with its core's columns and a margin of neighbours.
+    reach, window, cap = params["reach"], params["radius"], params["cap"]
+    # Neighbours lie within reach of a core column; their disks and cells reach farther.
+    depth = math.ceil(reach + max(window, cap)) + 2
+    ny, nx = arr.shape[1:]
+    starts_y = np.cumsum((0, *arr.chunks[1])).tolist()
+    starts_x = np.cumsum((0, *arr.chunks[2])).tolist()
+    ry = np.floor(y + 0.5)
+    rx = np.floor(x + 0.5)
+    pieces = arr.to_delayed()
+    tasks, where = [], []
+    for f in np.unique(frame):
+        here = frame == f
+        for y0, y1 in itertools.pairwise(starts_y):
+            for x0, x1 in itertools.pairwise(starts_x):
+                core = here & (ry >= y0) & (ry < y1) & (rx >= x0) & (rx < x1)
+                if not core.any():
+                    continue
+                near = here & (ry >= y0 - reach - 1) & (ry < y1 + reach + 1) \
+                    & (rx >= x0 - reach - 1) & (rx < x1 + reach + 1)
+                take = np.flatnonzero(near)
+                oy, ox = max(y0 - depth, 0), max(x0 - depth, 0)
+                block = whole_chunk_window(arr, pieces, int(f), oy, min(y1 + depth, ny), ox,
+                                           min(x1 + depth, nx))
+                tasks.append(dask.delayed(_fit_block, pure=True)(
+                    block, y[take], x[take], core[take], (oy, ox), sign, **params))
+                where.append(np.flatnonzero(core))
+    out = np.full((len(y), len(FIELDS)), np.nan)
+    for idx, part in zip(where, dask.compute(*tasks), strict=True):
+        out[idx] = part
+    return out
 
 
 def refine_columns(
@@ -111,7 +163,10 @@ def refine_columns(
     neighbours : bool
         Subtract the neighbours' Gaussians and fit again (default True).
     chunks : "auto", int or tuple, optional
-        Tile size. Default: the chunks of a dask-backed input, else 1024² tiles.
+        Tile size; each tile is a dask task. Default: the chunks of a dask-backed input; an
+        in-memory image of at most :data:`DIRECT_PIXELS` pixels is fitted whole in this
+        process (numba's threads, no dask graph: the same numbers, sooner for a few hundred
+        columns), a larger one in 1024² tiles.
 
     Returns
     -------
@@ -131,6 +186,16 @@ def refine_columns(
         frame the image lacks.
     ParameterError
         When a parameter is not a positive number.
+
+    Notes
+    -----
+    atomap fits each column alone in a disk of 0.4 nearest-neighbour distances; where columns
+    overlap, its neighbours' tails pull its centres. On a rendering of the real perovskite of
+    ``tests/data`` (widths a quarter of the spacing) the defaults here are nearer the truth
+    (0.019 px RMSE per coordinate noise-free, 0.030 px at a peak SNR of 42) than atomap (0.031,
+    0.040) or its settings here (0.035, 0.042); on the noisy real image the two estimators
+    then differ by their noise (median 0.078 px). ``window=0.4 * spacing, neighbours=False``
+    reproduces atomap (median 0.035 px on the real image, 0.015 px noise-free rendered).
 
     Examples
     --------
@@ -177,38 +242,16 @@ def refine_columns(
     sign = -1.0 if atoms.attrs.get("contrast") == "dark" else 1.0
     params = {"radius": window, "sigma": sigma, "cap": cap, "reach": reach,
               "neighbours": bool(neighbours)}
-    # Neighbours lie within reach of a core column; their disks and cells reach farther.
-    depth = math.ceil(reach + max(window, cap)) + 2
-    ny, nx = arr.shape[1:]
-    starts_y = np.cumsum((0, *arr.chunks[1])).tolist()
-    starts_x = np.cumsum((0, *arr.chunks[2])).tolist()
-    ry = np.floor(y + 0.5)
-    rx = np.floor(x + 0.5)
-    pieces = arr.to_delayed()
-    tasks, where = [], []
-    for f in np.unique(frame):
-        here = frame == f
-        for y0, y1 in itertools.pairwise(starts_y):
-            for x0, x1 in itertools.pairwise(starts_x):
-                core = here & (ry >= y0) & (ry < y1) & (rx >= x0) & (rx < x1)
-                if not core.any():
-                    continue
-                near = here & (ry >= y0 - reach - 1) & (ry < y1 + reach + 1) \
-                    & (rx >= x0 - reach - 1) & (rx < x1 + reach + 1)
-                take = np.flatnonzero(near)
-                oy, ox = max(y0 - depth, 0), max(x0 - depth, 0)
-                block = whole_chunk_window(arr, pieces, int(f), oy, min(y1 + depth, ny), ox,
-                                           min(x1 + depth, nx))
-                tasks.append(dask.delayed(_fit_block, pure=True)(
-                    block, y[take], x[take], core[take], (oy, ox), sign, **params))
-                where.append(np.flatnonzero(core))
-    out = np.full((len(y), len(FIELDS)), np.nan)
-    for idx, part in zip(where, dask.compute(*tasks), strict=True):
-        out[idx] = part
-    result = atoms.copy()
-    for i, name in enumerate(FIELDS):
-        unit = _UNITS.get(name.removesuffix("_err"), "")
-        result[COLUMN_VARS[name]] = ("atom", out[:, i], {"units": unit})
+    in_memory = not isinstance(getattr(image, "data", image), da.Array)
+    if chunks is None and in_memory and arr.size <= DIRECT_PIXELS:
+        out = _fit_in_process(img.values, frame, y, x, sign, params)
+    else:
+        out = _fit_tiles(arr, frame, y, x, sign, params)
+    # one assign: a merge per variable cost a third of the time of 221 columns
+    result = atoms.assign({
+        COLUMN_VARS[name]: ("atom", out[:, i], {"units": _UNITS.get(name.removesuffix("_err"),
+                                                                     "")})
+        for i, name in enumerate(FIELDS)})
     result.attrs.update({"fit_window_px": window, "fit_sigma_px": sigma,
                          "fit_neighbours": bool(neighbours), "cell_cap_px": cap})
     return result

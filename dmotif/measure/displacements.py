@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
-from ._geometry import cell_centres
+from ._geometry import cell_centres, reach
 from ._source import columns_of, motif_mask
+from ._tiles import check_tile, map_tiles
 from .sublattices import frame_bases
 
 __all__ = ["displacements"]
 
 
-def displacements(source: Any, *, motif: int, reference: int, labels: Any = None) -> xr.Dataset:
+def displacements(source: Any, *, motif: int, reference: int, labels: Any = None,
+                  tile: float | None = None) -> xr.Dataset:
     """Each column of ``motif`` against the centre of the ``reference`` cell that holds it.
 
     In each frame the reference motif's lattice vectors ``u``, ``v`` (see
@@ -37,6 +38,9 @@ def displacements(source: Any, *, motif: int, reference: int, labels: Any = None
         The label of the columns whose cells hold them (e.g. the A columns).
     labels : array_like of int, optional
         The motif of each column; default the table's ``label``.
+    tile : float, optional
+        Side of the square tiles, pixels, each a dask task with the reference columns about
+        it (default 1024); the numbers do not depend on it.
 
     Returns
     -------
@@ -67,17 +71,11 @@ def displacements(source: Any, *, motif: int, reference: int, labels: Any = None
     ref = motif_mask(cols, reference, "reference")
     frames = np.unique(cols.frame)
     bases = frame_bases(cols.frame, cols.yx, ref, frames)
-    disp = np.full((len(cols.yx), 2), np.nan)
-    tasks, where = [], []
-    for f, basis in zip(frames, bases, strict=True):
-        here = moving & (cols.frame == f)
-        if not here.any() or not np.isfinite(basis[:4]).all():
-            continue
-        tasks.append(dask.delayed(cell_centres)(cols.yx[here], cols.yx[ref & (cols.frame == f)],
-                                                basis[:2], basis[2:4]))
-        where.append(np.flatnonzero(here))
-    for idx, centres in zip(where, dask.compute(*tasks), strict=True):
-        disp[idx] = cols.yx[idx] - centres
+    per_frame = {int(f): (reach(b[:2], b[2:4]), (b[:2], b[2:4]))
+                 for f, b in zip(frames, bases, strict=True) if np.isfinite(b[:4]).all()}
+    centres = map_tiles(cell_centres, cols.frame, cols.yx, moving, ref, per_frame,
+                        tile=check_tile(tile), out=np.full((len(cols.yx), 2), np.nan))
+    disp = cols.yx - centres
     out = xr.Dataset(
         {"disp_y": ("atom", disp[:, 0], {"units": "px"}),
          "disp_x": ("atom", disp[:, 1], {"units": "px"}),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
 from ..errors import ParameterError
-from ._geometry import deformation
+from ._geometry import deformation, reach
 from ._source import columns_of, motif_mask
+from ._tiles import check_tile, map_tiles
 from .sublattices import frame_bases
 
 __all__ = ["strain"]
@@ -37,7 +37,7 @@ def _matched(measured: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def strain(source: Any, *, motif: int, reference_lattice: Any = None,
-           labels: Any = None) -> xr.Dataset:
+           labels: Any = None, tile: float | None = None) -> xr.Dataset:
     """Per column of ``motif``: the strain and rotation of its sublattice about it.
 
     The columns at ``±u``, ``±v``, ``±(u+v)``, ``±(u−v)`` of each column (``u``, ``v`` the
@@ -53,11 +53,15 @@ def strain(source: Any, *, motif: int, reference_lattice: Any = None,
     motif : int
         The label of the sublattice's columns.
     reference_lattice : array_like (2, 2), optional
-        Reference vectors ``[[u_y, u_x], [v_y, v_x]]`` in pixels (e.g. from a bulk region's
-        :func:`dmotif.sublattices`, or a crystal's cell over the pixel size). Default: each
+        Reference vectors ``[[u_y, u_x], [v_y, v_x]]`` in pixels, in the image's orientation
+        (e.g. a bulk region's from :func:`dmotif.sublattices` with ``regions=``, or a
+        crystal's from :func:`dmotif.projected_lattice` with ``align_to=``). Default: each
         frame's own mean lattice, so the strains of a frame average to about zero.
     labels : array_like of int, optional
         The motif of each column; default the table's ``label``.
+    tile : float, optional
+        Side of the square tiles, pixels, each a dask task with the sublattice's columns of a
+        halo about it (default 1024); the numbers do not depend on it.
 
     Returns
     -------
@@ -87,19 +91,14 @@ def strain(source: Any, *, motif: int, reference_lattice: Any = None,
     ref = _reference(reference_lattice)
     frames = np.unique(cols.frame)
     bases = frame_bases(cols.frame, cols.yx, mask, frames)
-    grad = np.full((len(cols.yx), 2, 2), np.nan)
-    tasks, where = [], []
+    per_frame = {}
     for f, basis in zip(frames, bases, strict=True):
-        here = mask & (cols.frame == f)
-        if not np.isfinite(basis[:4]).all():
-            continue
-        measured = basis[:4].reshape(2, 2)
-        ideal = measured if ref is None else _matched(measured, ref)
-        tasks.append(dask.delayed(deformation)(cols.yx[here], measured[0], measured[1],
-                                               ideal[0], ideal[1]))
-        where.append(np.flatnonzero(here))
-    for idx, part in zip(where, dask.compute(*tasks), strict=True):
-        grad[idx] = part
+        if np.isfinite(basis[:4]).all():
+            measured = basis[:4].reshape(2, 2)
+            ideal = measured if ref is None else _matched(measured, ref)
+            per_frame[int(f)] = (reach(*measured), (*measured, *ideal))
+    grad = map_tiles(deformation, cols.frame, cols.yx, mask, mask, per_frame,
+                     tile=check_tile(tile), out=np.full((len(cols.yx), 2, 2), np.nan))
     units = {"units": "1"}
     return xr.Dataset(
         {"strain_xx": ("atom", grad[:, 0, 0] - 1, units),

@@ -268,8 +268,10 @@ integer or a list of (an integer), >= 1.
                 continue
             _check(key, value, _RUN_TYPES.get(key, hints.get(name)), names)
     pair = cfg["measure"]["displacement"]
-    if pair is not None and len(pair) != 2:
-        raise _refuse("measure.displacement", pair, "two motif labels [motif, reference]")
+    if pair is not None and (len(pair) != 2 or pair[0] == pair[1]):
+        raise _refuse("measure.displacement", pair,
+                      "two different motifs [motif, reference], each a label or one of "
+                      "'strongest', 'weakest', 'most'")
     return cfg
 
 

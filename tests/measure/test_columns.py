@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dask.array as da
+import numba
 import numpy as np
 import pytest
 
@@ -90,13 +92,22 @@ def test_poisson_noise_errors_match_the_scatter(lattice):
     assert pos < 0.03  # measured 0.026 px
 
 
-def test_the_same_bits_whatever_the_tiling(lattice):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_same_bits_whatever_the_tiling(lattice, threads):
     truth, start = lattice
     img = np.random.default_rng(1).poisson(render(SHAPE, truth, AMP, SA, SB, ANGLE, BG) * 5)
-    whole = _fit(img.astype(float), start)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        # a small in-memory image is fitted whole in this process, in numba's threads
+        whole = _fit(img.astype(float), start)
+    finally:
+        numba.set_num_threads(before)
     tiled = _fit(img.astype(float), start, chunks=64)
+    one_tile = _fit(da.from_array(img.astype(float)), start)  # dask input: one dask task
     for name in whole.data_vars:
         np.testing.assert_array_equal(whole[name].values, tiled[name].values)
+        np.testing.assert_array_equal(whole[name].values, one_tile[name].values)
 
 
 def test_each_frame_of_a_stack_is_fitted_on_its_own_pixels(lattice):

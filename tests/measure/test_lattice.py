@@ -68,6 +68,72 @@ def test_sublattices_per_frame_follow_a_rotation():
     assert abs(abs(angles[1] - angles[0]) - 10) < 1e-6
 
 
+def _two_grains():
+    # left: a 12-px square lattice; right: turned by 10 degrees and stretched 3 %
+    sites = square(12, 12.0, 0.0)
+    turn = np.deg2rad(10)
+    rotate = 1.03 * np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]])
+    right = sites @ rotate + np.array([0.0, 200.0])
+    yx = np.concatenate([sites, right])
+    grain = np.repeat([0, 1], len(sites))
+    basis = np.array([[0.0, 12.0], [12.0, 0.0]])
+    return yx, grain, basis, basis @ rotate
+
+
+def _square_lattice(uv):
+    # of a square lattice's basis: the direction of its vectors up to 90-degree turns (as
+    # exp(4i angle)) and their lengths
+    angle = np.arctan2(uv[:, 0], uv[:, 1])
+    return np.concatenate([[np.exp(4j * angle).mean().real, np.exp(4j * angle).mean().imag],
+                           np.sort(np.hypot(uv[:, 0], uv[:, 1]))])
+
+
+def test_sublattices_per_labelled_region_tell_two_grains_apart():
+    yx, grain, left, right = _two_grains()
+    atoms = atom_table(yx, np.zeros(len(yx), int))
+    whole = dmotif.sublattices(atoms)
+    by_grain = dmotif.sublattices(atoms, regions=grain)
+    assert by_grain["lattice"].dims == ("motif", "frame", "region", "vector", "axis")
+    assert by_grain["count"].sel(motif=0, frame=0).values.tolist() == [144, 144]
+    for g, want in ((0, left), (1, right)):
+        got = by_grain["lattice"].sel(motif=0, frame=0, region=g).values
+        np.testing.assert_allclose(_square_lattice(got), _square_lattice(want), atol=1e-9)
+    # one lattice over both grains is the left grain's, the larger's by a tie, or a mixture:
+    # the right grain's is lost
+    mixed = whole["lattice"].sel(motif=0, frame=0).values
+    assert np.abs(_square_lattice(mixed) - _square_lattice(right)).max() > 0.1
+
+
+def test_sublattices_per_window_map_the_grains():
+    yx, grain, left, right = _two_grains()
+    atoms = atom_table(yx, np.zeros(len(yx), int))
+    sub = dmotif.sublattices(atoms, regions=66.0)
+    lat = sub["lattice"].sel(motif=0, frame=0)
+    checked = 0
+    for r in sub["region"].values:
+        x0 = float(sub["region_x0"].sel(region=r))
+        inside_window = ((yx[:, 1] >= x0) & (yx[:, 1] < x0 + 66.0)
+                         & (yx[:, 0] >= float(sub["region_y0"].sel(region=r)))
+                         & (yx[:, 0] < float(sub["region_y0"].sel(region=r)) + 66.0))
+        kinds = np.unique(grain[inside_window])
+        if len(kinds) != 1 or inside_window.sum() < 16:
+            continue
+        want = left if kinds[0] == 0 else right
+        np.testing.assert_allclose(_square_lattice(lat.sel(region=r).values),
+                                   _square_lattice(want), atol=1e-9)
+        checked += 1
+    assert checked >= 6
+    assert int(sub["count"].sum()) == len(yx)
+
+
+def test_bad_regions_are_refused():
+    atoms = atom_table(square(8, 12.0, 0.0), np.zeros(64, int))
+    with pytest.raises(ParameterError, match="regions"):
+        dmotif.sublattices(atoms, regions=-3.0)
+    with pytest.raises(ParameterError, match="regions"):
+        dmotif.sublattices(atoms, regions=np.zeros(5, int))
+
+
 def test_displacements_recover_the_rendered_polarisation(perovskite):
     cols, _, labels, true_disp = perovskite
     d = dmotif.displacements(cols, motif=1, reference=0)
@@ -121,9 +187,27 @@ def test_strain_step_against_the_mean_lattice():
     assert abs(np.nanmean(xx[interior])) < 0.01
 
 
+@pytest.mark.parametrize("tile", [23.0, 50.0, 97.5])
+def test_tiles_give_the_numbers_of_the_whole_frame(perovskite, tile):
+    # Two frames (the second the first shifted), cut into tiles smaller than a few cells:
+    # the same numbers as one tile per frame.
+    cols = perovskite[0]
+    two = xr.concat([cols, cols.assign(frame=cols["frame"] + 1, y=cols["y"] + 3.5,
+                                       fit_y=cols["fit_y"] + 3.5)], dim="atom")
+    for func, kw in ((dmotif.displacements, {"motif": 1, "reference": 0}),
+                     (dmotif.strain, {"motif": 0}), (dmotif.strain, {"motif": 1})):
+        whole = func(two, tile=1e6, **kw)
+        tiled = func(two, tile=tile, **kw)
+        assert np.isfinite(whole[next(iter(whole.data_vars))].values).sum() > 150
+        for name in whole.data_vars:
+            np.testing.assert_array_equal(tiled[name].values, whole[name].values)
+
+
 def test_bad_motifs_and_lattices_are_refused(perovskite):
     cols = perovskite[0]
     with pytest.raises(ParameterError, match="no motif"):
         dmotif.displacements(cols, motif=7, reference=0)
     with pytest.raises(ParameterError, match="reference_lattice"):
         dmotif.strain(cols, motif=0, reference_lattice=[[1, 0], [2, 0]])
+    with pytest.raises(ParameterError, match="tile"):
+        dmotif.strain(cols, motif=0, tile=0)
