@@ -180,6 +180,10 @@ def _run_locked(
         for stage in STAGES:
             if stage in done:
                 continue
+            reason = _disabled(stage, cfg)
+            if reason:
+                report(stage, f"skipped ({reason})")
+                continue
             report(stage, "start")
             t0 = time.perf_counter()
             # Later stages read their inputs back from the store, so a resumed run sees
@@ -206,6 +210,17 @@ def _run_locked(
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
+
+
+def _disabled(stage: str, cfg: dict[str, Any]) -> str | None:
+    """Why ``stage`` does not run in this configuration (None: it runs).
+
+    A disabled stage writes nothing and has no time in ``dmotif_timings``: the measure stage
+    would otherwise read the atom table back from the store only to add nothing.
+    """
+    if stage == "measure" and not cfg["measure"]["enabled"]:
+        return "measure.enabled = false"
+    return None
 
 
 def _open_input(
