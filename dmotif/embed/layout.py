@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask
 import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from .._random import Seed, as_generator, seed_int, spawn_seeds
-from .._shared import compute, share
 from ..errors import DataError, ParameterError
 from . import _knn
-from ._fr_kernels import fr_epochs, place_epochs
+from ._fr_kernels import fr_epochs
+from .landmarks import landmark_layout
 from .reduce import as_atom_matrix
 
 __all__ = ["DEFAULT_STAGES", "REFERENCE_STAGES", "fr_layout"]
@@ -35,16 +34,6 @@ RESOLUTION = 0.05
 DITHER_BLOCK = 1 << 16
 #: Scale of the PCA start: the largest |coordinate| of the initial layout.
 INIT_SCALE = 10.0
-#: Rows per dask task when atoms are placed among the landmarks.
-PLACE_CHUNK = 65_536
-#: Beam of the landmark queries that place atoms. On the PCA scores of a 1.39 M-atom TMD stack
-#: (200 000 landmarks) a beam of 10 finds 0.955 of the 9 nearest landmarks, a beam of 16 0.983
-#: at 1.44× the time (32: 0.998 at about twice the time of 16). A placed atom starts at the
-#: weighted mean of its neighbours and then relaxes among them, so a missed ninth neighbour
-#: barely moves it: on the 4-frame stack (347 k atoms, 3 seeds) beams of 10 and 16 give the
-#: same ARI (0.986-0.987) and the same share of single chalcogens and antisites in their own
-#: motifs.
-PLACE_BEAM = 10
 
 
 def _pca_start(x: np.ndarray) -> np.ndarray:
@@ -132,37 +121,6 @@ def _relax(
         )
         epoch0 += n_epochs
     return y
-
-
-def _place_block(
-    block: tuple[np.ndarray, np.ndarray],
-    ref,
-    y_land: np.ndarray,
-    *,
-    n_neighbors: int,
-    metric: str,
-    params: np.ndarray,
-    n_epochs: int,
-    learning_rate: float,
-    negative_samples: int,
-    seed: np.uint64,
-) -> np.ndarray:
-    """Place one block ``(features, atom ids)`` among the fixed landmarks (``ref``: index or
-    features)."""
-    x, atom_ids = block
-    k = n_neighbors - 1
-    if isinstance(ref, np.ndarray):
-        ind, dist = _knn.exact_knn(x, k, metric, ref=ref)
-    else:
-        ind, dist = _knn.query_index(ref, x, k, PLACE_BEAM)
-    w = _knn.membership(dist, n_neighbors)
-    # Sorted neighbour rows let the kernel skip neighbours among negative samples quickly.
-    order = np.argsort(ind, axis=1, kind="stable")
-    ind = np.take_along_axis(ind, order, axis=1)
-    w = np.take_along_axis(w, order, axis=1)
-    return place_epochs(
-        y_land, ind, w, atom_ids, params, n_epochs, learning_rate, negative_samples, seed
-    )
 
 
 def fr_layout(
@@ -327,34 +285,12 @@ def fr_layout(
         y = _relax(x, ind, dist, **relax)
     else:
         n_land = int(landmarks)
-        land = np.sort(as_generator(base, 1).choice(n_atoms, n_land, replace=False))
-        x_land = x[land]
-        if n_land <= _knn.EXACT_MAX:
-            ind, dist = _knn.exact_knn(x_land, n_neighbors, metric)
-            ref = x_land
-        else:
-            ref = _knn.landmark_index(x_land, n_neighbors, metric, base)
-            ind, dist = ref.neighbor_graph
-        y_land = _relax(x_land, ind, dist, **relax)
-        is_land = np.zeros(n_atoms, dtype=bool)
-        is_land[land] = True
-        rest = np.flatnonzero(~is_land)
-        blocks = [(x[rest[a : a + PLACE_CHUNK]], rest[a : a + PLACE_CHUNK])
-                  for a in range(0, rest.size, PLACE_CHUNK)]
-        # On a cluster the landmark index (hundreds of MB at 200 000 landmarks) goes to each
-        # worker once, and the blocks straight to the workers.
-        ref_s, y_land_s = share(ref), share(y_land)
-        place = dask.delayed(_place_block, pure=True)
-        placed = compute([
-            place(share(block), ref_s, y_land_s, n_neighbors=n_neighbors, metric=metric,
-                  params=stage_arr[-1], n_epochs=placement_epochs,
-                  learning_rate=float(learning_rate), negative_samples=negative_samples,
-                  seed=place_seed)
-            for block in blocks
-        ])
-        y = np.empty((n_atoms, 2), dtype=np.float64)
-        y[land] = y_land
-        y[rest] = np.concatenate(placed)
+        y = landmark_layout(
+            x, n_land, lambda xl, ind, dist: _relax(xl, ind, dist, **relax),
+            n_neighbors=n_neighbors, metric=metric, params=stage_arr[-1],
+            placement_epochs=placement_epochs, learning_rate=float(learning_rate),
+            negative_samples=negative_samples, seed=base, place_seed=place_seed,
+        )
     out = xr.DataArray(
         y.astype(np.float32),
         dims=("atom", "axis"),

@@ -14,7 +14,7 @@ from sklearn.manifold import trustworthiness
 from sklearn.metrics import adjusted_rand_score
 
 import dmotif
-from dmotif.embed import _knn, layout
+from dmotif.embed import _knn, landmarks, layout
 from dmotif.embed._fr_kernels import fuzzy_weights
 from dmotif.errors import DataError, ParameterError
 
@@ -191,9 +191,7 @@ def test_landmark_placement_with_index_is_batch_invariant(blobs, monkeypatch):
     monkeypatch.setattr(_knn, "EXACT_MAX", 100)
     kwargs = dict(landmarks=1500, placement_epochs=3, epochs=10, seed=1)
     whole = dmotif.fr_layout(x, **kwargs).values
-    from dmotif.embed import layout
-
-    monkeypatch.setattr(layout, "PLACE_CHUNK", 400)
+    monkeypatch.setattr(landmarks, "PLACE_CHUNK", 400)
     np.testing.assert_array_equal(dmotif.fr_layout(x, **kwargs).values, whole)
 
 
