@@ -34,6 +34,9 @@ RESOLUTION = 0.05
 DITHER_BLOCK = 1 << 16
 #: Scale of the PCA start: the largest |coordinate| of the initial layout.
 INIT_SCALE = 10.0
+#: Default ``landmarks``: up to this many atoms are laid out in full; above, a sample of this
+#: many is, and the clustering's HDBSCAN reads a sample of the same size of the layout.
+LANDMARKS = 20_000
 
 
 def _pca_start(x: np.ndarray) -> np.ndarray:
@@ -132,7 +135,7 @@ def fr_layout(
     epochs: int | Sequence[int] = 100,
     negative_samples: int = 10,
     learning_rate: float = 1.0,
-    landmarks: int = 200_000,
+    landmarks: int = LANDMARKS,
     placement_epochs: int = 10,
     resolution: float = RESOLUTION,
     seed: Seed = 0,
@@ -164,11 +167,13 @@ def fr_layout(
         that the expected repulsion is that of ``negative_samples`` per edge (see Notes).
     learning_rate : float, default 1.0
         Step size at the start of each stage; it decays linearly to 0 within a stage.
-    landmarks : int, default 200000
+    landmarks : int, default 20000
         Above this many atoms the layout is fitted on a seeded sample of ``landmarks`` atoms
-        and the others are placed among them, block by block.
+        and the others are placed among them, block by block (see Notes); at or below it
+        every atom takes part in the fit.
     placement_epochs : int, default 10
-        Epochs of the last stage's forces that place an atom among the fixed landmarks.
+        Epochs of the last stage's forces that place an atom among the fixed landmarks; 0
+        leaves each atom at the weighted mean of its nearest landmarks.
     resolution : float, default 0.05
         Finest difference between atoms that the layout resolves, as a share of the features'
         rms spread: the kNN graph and the start are computed on the features plus seeded
@@ -210,6 +215,15 @@ def fr_layout(
     them match the truth about as well (ARI within ±0.02, except SrTiO3 ADF at 10⁵–10⁶ e/Å²,
     where 21 of the Sr columns make a motif of their own at some seeds: 0.89 against 0.975).
 
+    Many atoms (:mod:`dmotif.embed.landmarks`). Above ``landmarks`` atoms, a seeded sample of
+    that many is laid out as above; every other atom starts at the weighted mean of its
+    ``n_neighbors - 1`` nearest landmarks in feature space and relaxes for
+    ``placement_epochs`` among them, the landmarks fixed. The fit then costs the same
+    whatever the number of atoms and the placement is linear and runs on the workers. On
+    20-D blobs of 200 000 points the motifs' ARI is 0.9996 with 20 000 landmarks against 1.0
+    with all points in the fit, in 1/15 of the time; on a 134 000-atom synthetic TMD stack
+    0.942 against 0.941 (the same three motifs), in 1/5.
+
     Unlike the reference (sequential, in-place updates), each epoch sums the forces on every
     atom at the previous epoch's positions, in parallel over atoms, and then moves all atoms.
     An atom's negative samples come from a counter-based stream of (seed, epoch, atom), so the
@@ -233,7 +247,7 @@ def fr_layout(
     for name, value, low in (
         ("n_neighbors", n_neighbors, 2),
         ("negative_samples", negative_samples, 0),
-        ("placement_epochs", placement_epochs, 1),
+        ("placement_epochs", placement_epochs, 0),
     ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise ParameterError(f"{name} must be an int >= {low}; got {value!r}.")

@@ -270,6 +270,10 @@ integer or a list of (an integer), >= 1.
     pair = cfg["measure"]["displacement"]
     if pair is not None and len(pair) != 2:
         raise _refuse("measure.displacement", pair, "two motif labels [motif, reference]")
+    layout = cfg["layout"]
+    if layout["landmarks"] <= layout["n_neighbors"]:
+        raise _refuse("layout.landmarks", layout["landmarks"],
+                      f"an integer > layout.n_neighbors ({layout['n_neighbors']})")
     return cfg
 
 
