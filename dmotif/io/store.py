@@ -279,10 +279,10 @@ class StoreWriter:
                    zarr_format=3, storage_options=self.storage_options, compute=True)
         self.record({f"part {key}": {"identity": identity, "attrs": attrs}})
 
-    def part_identity(self, key: str) -> Any:
-        """The identity the part under ``key`` was kept with (None: no such part)."""
-        record = self.attrs().get(f"part {key}")
-        return None if record is None else record["identity"]
+    def part_identities(self) -> dict[str, Any]:
+        """The key of each kept part and the identity it was kept with."""
+        return {k.removeprefix("part "): v["identity"] for k, v in self.attrs().items()
+                if k.startswith("part ")}
 
     def part(self, key: str, identity: Any) -> tuple[xr.Dataset, dict[str, Any]] | None:
         """The part kept under ``key`` and its attrs, if it was written with this

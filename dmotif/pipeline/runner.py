@@ -286,9 +286,10 @@ def _detect_batches(
     kept in the partial store (recognised by their files' paths and checksums), and batches
     of up to :data:`DETECT_BATCH_PIXELS` of the others."""
     out: list[tuple[int, int, bool]] = []
+    parts = writer.part_identities()
     k = pixels = 0
     while k < len(files):
-        kept = writer.part_identity(f"{k:06d}")
+        kept = parts.get(f"{k:06d}")
         n_kept = len(kept) if isinstance(kept, list) else 0
         if n_kept and kept == json_ready([_file_identity(e) for e in files[k : k + n_kept]]):
             out.append((k, k + n_kept, True))
