@@ -8,9 +8,10 @@ Each case is one ``dmotif run`` in a subprocess, as a user types it. Per case th
 files, atoms, the wall time of the command (interpreter start to exit), the sum of the stage
 times the run recorded (``dmotif_timings``), their ratio (the fixed cost: imports, cluster start
 and stop, opening and hashing the inputs, writing the store), and the wall time against the run
-of one 512² file (many files in one run should cost far less than one run per file). Last, the
-run of the largest count of files is compared atom by atom with the run of their stack: the
-same positions and the same labels are expected, since the motifs are learned across files.
+of one 512² file (many files in one run should cost far less than one run per file); a second
+table gives each case's seconds per stage. Last, the run of the largest count of files is
+compared atom by atom with the run of their stack: the same positions and the same labels are
+expected, since the motifs are learned across files.
 
 Usage: ``python benchmarks/bench_workflow.py [--counts 1 10 100] [--big 1024] [--size 512]
 [--processes | --threads] [--keep DIR]``
@@ -61,8 +62,9 @@ def timed_run(inputs: list[Path], output: Path, mode: str | None) -> dict[str, f
     subprocess.run(cmd, env=_env(), check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     res = dmotif.open_result(output)
-    stages = sum(res.attrs["dmotif_timings"].values())
-    return {"wall": wall, "stages": stages, "atoms": res.atoms.sizes["atom"]}
+    timings = res.attrs["dmotif_timings"]
+    return {"wall": wall, "stages": sum(timings.values()), "atoms": res.atoms.sizes["atom"],
+            "timings": timings}
 
 
 def same_labels(a: Path, b: Path) -> str:
@@ -111,6 +113,12 @@ def main() -> None:
         versus = f"{r['wall'] / one['wall']:.2f}" if one else "-"
         print(f"{label:<26}{n:>6}{r['atoms']:>9}{r['wall']:>9.2f}{r['stages']:>10.2f}"
               f"{r['wall'] / r['stages']:>13.2f}{versus:>15}")
+    stages = list(rows[0][2]["timings"])
+    print("\nseconds per stage")
+    print(f"{'case':<26}" + "".join(f"{name:>10}" for name in stages))
+    for label, _, r in rows:
+        print(f"{label:<26}" + "".join(f"{r['timings'].get(name, 0.0):>10.2f}"
+                                       for name in stages))
     print(f"{largest} files vs their stack, same atoms and labels: "
           f"{same_labels(root / f'files{largest}.dmotif.zarr', root / 'stack.dmotif.zarr')}")
 

@@ -541,10 +541,12 @@ def detect_atoms(
                     levels=levels[i], **params,
                 ))
     parts, levels = dask.compute(tasks, levels)
-    stats = np.array([p.pop("pixels") for p in parts]).reshape(len(frame_list), -1, 3)
+    # Read, not popped: a cluster may hand the same result objects to a later computation of
+    # the same tiles (a batch of files detected again file by file).
+    stats = np.array([p["pixels"] for p in parts]).reshape(len(frame_list), -1, 3)
     refuse_bad_frames(stats[..., 0].all(axis=1), stats[..., 1].min(axis=1),
                       stats[..., 2].max(axis=1), frames=frame_list)
-    found = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    found = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "pixels"}
     if found["y"].size == 0:
         raise NoAtomsError(
             f"no atom columns found: no peak of the smoothed image (sigma {sigma:.3g} px) rises "

@@ -3,7 +3,8 @@
 - :mod:`dmotif.embed.reduce`: :func:`pca` (dask-ml on the tall-skinny feature matrix);
 - :mod:`dmotif.embed.layout`: :func:`fr_layout`, a Python driver over numba epochs
   (``_fr_kernels``) on a kNN graph (``_knn``: exact, or NN-descent in ``_nndescent`` started
-  from the random-projection trees of ``_rp_trees``);
+  from the random-projection trees of ``_rp_trees``); above ``landmarks`` atoms it lays out a
+  seeded sample and places the others among them (:mod:`dmotif.embed.landmarks`);
 - :mod:`dmotif.embed.manifold`: :func:`manifold_coordinate`, a coordinate along the manifold a
   layout traces.
 """

@@ -268,7 +268,7 @@ class StoreWriter:
         _set_attrs(f"{self.partial}/{_STATE_GROUP}", attrs, self.storage_options, mode="a")
 
     def write_part(
-        self, key: str, ds: xr.Dataset, *, identity: dict[str, Any], attrs: dict[str, Any]
+        self, key: str, ds: xr.Dataset, *, identity: Any, attrs: dict[str, Any]
     ) -> None:
         """Keep ``ds`` (e.g. one input file's atoms) and its ``attrs`` in the partial store
         under ``key``; ``identity`` (e.g. the file's path and checksum) recognises it on a
@@ -279,7 +279,12 @@ class StoreWriter:
                    zarr_format=3, storage_options=self.storage_options, compute=True)
         self.record({f"part {key}": {"identity": identity, "attrs": attrs}})
 
-    def part(self, key: str, identity: dict[str, Any]) -> tuple[xr.Dataset, dict[str, Any]] | None:
+    def part_identities(self) -> dict[str, Any]:
+        """The key of each kept part and the identity it was kept with."""
+        return {k.removeprefix("part "): v["identity"] for k, v in self.attrs().items()
+                if k.startswith("part ")}
+
+    def part(self, key: str, identity: Any) -> tuple[xr.Dataset, dict[str, Any]] | None:
         """The part kept under ``key`` and its attrs, if it was written with this
         ``identity``; else None."""
         record = self.attrs().get(f"part {key}")

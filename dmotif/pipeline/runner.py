@@ -181,6 +181,10 @@ def _run_locked(
         for stage in STAGES:
             if stage in done:
                 continue
+            reason = _disabled(stage, cfg)
+            if reason:
+                report(stage, f"skipped ({reason})")
+                continue
             report(stage, "start")
             t0 = time.perf_counter()
             # Later stages read their inputs back from the store, so a resumed run sees
@@ -207,6 +211,17 @@ def _run_locked(
         "dmotif_timings": timings,
     }
     writer.commit(final_attrs)
+
+
+def _disabled(stage: str, cfg: dict[str, Any]) -> str | None:
+    """Why ``stage`` does not run in this configuration (None: it runs).
+
+    A disabled stage writes nothing and has no time in ``dmotif_timings``: the measure stage
+    would otherwise read the atom table back from the store only to add nothing.
+    """
+    if stage == "measure" and not cfg["measure"]["enabled"]:
+        return "measure.enabled = false"
+    return None
 
 
 def _open_input(
@@ -250,40 +265,119 @@ def _open_input(
                          outer=virtual["outer"], chunks=cfg["chunks"]), data, None
 
 
+#: Input files detected together: one dask computation and one part of the partial store
+#: for consecutive files of up to this many pixels (64 files of 512²). A computation, a part
+#: and its record per file cost more than the detection in a small image (100 files of 512²:
+#: the detect stage took 2.6× the stack's); an interrupted run loses at most one batch.
+DETECT_BATCH_PIXELS = 1 << 24
+
+
+def _file_identity(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"path": entry["path"], "sha256": entry["sha256"], "frames": entry["frames"]}
+
+
+def _pixels(entry: dict[str, Any]) -> int:
+    return len(entry["frames"]) * int(np.prod(entry["shape"]))
+
+
+def _detect_batches(
+    files: list[dict[str, Any]], writer: StoreWriter
+) -> list[tuple[int, int, bool]]:
+    """The files as consecutive runs ``(first, stop, kept)``: the batches an interrupted run
+    kept in the partial store (recognised by their files' paths and checksums), and batches
+    of up to :data:`DETECT_BATCH_PIXELS` of the others."""
+    out: list[tuple[int, int, bool]] = []
+    parts = writer.part_identities()
+    k = pixels = 0
+    while k < len(files):
+        kept = parts.get(f"{k:06d}")
+        n_kept = len(kept) if isinstance(kept, list) else 0
+        if n_kept and kept == json_ready([_file_identity(e) for e in files[k : k + n_kept]]):
+            out.append((k, k + n_kept, True))
+            k += n_kept
+            continue
+        if out and not out[-1][2] and pixels + _pixels(files[k]) <= DETECT_BATCH_PIXELS:
+            out[-1] = (out[-1][0], k + 1, False)
+            pixels += _pixels(files[k])
+        else:
+            out.append((k, k + 1, False))
+            pixels = _pixels(files[k])
+        k += 1
+    return out
+
+
 def _detect_by_file(
     func: Callable[..., Any], image: xr.DataArray, files: list[dict[str, Any]],
     cfg: dict[str, Any], writer: StoreWriter, report: Callable[[str, str], None],
 ) -> tuple[xr.Dataset, dict[str, Any]]:
-    """The detect stage of a run over several files, one file after another.
+    """The detect stage of a run over several files, one batch of files after another.
 
-    Each file's atoms are kept in the partial store as soon as they are found, so a resumed
+    Each batch's atoms are kept in the partial store as soon as they are found, so a resumed
     run detects only in the files it had not finished (a file is recognised by its path and
-    checksum). The atoms are those of the whole stack: the lattice comes from its first frame.
+    checksum). A batch that fails is detected again file by file: the files before the bad
+    one are kept, and the error names the bad one. The atoms are those of the whole stack:
+    the lattice comes from its first frame.
     """
-    params = dict(cfg["detect"])
     parts, attrs = [], []
-    for k, entry in enumerate(files):
-        key = f"{k:06d}"
-        identity = {"path": entry["path"], "sha256": entry["sha256"], "frames": entry["frames"]}
-        kept = writer.part(key, identity)
-        if kept is None:
+    # The configuration first: a resume keeps the parts only under the same one.
+    writer.record({_CONFIG_ATTR: json_ready(cfg)})
+    n = len(files)
+    for first, stop, kept in _detect_batches(files, writer):
+        batch = files[first:stop]
+        found = writer.part(f"{first:06d}", [_file_identity(e) for e in batch]) if kept else None
+        if found is None:
             try:
-                atoms = func(image, frames=entry["frames"], **params)
-            except DmotifError as exc:
-                raise type(exc)(f"input {k + 1}/{len(files)} {entry['path']!r}: {exc}") from exc
-            kept = drop_padding(atoms, entry["shape"]).drop_attrs(), json_ready(atoms.attrs)
-            # The configuration first: a resume keeps the parts only under the same one.
-            writer.record({_CONFIG_ATTR: json_ready(cfg)})
-            writer.write_part(key, kept[0], identity=identity, attrs=kept[1])
-            report("detect", f"file {k + 1}/{len(files)}: {kept[0].sizes['atom']} atoms")
-        parts.append(kept[0])
-        attrs.append(kept[1])
+                found = _detect_files(func, image, batch, first, n, cfg)
+            except DmotifError:
+                if len(batch) == 1:
+                    raise
+                for k, entry in enumerate(batch, start=first):
+                    one = _detect_files(func, image, [entry], k, n, cfg)
+                    _keep(writer, k, [entry], one, report, n)
+                    parts.append(one[0])
+                    attrs.append(one[1])
+                continue
+            _keep(writer, first, batch, found, report, n)
+        parts.append(found[0])
+        attrs.append(found[1])
     atoms = xr.concat(parts, dim="atom")
     merged = dict(attrs[0])
     for name in ("threshold", "site_threshold", "support_threshold", "strong_threshold"):
         merged[name] = [t for a in attrs for t in a[name]]
     merged["shape"] = [int(s) for s in image.shape]
     return atoms, {"atoms_attrs": merged}
+
+
+def _detect_files(
+    func: Callable[..., Any], image: xr.DataArray, batch: list[dict[str, Any]], first: int,
+    n_files: int, cfg: dict[str, Any],
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """The atoms of the files ``batch`` (``files[first:]``), found in one computation, and
+    their attrs; the error of a batch of one file names it."""
+    try:
+        atoms = func(image, frames=[f for e in batch for f in e["frames"]], **cfg["detect"])
+    except DmotifError as exc:
+        if len(batch) > 1:
+            raise
+        raise type(exc)(f"input {first + 1}/{n_files} {batch[0]['path']!r}: {exc}") from exc
+    frame = atoms["frame"].values
+    # Each file's atoms without the padding of its frames (files of different sizes).
+    each = [drop_padding(atoms.isel(atom=np.flatnonzero(np.isin(frame, e["frames"]))),
+                         e["shape"]) for e in batch]
+    return xr.concat(each, dim="atom").drop_attrs(), json_ready(atoms.attrs)
+
+
+def _keep(
+    writer: StoreWriter, first: int, batch: list[dict[str, Any]],
+    found: tuple[xr.Dataset, dict[str, Any]], report: Callable[[str, str], None], n_files: int,
+) -> None:
+    """Keep a batch's atoms as a part of the partial store; report each of its files."""
+    writer.write_part(f"{first:06d}", found[0], identity=[_file_identity(e) for e in batch],
+                      attrs=found[1])
+    frame = found[0]["frame"].values
+    for k, entry in enumerate(batch, start=first):
+        count = int(np.isin(frame, entry["frames"]).sum())
+        report("detect", f"file {k + 1}/{n_files}: {count} atoms")
 
 
 def _atoms_from(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:

@@ -272,6 +272,10 @@ integer or a list of (an integer), >= 1.
         raise _refuse("measure.displacement", pair,
                       "two different motifs [motif, reference], each a label or one of "
                       "'strongest', 'weakest', 'most'")
+    layout = cfg["layout"]
+    if layout["landmarks"] <= layout["n_neighbors"]:
+        raise _refuse("layout.landmarks", layout["landmarks"],
+                      f"an integer > layout.n_neighbors ({layout['n_neighbors']})")
     return cfg
 
 

@@ -173,47 +173,6 @@ def test_bit_identical_for_chunkings_and_reruns(blobs):
     assert not np.array_equal(plain, other)
 
 
-def test_landmark_placement(blobs):
-    x, truth = blobs
-    kwargs = dict(landmarks=1200, placement_epochs=5, seed=0)
-    lay = dmotif.fr_layout(x, **kwargs)
-    assert lay.attrs["landmarks"] == 1200
-    ari, unassigned = _hdbscan_ari(lay.values, truth)
-    assert ari >= 0.99 and unassigned <= 0.02
-    two = _threads(2, dmotif.fr_layout, x, **kwargs)
-    one = _threads(1, dmotif.fr_layout, x, **kwargs)
-    np.testing.assert_array_equal(one.values, two.values)
-    np.testing.assert_array_equal(one.values, lay.values)
-
-
-def test_landmark_placement_with_index_is_batch_invariant(blobs, monkeypatch):
-    x, _ = blobs
-    monkeypatch.setattr(_knn, "EXACT_MAX", 100)
-    kwargs = dict(landmarks=1500, placement_epochs=3, epochs=10, seed=1)
-    whole = dmotif.fr_layout(x, **kwargs).values
-    from dmotif.embed import layout
-
-    monkeypatch.setattr(layout, "PLACE_CHUNK", 400)
-    np.testing.assert_array_equal(dmotif.fr_layout(x, **kwargs).values, whole)
-
-
-def test_landmark_placement_on_a_cluster_matches_this_process(monkeypatch):
-    # 12 MB of features: embedded in the task graph they made dask warn "Sending large graph"
-    # (an error here); scattered to the workers they do not.
-    from distributed import Client, LocalCluster
-
-    x, _ = unequal_blobs((70_000, 50_000, 30_000), dim=10)
-    monkeypatch.setattr(_knn, "EXACT_MAX", 100)
-    kwargs = dict(landmarks=3000, placement_epochs=3, epochs=10, seed=2)
-    here = dmotif.fr_layout(x, **kwargs).values
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as lc,
-        Client(lc),
-    ):
-        there = dmotif.fr_layout(x, **kwargs).values
-    np.testing.assert_array_equal(there, here)
-
-
 def test_atom_coordinate_carried():
     x, _ = unequal_blobs((60, 40), dim=5)
     feats = xr.DataArray(x, dims=("atom", "component"), coords={"atom": np.arange(7, 107)})

@@ -15,6 +15,7 @@ import dmotif
 from dmotif import DataError, ParameterError, StoreError
 from dmotif.cli import app
 from dmotif.io.store import StoreWriter
+from dmotif.pipeline import runner
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,19 @@ def test_a_bad_file_stops_the_run_and_the_rerun_detects_only_what_is_left(
     res = dmotif.run(tmp_path / "scan*.npy", out, client=threads,
                      progress=lambda s, m: messages.append((s, m)))
     assert [m.split(":")[0] for s, m in messages if m.startswith("file ")] == ["file 3/3"]
+    np.testing.assert_array_equal(_table(res), _table(stack_run))
+
+
+def test_files_detected_in_batches_give_the_atoms_of_their_stack(
+    folder: Path, stack_run: dmotif.Result, threads: object, tmp_path: Path, monkeypatch
+) -> None:
+    # Batches of two files, then one: each a computation and a part of its own.
+    monkeypatch.setattr(runner, "DETECT_BATCH_PIXELS", 2 * 384 * 384)
+    out = tmp_path / "out.zarr"
+    messages: list[str] = []
+    res = dmotif.run(folder, out, client=threads, progress=lambda s, m: messages.append(m))
+    assert [m.split(":")[0] for m in messages if m.startswith("file ")] == [
+        "file 1/3", "file 2/3", "file 3/3"]
     np.testing.assert_array_equal(_table(res), _table(stack_run))
 
 

@@ -27,6 +27,8 @@ def test_the_defaults_pass() -> None:
         ({"layout": {"epochs": [10, 0]}}, r"layout.epochs = \[10, 0\].*>= 1"),
         ({"layout": {"stages": "x"}}, "layout.stages = 'x'"),
         ({"layout": {"learning_rate": 0}}, "layout.learning_rate = 0.*> 0"),
+        ({"layout": {"landmarks": 10}}, r"layout.landmarks = 10 .*> layout.n_neighbors \(10\)"),
+        ({"layout": {"placement_epochs": -1}}, "layout.placement_epochs = -1 .*>= 0"),
         ({"features": {"radius": "big"}}, "features.radius = 'big'.*a number or None"),
         ({"features": {"radius": -3}}, "features.radius = -3 .*> 0"),
         ({"features": {"rotinv": "yes"}}, "features.rotinv = 'yes'.*true or false"),
