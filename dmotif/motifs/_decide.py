@@ -49,6 +49,11 @@ RIDGE = 1e-6
 #: features sample it in groups with gaps between them (the same bilayer in ADF: 0.02-0.04) or
 #: the decision keeps a single motif, the statistic cannot see it.
 CONTINUUM_BRIDGE = 0.045
+#: χ² quantile within which an atom counts in the core of its group (the usual cutoff of
+#: one-step reweighted robust estimators).
+TRIM = 0.975
+#: Rounds of trimming before the core's spread is taken as it stands.
+TRIM_ROUNDS = 10
 
 
 @dataclass
@@ -78,10 +83,8 @@ class Groups:
 
     def pooled(self) -> np.ndarray:
         """The pooled within-group covariance, with a small ridge."""
-        p = self.mean[0].size
         dof = max(sum(self.count) - len(self.count), 1)
-        w = sum(self.scatter) / dof
-        return w + np.eye(p) * RIDGE * max(np.trace(w) / p, np.finfo(np.float64).tiny)
+        return _ridged(sum(self.scatter) / dof)
 
     def merge(self, a: int, b: int) -> None:
         na, nb = self.count[a], self.count[b]
@@ -100,9 +103,97 @@ def separation_threshold(max_overlap: float) -> float:
     return float(2.0 * stats.norm.isf(max_overlap))
 
 
-def pair_statistics(groups: Groups) -> tuple[np.ndarray, np.ndarray]:
-    """Mahalanobis distances and Hotelling p-values between all pairs of groups."""
-    w_inv = np.linalg.inv(groups.pooled())
+def _ridged(cov: np.ndarray) -> np.ndarray:
+    p = cov.shape[0]
+    return cov + np.eye(p) * RIDGE * max(np.trace(cov) / p, np.finfo(np.float64).tiny)
+
+
+def _squared_distances(x: np.ndarray, mu: np.ndarray, w_inv: np.ndarray) -> np.ndarray:
+    diff = x - mu
+    return np.einsum("ni,ij,nj->n", diff, w_inv, diff)
+
+
+def trimmed_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre and covariance of the core of one group, its far tail trimmed.
+
+    Reweighting: the atoms within the :data:`TRIM` quantile of χ² of the current estimate
+    are kept and the mean and covariance recomputed, until the kept set no longer changes
+    (at most :data:`TRIM_ROUNDS` rounds); the covariance is then scaled by the factor that
+    makes it consistent for a Gaussian core (``q / P(χ²_{p+2} ≤ χ²_p(q))``).
+    """
+    p = x.shape[1]
+    limit = stats.chi2.ppf(TRIM, p)
+    consistency = TRIM / stats.chi2.cdf(limit, p + 2)
+    keep = np.ones(x.shape[0], dtype=bool)
+    mu, cov = x.mean(axis=0), _ridged(np.atleast_2d(np.cov(x.T)))
+    for _ in range(TRIM_ROUNDS):
+        new = _squared_distances(x, mu, np.linalg.inv(cov)) <= limit
+        if np.array_equal(new, keep) or new.sum() <= p:
+            break
+        keep = new
+        mu = x[keep].mean(axis=0)
+        cov = _ridged(np.atleast_2d(np.cov(x[keep].T)) * consistency)
+    return mu, cov
+
+
+def robust_spread(
+    x: np.ndarray, labels: np.ndarray, *, sample: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The noise covariance, pooled over groups of their trimmed spread, and their centres.
+
+    Each group of ``labels`` (``-1`` ignored) is estimated by :func:`trimmed_spread` on at
+    most ``sample`` of its atoms (a seeded draw); groups too small for a covariance
+    (fewer than twice as many atoms as features) give their mean and no spread. Returns the
+    pooled covariance, weighted by group size (the pooled covariance of all groups if none
+    is large enough) and the centres, one row per group in label order.
+    """
+    rng = np.random.default_rng(seed)
+    p = x.shape[1]
+    total, weight, centres = np.zeros((p, p)), 0, []
+    for g in range(int(labels.max()) + 1):
+        rows = np.flatnonzero(labels == g)
+        if rows.size == 0:
+            continue
+        if rows.size < 2 * p:
+            centres.append(x[rows].mean(axis=0))
+            continue
+        part = np.sort(rng.choice(rows, sample, replace=False)) if rows.size > sample else rows
+        mu, cov = trimmed_spread(x[part])
+        centres.append(mu)
+        total += rows.size * cov
+        weight += rows.size
+    noise = total / weight if weight else Groups.of(x, labels).pooled()
+    return noise, np.array(centres)
+
+
+def tail_atoms(
+    x: np.ndarray, labels: np.ndarray, centres: np.ndarray, noise: np.ndarray, *,
+    alpha: float,
+) -> np.ndarray:
+    """Whether each atom lies beyond the ``1 − alpha`` χ² quantile of its group's noise
+    ellipsoid (about its group's centre, one row of ``centres`` per group in label order)."""
+    found = np.unique(labels[labels >= 0])
+    out = np.zeros(labels.shape, dtype=bool)
+    if found.size == 0:
+        return out
+    lookup = np.full(int(found.max()) + 1, -1, dtype=np.int64)
+    lookup[found] = np.arange(found.size)
+    rows = np.flatnonzero(labels >= 0)
+    mu = centres[lookup[labels[rows]]]
+    d2 = _squared_distances(x[rows], mu, np.linalg.inv(noise))
+    out[rows] = d2 > stats.chi2.isf(alpha, x.shape[1])
+    return out
+
+
+def pair_statistics(
+    groups: Groups, noise: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mahalanobis distances and Hotelling p-values between all pairs of groups.
+
+    The noise covariance is ``noise`` if given (e.g. :func:`robust_spread`), else the groups'
+    pooled covariance.
+    """
+    w_inv = np.linalg.inv(groups.pooled() if noise is None else noise)
     mu = np.array(groups.mean)
     diff = mu[:, None, :] - mu[None, :, :]
     d2 = np.maximum(np.einsum("abi,ij,abj->ab", diff, w_inv, diff), 0.0)
@@ -119,12 +210,13 @@ def pair_statistics(groups: Groups) -> tuple[np.ndarray, np.ndarray]:
 
 def merge_groups(
     x: np.ndarray, labels: np.ndarray, *, max_overlap: float, alpha: float,
-    min_contrast: float = 0.0,
+    min_contrast: float = 0.0, noise: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge the groups of ``labels`` (``-1`` ignored) that are not distinct in ``x``.
 
-    Returns the new labels (``-1`` kept, groups numbered in the order of their first old
-    label) and, for every old label, its new one.
+    The noise is ``noise`` if given, held fixed while the groups merge; otherwise the pooled
+    covariance of the groups as they stand. Returns the new labels (``-1`` kept, groups
+    numbered in the order of their first old label) and, for every old label, its new one.
     """
     lookup = np.full(int(labels.max()) + 2 if labels.size else 1, -1, dtype=np.int64)
     groups = Groups.of(x, labels)
@@ -132,7 +224,7 @@ def merge_groups(
         return labels.copy(), lookup[:-1]
     d_min = separation_threshold(max_overlap)
     while len(groups.mean) > 1:
-        d, pvalue = pair_statistics(groups)
+        d, pvalue = pair_statistics(groups, noise)
         mu = np.array(groups.mean)
         gap = np.sqrt(((mu[:, None, :] - mu[None, :, :]) ** 2).sum(axis=-1))
         k = len(groups.mean)
@@ -151,11 +243,12 @@ def merge_groups(
 
 
 def assign_within_noise(
-    x: np.ndarray, labels: np.ndarray, *, alpha: float
+    x: np.ndarray, labels: np.ndarray, *, alpha: float, noise: np.ndarray | None = None
 ) -> np.ndarray:
     """Give each unassigned atom the motif whose noise ellipsoid holds it, if one does.
 
-    An atom joins its nearest motif (Mahalanobis distance under the pooled covariance) when
+    An atom joins its nearest motif (Mahalanobis distance under ``noise``, by default the
+    pooled covariance) when
     its squared distance is within the ``1 − alpha`` quantile of χ² with as many degrees of
     freedom as features; farther atoms stay ``-1`` (real outliers).
     """
@@ -164,7 +257,7 @@ def assign_within_noise(
     if loose.size == 0 or labels.max() < 0:
         return out
     groups = Groups.of(x, labels)
-    w_inv = np.linalg.inv(groups.pooled())
+    w_inv = np.linalg.inv(groups.pooled() if noise is None else noise)
     mu = np.array(groups.mean)
     diff = x[loose][:, None, :] - mu[None, :, :]
     d2 = np.einsum("nki,ij,nkj->nk", diff, w_inv, diff)
@@ -176,9 +269,24 @@ def assign_within_noise(
     return out
 
 
-def evidence(x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per motif: its nearest other motif, their Mahalanobis separation, Hotelling p-value,
-    bridge share (see the module's docstring) and size.
+def nearest_motif(
+    query: np.ndarray, x: np.ndarray, labels: np.ndarray, noise: np.ndarray
+) -> np.ndarray:
+    """For each row of ``query``, the motif of ``labels`` over ``x`` (``-1`` ignored) whose
+    mean is nearest in Mahalanobis distance under ``noise``."""
+    found = np.unique(labels[labels >= 0])
+    mu = np.array([x[labels == g].mean(axis=0) for g in found])
+    diff = query[:, None, :] - mu[None, :, :]
+    d2 = np.einsum("nki,ij,nkj->nk", diff, np.linalg.inv(noise), diff)
+    return found[np.argmin(d2, axis=1)]
+
+
+def evidence(
+    x: np.ndarray, labels: np.ndarray, noise: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per motif: its nearest other motif, their Mahalanobis separation, Hotelling p-value
+    (both under ``noise`` if given, as the decision measured them), bridge share (see the
+    module's docstring) and size.
 
     With a single motif the nearest is ``-1``, the separation ``inf``, the p-value 1 and the
     bridge share 0.
@@ -190,7 +298,7 @@ def evidence(x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     pvalue = np.ones(k)
     bridge = np.zeros(k)
     if k > 1:
-        d, p = pair_statistics(groups)
+        d, p = pair_statistics(groups, noise)
         nearest = np.argmin(d, axis=1)
         sep = d[np.arange(k), nearest]
         pvalue = p[np.arange(k), nearest]

@@ -26,6 +26,8 @@ RASTER_RADIUS = 3
 RARE_MIN = 5
 #: Rounds of merging and re-homing atoms before the motifs are taken as they stand.
 MAX_DECISION_ROUNDS = 5
+#: The noise is estimated on at most this many seeded atoms of each motif.
+ROBUST_SAMPLE = 20_000
 
 
 def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -59,7 +61,7 @@ def _nearest_labels(ref: np.ndarray, labels: np.ndarray, query: np.ndarray) -> n
     return labels[cKDTree(ref).query(query, k=1, workers=-1)[1]]
 
 
-def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+def _hdbscan(y: np.ndarray, min_size: int, seed: int, *, single: bool = False) -> np.ndarray:
     from sklearn.cluster import HDBSCAN  # scikit-learn costs 0.3-0.7 s to import: on first use
 
     n = y.shape[0]
@@ -68,7 +70,8 @@ def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, HDBSCAN_SAMPLE, replace=False))
         min_size = max(2, round(min_size * HDBSCAN_SAMPLE / n))
-    sub = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y[sample])
+    sub = HDBSCAN(min_cluster_size=min_size, allow_single_cluster=single,
+                  copy=True).fit_predict(y[sample])
     if sample.size == n:
         return sub
     return _nearest_labels(y[sample], sub, y)
@@ -237,7 +240,7 @@ def cluster(
     if features is not None and n_motifs is None:
         x = _feature_matrix(features, y_all.shape[0])[lead]
         raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha,
-                                    min_contrast=min_contrast)
+                                    min_contrast=min_contrast, seed=s)
     if not lead.all():
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
         full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
@@ -279,9 +282,11 @@ def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
 
 
 def _decide_motifs(
-    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float
+    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float,
+    seed: int,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Merge the candidate clusters that are one motif; re-home the atoms within the noise."""
+    """Merge the candidate clusters that are one motif, look for rare motifs in the tails of
+    each, and re-home the atoms within the noise (see :mod:`dmotif.motifs._decide`)."""
     from . import _decide  # scipy.stats: imported on first use, not with dmotif
     if not 0 < max_overlap < 0.5:
         raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
@@ -291,20 +296,63 @@ def _decide_motifs(
         raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     if raw.max() < 0:
         return raw, {}
-    labels = raw
+    test = {"max_overlap": max_overlap, "alpha": alpha, "min_contrast": min_contrast}
+    # The layout's clusters, merged under their pooled spread, are the coarsest motifs the
+    # test accepts; their trimmed spread is the noise, which no later split can shrink.
+    coarse = _settle(x, raw, None, test)
+    if coarse.max() < 0:
+        return coarse, {}
+    noise, centres = _decide.robust_spread(x, coarse, sample=ROBUST_SAMPLE, seed=seed)
+    tail = _decide.tail_atoms(x, coarse, centres, noise, alpha=alpha)
+    labels = _settle(x, _split_tails(x, coarse, tail, noise, seed=seed), noise, test)
+    # HDBSCAN leaves part of a rare motif's tail atoms as noise, with their coarse motif:
+    # each tail atom joins the motif whose mean is nearest in units of the noise.
+    if labels.max() > 0:
+        labels = labels.copy()
+        labels[tail] = _decide.nearest_motif(x[tail], x, labels, noise)
+        labels = _settle(x, labels, noise, test)
+    return labels, _decide.evidence(x, labels, noise)
+
+
+def _settle(x: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, test: dict) -> np.ndarray:
+    """Merge, drop motifs under :data:`RARE_MIN` atoms and re-home atoms, until stable."""
+    from . import _decide
+
     # Re-homing atoms moves the motifs' means and spread, so two motifs may no longer pass the
     # test: merge and re-home until nothing changes (at most a few rounds), so that the
     # evidence reported is that of the final motifs.
     for _ in range(MAX_DECISION_ROUNDS):
-        merged, _ = _decide.merge_groups(x, labels, max_overlap=max_overlap, alpha=alpha,
-                                         min_contrast=min_contrast)
+        merged, _ = _decide.merge_groups(x, labels, noise=noise, **test)
         counts = np.bincount(merged[merged >= 0])
         merged = np.where((merged >= 0) & (counts[np.maximum(merged, 0)] < RARE_MIN), -1, merged)
-        merged = _decide.assign_within_noise(x, _canonical(merged), alpha=alpha)
+        merged = _decide.assign_within_noise(x, _canonical(merged), alpha=test["alpha"],
+                                             noise=noise)
         if np.array_equal(merged, labels):
             break
         labels = merged
-    return labels, _decide.evidence(x, labels)
+    return labels
+
+
+def _split_tails(
+    x: np.ndarray, labels: np.ndarray, tail: np.ndarray, noise: np.ndarray, *, seed: int
+) -> np.ndarray:
+    """Candidate rare motifs: density clusters of each motif's tail, in units of the noise.
+
+    A rare motif merged into a common one (the layout did not isolate it) lies in the tail of
+    that motif's noise ellipsoid; HDBSCAN on the whitened tail atoms offers its dense groups
+    as candidates of their own. The rest of the tail stays with its motif.
+    """
+    out = labels.copy()
+    whiten = np.linalg.cholesky(np.linalg.inv(noise))
+    for motif in np.unique(labels[tail]):
+        rows = np.flatnonzero(tail & (labels == motif))
+        if rows.size < RARE_MIN:
+            continue
+        sub = (np.zeros(rows.size, dtype=np.int64) if rows.size < 2 * RARE_MIN
+               else _hdbscan(x[rows] @ whiten, RARE_MIN, seed, single=True))
+        found = sub >= 0
+        out[rows[found]] = out.max() + 1 + sub[found]
+    return out
 
 
 def _canonical_order(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
