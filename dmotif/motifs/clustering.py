@@ -28,6 +28,12 @@ RARE_MIN = 5
 MAX_DECISION_ROUNDS = 5
 #: The noise is estimated on at most this many seeded atoms of each motif.
 ROBUST_SAMPLE = 20_000
+#: Tail atoms of one motif grouped by complete linkage, at most (a seeded sample beyond).
+TAIL_SAMPLE = 5_000
+#: A group of tail atoms is a candidate motif when the binomial test of its excess over its
+#: mirror image (:func:`dmotif.motifs._decide.mirror_excess`) gives a p-value below this:
+#: RARE_MIN atoms and none in the mirror give 2⁻⁵ = 0.031.
+MIRROR_ALPHA = 0.05
 
 
 def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -61,7 +67,7 @@ def _nearest_labels(ref: np.ndarray, labels: np.ndarray, query: np.ndarray) -> n
     return labels[cKDTree(ref).query(query, k=1, workers=-1)[1]]
 
 
-def _hdbscan(y: np.ndarray, min_size: int, seed: int, *, single: bool = False) -> np.ndarray:
+def _hdbscan(y: np.ndarray, min_size: int, seed: int) -> np.ndarray:
     from sklearn.cluster import HDBSCAN  # scikit-learn costs 0.3-0.7 s to import: on first use
 
     n = y.shape[0]
@@ -70,8 +76,7 @@ def _hdbscan(y: np.ndarray, min_size: int, seed: int, *, single: bool = False) -
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, HDBSCAN_SAMPLE, replace=False))
         min_size = max(2, round(min_size * HDBSCAN_SAMPLE / n))
-    sub = HDBSCAN(min_cluster_size=min_size, allow_single_cluster=single,
-                  copy=True).fit_predict(y[sample])
+    sub = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y[sample])
     if sample.size == n:
         return sub
     return _nearest_labels(y[sample], sub, y)
@@ -118,10 +123,12 @@ def cluster(
     The layout's clusters are candidates. With ``features`` (the PCA scores the layout was
     made from), the number of motifs is decided statistically: two clusters are one motif
     unless their features differ beyond the image's own noise (the pooled spread of the atoms
-    within the clusters), so a motif that the layout split into beads is one motif again,
-    and a rare motif (a dopant, an antisite; at least 5 atoms) that does differ survives.
-    Unassigned atoms then join the motif whose noise ellipsoid holds them; only real outliers
-    stay -1.
+    within the clusters; once they are merged, the trimmed spread of each motif's core), so a
+    motif that the layout split into beads is one motif again. A rare motif (a dopant, an
+    antisite; at least 5 atoms) that does differ survives, whether the layout isolated it or
+    left it in the tail of a common motif, where it is found as an excess over that motif's
+    symmetric noise. Unassigned atoms then join the motif whose noise ellipsoid holds them;
+    only real outliers stay -1.
 
     Parameters
     ----------
@@ -160,7 +167,8 @@ def cluster(
         surroundings of a column (a neighbouring vacancy) are significant but do not make
         another column type.
     seed : int, numpy.random.Generator or None, default 0
-        Seed of the HDBSCAN sample and the GMM start.
+        Seed of the HDBSCAN sample, the GMM start and the samples on which the noise and the
+        tails of very large motifs are estimated.
 
     Returns
     -------
@@ -178,7 +186,7 @@ def cluster(
 
     Notes
     -----
-    See :mod:`dmotif._decide` for the test. The separation is scale-free: it is measured in
+    See :mod:`dmotif.motifs._decide` for the test. The separation is scale-free: it is measured in
     units of the within-motif spread, which the image's dose, scan noise and drift set.
 
     Examples
@@ -303,13 +311,21 @@ def _decide_motifs(
     if coarse.max() < 0:
         return coarse, {}
     noise, centres = _decide.robust_spread(x, coarse, sample=ROBUST_SAMPLE, seed=seed)
-    tail = _decide.tail_atoms(x, coarse, centres, noise, alpha=alpha)
-    labels = _settle(x, _split_tails(x, coarse, tail, noise, seed=seed), noise, test)
-    # HDBSCAN leaves part of a rare motif's tail atoms as noise, with their coarse motif:
-    # each tail atom joins the motif whose mean is nearest in units of the noise.
+    # Outliers of the coarse motifs may be the rest of a rare one: they are searched with the
+    # tail of their nearest motif.
+    parent = coarse.copy()
+    loose = coarse < 0
+    if loose.any():
+        parent[loose] = _decide.nearest_motif(x[loose], x, coarse, noise)
+    tail = _decide.tail_atoms(x, parent, centres, noise, alpha=alpha)
+    candidates = _split_tails(x, coarse, parent, tail, centres, noise, alpha=alpha, seed=seed)
+    labels = _settle(x, candidates, noise, test)
     if labels.max() > 0:
+        # Complete linkage leaves some of a rare motif's atoms in groups too small to count,
+        # with their coarse motif: each tail atom joins the motif whose mean is nearest.
+        home = tail & (labels >= 0)
         labels = labels.copy()
-        labels[tail] = _decide.nearest_motif(x[tail], x, labels, noise)
+        labels[home] = _decide.nearest_motif(x[home], x, labels, noise)
         labels = _settle(x, labels, noise, test)
     return labels, _decide.evidence(x, labels, noise)
 
@@ -334,24 +350,45 @@ def _settle(x: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, test: d
 
 
 def _split_tails(
-    x: np.ndarray, labels: np.ndarray, tail: np.ndarray, noise: np.ndarray, *, seed: int
+    x: np.ndarray, labels: np.ndarray, parent: np.ndarray, tail: np.ndarray,
+    centres: np.ndarray, noise: np.ndarray, *, alpha: float, seed: int,
 ) -> np.ndarray:
-    """Candidate rare motifs: density clusters of each motif's tail, in units of the noise.
+    """Candidate rare motifs: tight groups in each motif's tail that stand out of its noise.
 
     A rare motif merged into a common one (the layout did not isolate it) lies in the tail of
-    that motif's noise ellipsoid; HDBSCAN on the whitened tail atoms offers its dense groups
-    as candidates of their own. The rest of the tail stays with its motif.
+    that motif's noise ellipsoid (``parent``: the coarse motif, or the nearest one for an
+    unassigned atom). The tail atoms, whitened by the noise, are grouped by complete linkage
+    (:func:`dmotif.motifs._decide.tail_groups`); a group of at least :data:`RARE_MIN` atoms
+    is kept if it is an excess over the motif's own noise
+    (:func:`dmotif.motifs._decide.mirror_excess`), and kept groups that touch are one
+    candidate (:func:`dmotif.motifs._decide.touching`). The rest keep ``labels``.
     """
+    from . import _decide
+
     out = labels.copy()
     whiten = np.linalg.cholesky(np.linalg.inv(noise))
-    for motif in np.unique(labels[tail]):
-        rows = np.flatnonzero(tail & (labels == motif))
+    rng = np.random.default_rng(seed)
+    for motif in np.unique(parent[tail]):
+        rows = np.flatnonzero(tail & (parent == motif))
         if rows.size < RARE_MIN:
             continue
-        sub = (np.zeros(rows.size, dtype=np.int64) if rows.size < 2 * RARE_MIN
-               else _hdbscan(x[rows] @ whiten, RARE_MIN, seed, single=True))
-        found = sub >= 0
-        out[rows[found]] = out.max() + 1 + sub[found]
+        z = (x[rows] - centres[motif]) @ whiten
+        if rows.size > TAIL_SAMPLE:
+            # Linkage holds all pairwise distances: beyond TAIL_SAMPLE tail atoms, a seeded
+            # sample is grouped and the others take the group of their nearest sampled atom.
+            part = np.sort(rng.choice(rows.size, TAIL_SAMPLE, replace=False))
+            sub = _decide.tail_groups(z[part], alpha=alpha)
+            sub = sub[cKDTree(z[part]).query(z, k=1)[1]]
+        else:
+            sub = _decide.tail_groups(z, alpha=alpha)
+        around = (x[parent == motif] - centres[motif]) @ whiten
+        sizes = np.bincount(sub)
+        tested = np.flatnonzero(sizes >= RARE_MIN)
+        # Bonferroni over the groups tested: a heavy tail offers many.
+        kept = [g for g in tested if _decide.mirror_excess(
+            around, z[sub == g].mean(axis=0)) < MIRROR_ALPHA / tested.size]
+        for piece in _decide.touching(z, sub, kept, alpha=alpha):
+            out[rows[np.isin(sub, piece)]] = out.max() + 1
     return out
 
 
