@@ -274,3 +274,40 @@ def test_eight_brighter_columns_among_a_thousand_are_a_motif():
     assert labels.attrs["n_motifs"] == 2
     assert adjusted_rand_score(truth, labels.values) == 1.0
     assert labels.attrs["p_value"][1] < 1e-10
+
+
+def test_mirror_excess_is_uniform_on_symmetric_noise_and_small_for_a_rare_motif():
+    # Heavy-tailed but symmetric noise: over random directions the p-value is uniform, so at
+    # 0.05 about 5 % of them pass; 8 atoms 9 units out with nothing in the mirror pass at 2⁻⁸.
+    rng = np.random.default_rng(12)
+    around = rng.standard_t(5, size=(20_000, DIM))
+    directions = rng.normal(size=(400, DIM))
+    directions *= 5.0 / np.linalg.norm(directions, axis=1, keepdims=True)
+    p = np.array([_decide.mirror_excess(around, d) for d in directions])
+    assert 0.03 <= np.mean(p < 0.05) <= 0.07
+    rare = centre(9) + rng.normal(size=(8, DIM))
+    both = np.vstack([rng.normal(size=(20_000, DIM)), rare])
+    assert _decide.mirror_excess(both, rare.mean(axis=0)) <= 2.0**-8
+
+
+def test_tail_groups_hold_atoms_within_the_noise_of_each_other():
+    rng = np.random.default_rng(13)
+    z = rng.normal(size=(300, DIM)) * 3
+    groups = _decide.tail_groups(z, alpha=1e-3)
+    cut = np.sqrt(2 * stats.chi2.isf(1e-3, DIM))
+    for g in np.unique(groups):
+        members = z[groups == g]
+        diff = members[:, None, :] - members[None, :, :]
+        assert np.sqrt((diff**2).sum(-1)).max() <= cut
+    # Draws of one unit Gaussian are one group.
+    assert np.unique(_decide.tail_groups(rng.normal(size=(12, DIM)), alpha=1e-3)).size == 1
+
+
+def test_touching_joins_the_pieces_of_one_population():
+    rng = np.random.default_rng(14)
+    line = np.c_[np.linspace(0, 30, 60), np.zeros((60, DIM - 1))]
+    z = np.vstack([line, centre(100) + rng.normal(size=(10, DIM)) * 0.1])
+    groups = np.r_[np.repeat([0, 1, 2], 20), np.full(10, 3)]
+    pieces = _decide.touching(z, groups, [0, 1, 2, 3], alpha=1e-3)
+    assert sorted(map(sorted, pieces)) == [[0, 1, 2], [3]]
+    assert _decide.touching(z, groups, [], alpha=1e-3) == []
