@@ -25,17 +25,18 @@ The decision runs in two passes (``dmotif.motifs.clustering``):
    over-segmentation can shrink it; the trimming keeps a rare motif inside a common one from
    inflating it. Measured on the abTEM MoSe2 ADF image at 3·10⁴ e/Å² (W dopants 4.9 and
    single-Se columns 5.3 noise units from Se2 and Mo under the pooled covariance of the true
-   types): trimming at 97.5 % finds both (level-1 ARI 0.950, from 0.905); at 99.9 %, nearly
-   the classical covariance, neither. The cost, on the abTEM SrTiO3 ABF image at 3·10⁴: the
-   17 O columns beside half-occupied Sr columns become a motif of their own (ARI 0.983 →
-   0.952). The pooled spread of split candidates shrinks with every split: not considered.
+   types): trimming at 97.5 % finds both (level-1 ARI 0.971, from 0.905); at 99.9 %, nearly
+   the classical covariance, neither (0.905). The cost, on the abTEM SrTiO3 ABF image at
+   3·10⁴: the O columns beside half-occupied Sr columns become a motif of their own (ARI
+   0.983 → 0.93). The pooled spread of split candidates shrinks with every split: not
+   considered.
    Each motif's *tail* (atoms beyond its ``1 − alpha`` χ² ellipsoid) is grouped by complete
    linkage in whitened units (:func:`tail_groups`); a group of at least 5 atoms is a
    candidate when it is an excess over the motif's own noise (:func:`mirror_excess`: the
    noise of a column type is symmetric about its centre, a rare motif is not), Bonferroni-
    corrected over the groups tested, and touching candidates are one (:func:`touching`).
-   The candidates and the coarse motifs are merged again under the fixed noise; tail atoms
-   then join the motif whose mean is nearest (:func:`nearest_motif`).
+   The candidates and the coarse motifs are merged again under the fixed noise; every
+   assigned atom then joins the motif whose mean is nearest (:func:`nearest_motif`).
 
 A noise split never survives the second pass: the tails of one Gaussian or Student-t motif
 give no excess over their mirror image. The price is power: ``m`` groups tested in a motif's

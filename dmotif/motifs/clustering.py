@@ -322,8 +322,9 @@ def _decide_motifs(
     labels = _settle(x, candidates, noise, test)
     if labels.max() > 0:
         # Complete linkage leaves some of a rare motif's atoms in groups too small to count,
-        # with their coarse motif: each tail atom joins the motif whose mean is nearest.
-        home = tail & (labels >= 0)
+        # with their coarse motif: with one noise for all motifs, each assigned atom joins the
+        # motif whose mean is nearest (the Bayes rule for Gaussian classes of equal priors).
+        home = labels >= 0
         labels = labels.copy()
         labels[home] = _decide.nearest_motif(x[home], x, labels, noise)
         labels = _settle(x, labels, noise, test)

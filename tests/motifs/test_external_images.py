@@ -67,7 +67,7 @@ def test_real_mos2_has_a_few_motifs_not_dozens():
 @pytest.mark.xfail(strict=True, reason="a Se-substituted S2 site is as bright as a Mo site, and "
                    "the rotation-invariant features do not see on which sublattice a site lies: "
                    "the S2-sublattice sites in the Mo motif lie 0.9 noise units from Mo. The "
-                   "third motif found (11-12 atoms) is dimmer than S2, not brighter")
+                   "third motif found (17-18 atoms) is dimmer than S2, not brighter")
 def test_real_mos2_se_substituted_sites_are_a_motif():
     pytest.importorskip("rsciio")
     image = dmotif.open_image(DATA / "real_mos2_se_implanted.dm3")
