@@ -3,7 +3,7 @@
 Usage: ``python benchmarks/bench_decide.py [--sizes 10000 100000 1000000]``
 
 The data stand in for the PCA scores of an image: 10-D unit Gaussian classes, three column
-types (60 %, 30 %, 10 % of the atoms) 12 noise units apart and a rare type of 14 atoms 9 units
+types (60 %, 30 %, 10 % of the atoms) 12 noise units apart and a rare type of 12 atoms 9 units
 from the largest, which the candidates (six beads per type, cut along a noise direction, as a
 layout cuts a motif) do not isolate. ``merge`` is the decision before the rare-motif search
 (the candidates merged under their pooled spread); ``decide`` is the whole decision
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DIM = 10
-RARE = 14
+RARE = 12
 
 
 def scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
