@@ -30,6 +30,8 @@ MAX_DECISION_ROUNDS = 5
 ROBUST_SAMPLE = 20_000
 #: Tail atoms of one motif grouped by complete linkage, at most (a seeded sample beyond).
 TAIL_SAMPLE = 5_000
+#: Core atoms of one motif (a seeded sample beyond) against which a tail group is tested.
+AROUND_SAMPLE = 200_000
 #: A group of tail atoms is a candidate motif when the binomial test of its excess over its
 #: mirror image (:func:`dmotif.motifs._decide.mirror_excess`) gives a p-value below this:
 #: RARE_MIN atoms and none in the mirror give 2⁻⁵ = 0.031.
@@ -382,12 +384,20 @@ def _split_tails(
             sub = sub[cKDTree(z[part]).query(z, k=1)[1]]
         else:
             sub = _decide.tail_groups(z, alpha=alpha)
-        around = (x[parent == motif] - centres[motif]) @ whiten
+        members = np.flatnonzero(parent == motif)
+        if members.size > AROUND_SAMPLE:
+            # The mirror test holds on any centrally symmetric set: a seeded sample of the
+            # core with the whole tail (defined by radius, so symmetric too) keeps it fast.
+            core = members[~tail[members]]
+            members = np.union1d(rng.choice(core, AROUND_SAMPLE, replace=False),
+                                 members[tail[members]])
+        around = (x[members] - centres[motif]) @ whiten
         sizes = np.bincount(sub)
         tested = np.flatnonzero(sizes >= RARE_MIN)
         # Bonferroni over the groups tested: a heavy tail offers many.
-        kept = [g for g in tested if _decide.mirror_excess(
-            around, z[sub == g].mean(axis=0)) < MIRROR_ALPHA / tested.size]
+        means = np.array([z[sub == g].mean(axis=0) for g in tested]).reshape(-1, z.shape[1])
+        kept = list(tested[_decide.mirror_excess(around, means) < MIRROR_ALPHA / max(
+            tested.size, 1)])
         for piece in _decide.touching(z, sub, kept, alpha=alpha):
             out[rows[np.isin(sub, piece)]] = out.max() + 1
     return out
