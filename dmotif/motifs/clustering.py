@@ -26,6 +26,16 @@ RASTER_RADIUS = 3
 RARE_MIN = 5
 #: Rounds of merging and re-homing atoms before the motifs are taken as they stand.
 MAX_DECISION_ROUNDS = 5
+#: The noise is estimated on at most this many seeded atoms of each motif.
+ROBUST_SAMPLE = 20_000
+#: Tail atoms of one motif grouped by complete linkage, at most (a seeded sample beyond).
+TAIL_SAMPLE = 5_000
+#: Core atoms of one motif (a seeded sample beyond) against which a tail group is tested.
+AROUND_SAMPLE = 200_000
+#: A group of tail atoms is a candidate motif when the binomial test of its excess over its
+#: mirror image (:func:`dmotif.motifs._decide.mirror_excess`) gives a p-value below this:
+#: RARE_MIN atoms and none in the mirror give 2⁻⁵ = 0.031.
+MIRROR_ALPHA = 0.05
 
 
 def _as_layout(layout: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -115,10 +125,12 @@ def cluster(
     The layout's clusters are candidates. With ``features`` (the PCA scores the layout was
     made from), the number of motifs is decided statistically: two clusters are one motif
     unless their features differ beyond the image's own noise (the pooled spread of the atoms
-    within the clusters), so a motif that the layout split into beads is one motif again,
-    and a rare motif (a dopant, an antisite; at least 5 atoms) that does differ survives.
-    Unassigned atoms then join the motif whose noise ellipsoid holds them; only real outliers
-    stay -1.
+    within the clusters; once they are merged, the trimmed spread of each motif's core), so a
+    motif that the layout split into beads is one motif again. A rare motif (a dopant, an
+    antisite; at least 5 atoms) that does differ survives, whether the layout isolated it or
+    left it in the tail of a common motif, where it is found as an excess over that motif's
+    symmetric noise. Unassigned atoms then join the motif whose noise ellipsoid holds them;
+    only real outliers stay -1.
 
     Parameters
     ----------
@@ -157,7 +169,8 @@ def cluster(
         surroundings of a column (a neighbouring vacancy) are significant but do not make
         another column type.
     seed : int, numpy.random.Generator or None, default 0
-        Seed of the HDBSCAN sample and the GMM start.
+        Seed of the HDBSCAN sample, the GMM start and the samples on which the noise and the
+        tails of very large motifs are estimated.
 
     Returns
     -------
@@ -173,7 +186,7 @@ def cluster(
 
     Notes
     -----
-    See :mod:`dmotif._decide` for the test. The separation is scale-free: it is measured in
+    See :mod:`dmotif.motifs._decide` for the test. The separation is scale-free: it is measured in
     units of the within-motif spread, which the image's dose, scan noise and drift set.
 
     Examples
@@ -235,7 +248,7 @@ def cluster(
     if features is not None and n_motifs is None:
         x = _feature_matrix(features, y_all.shape[0])[lead]
         raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha,
-                                    min_contrast=min_contrast)
+                                    min_contrast=min_contrast, seed=s)
     if not lead.all():
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
         full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
@@ -273,9 +286,11 @@ def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
 
 
 def _decide_motifs(
-    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float
+    x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float,
+    seed: int,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Merge the candidate clusters that are one motif; re-home the atoms within the noise."""
+    """Merge the candidate clusters that are one motif, look for rare motifs in the tails of
+    each, and re-home the atoms within the noise (see :mod:`dmotif.motifs._decide`)."""
     from . import _decide  # scipy.stats: imported on first use, not with dmotif
     if not 0 < max_overlap < 0.5:
         raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
@@ -285,20 +300,101 @@ def _decide_motifs(
         raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     if raw.max() < 0:
         return raw, {}
-    labels = raw
+    test = {"max_overlap": max_overlap, "alpha": alpha, "min_contrast": min_contrast}
+    # The layout's clusters, merged under their pooled spread, are the coarsest motifs the
+    # test accepts; their trimmed spread is the noise, which no later split can shrink.
+    coarse = _settle(x, raw, None, test)
+    if coarse.max() < 0:
+        return coarse, {}
+    noise, centres = _decide.robust_spread(x, coarse, sample=ROBUST_SAMPLE, seed=seed)
+    # Outliers of the coarse motifs may be the rest of a rare one: they are searched with the
+    # tail of their nearest motif.
+    parent = coarse.copy()
+    loose = coarse < 0
+    if loose.any():
+        parent[loose] = _decide.nearest_motif(x[loose], x, coarse, noise)
+    tail = _decide.tail_atoms(x, parent, centres, noise, alpha=alpha)
+    candidates = _split_tails(x, coarse, parent, tail, centres, noise, alpha=alpha, seed=seed)
+    labels = _settle(x, candidates, noise, test)
+    if labels.max() > 0:
+        # Complete linkage leaves some of a rare motif's atoms in groups too small to count,
+        # with their coarse motif: with one noise for all motifs, each assigned atom joins the
+        # motif whose mean is nearest (the Bayes rule for Gaussian classes of equal priors).
+        home = labels >= 0
+        labels = labels.copy()
+        labels[home] = _decide.nearest_motif(x[home], x, labels, noise)
+        labels = _settle(x, labels, noise, test)
+    return labels, _decide.evidence(x, labels, noise)
+
+
+def _settle(x: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, test: dict) -> np.ndarray:
+    """Merge, drop motifs under :data:`RARE_MIN` atoms and re-home atoms, until stable."""
+    from . import _decide
+
     # Re-homing atoms moves the motifs' means and spread, so two motifs may no longer pass the
     # test: merge and re-home until nothing changes (at most a few rounds), so that the
     # evidence reported is that of the final motifs.
     for _ in range(MAX_DECISION_ROUNDS):
-        merged, _ = _decide.merge_groups(x, labels, max_overlap=max_overlap, alpha=alpha,
-                                         min_contrast=min_contrast)
+        merged, _ = _decide.merge_groups(x, labels, noise=noise, **test)
         counts = np.bincount(merged[merged >= 0])
         merged = np.where((merged >= 0) & (counts[np.maximum(merged, 0)] < RARE_MIN), -1, merged)
-        merged = _decide.assign_within_noise(x, _canonical(merged), alpha=alpha)
+        merged = _decide.assign_within_noise(x, _canonical(merged), alpha=test["alpha"],
+                                             noise=noise)
         if np.array_equal(merged, labels):
             break
         labels = merged
-    return labels, _decide.evidence(x, labels)
+    return labels
+
+
+def _split_tails(
+    x: np.ndarray, labels: np.ndarray, parent: np.ndarray, tail: np.ndarray,
+    centres: np.ndarray, noise: np.ndarray, *, alpha: float, seed: int,
+) -> np.ndarray:
+    """Candidate rare motifs: tight groups in each motif's tail that stand out of its noise.
+
+    A rare motif merged into a common one (the layout did not isolate it) lies in the tail of
+    that motif's noise ellipsoid (``parent``: the coarse motif, or the nearest one for an
+    unassigned atom). The tail atoms, whitened by the noise, are grouped by complete linkage
+    (:func:`dmotif.motifs._decide.tail_groups`); a group of at least :data:`RARE_MIN` atoms
+    is kept if it is an excess over the motif's own noise
+    (:func:`dmotif.motifs._decide.mirror_excess`), and kept groups that touch are one
+    candidate (:func:`dmotif.motifs._decide.touching`). The rest keep ``labels``.
+    """
+    from . import _decide
+
+    out = labels.copy()
+    whiten = np.linalg.cholesky(np.linalg.inv(noise))
+    rng = np.random.default_rng(seed)
+    for motif in np.unique(parent[tail]):
+        rows = np.flatnonzero(tail & (parent == motif))
+        if rows.size < RARE_MIN:
+            continue
+        z = (x[rows] - centres[motif]) @ whiten
+        if rows.size > TAIL_SAMPLE:
+            # Linkage holds all pairwise distances: beyond TAIL_SAMPLE tail atoms, a seeded
+            # sample is grouped and the others take the group of their nearest sampled atom.
+            part = np.sort(rng.choice(rows.size, TAIL_SAMPLE, replace=False))
+            sub = _decide.tail_groups(z[part], alpha=alpha)
+            sub = sub[cKDTree(z[part]).query(z, k=1)[1]]
+        else:
+            sub = _decide.tail_groups(z, alpha=alpha)
+        members = np.flatnonzero(parent == motif)
+        if members.size > AROUND_SAMPLE:
+            # The mirror test holds on any centrally symmetric set: a seeded sample of the
+            # core with the whole tail (defined by radius, so symmetric too) keeps it fast.
+            core = members[~tail[members]]
+            members = np.union1d(rng.choice(core, AROUND_SAMPLE, replace=False),
+                                 members[tail[members]])
+        around = (x[members] - centres[motif]) @ whiten
+        sizes = np.bincount(sub)
+        tested = np.flatnonzero(sizes >= RARE_MIN)
+        # Bonferroni over the groups tested: a heavy tail offers many.
+        means = np.array([z[sub == g].mean(axis=0) for g in tested]).reshape(-1, z.shape[1])
+        kept = list(tested[_decide.mirror_excess(around, means) < MIRROR_ALPHA / max(
+            tested.size, 1)])
+        for piece in _decide.touching(z, sub, kept, alpha=alpha):
+            out[rows[np.isin(sub, piece)]] = out.max() + 1
+    return out
 
 
 def _canonical_order(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:

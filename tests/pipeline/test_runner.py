@@ -104,7 +104,9 @@ def test_run_finds_the_tmd_motifs(reference: dmotif.Result, tmd_store: Path) -> 
     for c in (0, 1, 2):
         assert np.mean(found[true == c] == majority[c]) >= 0.98
     assert reference.attrs["cluster_attrs"]["n_motifs"] == 2
-    assert reference.attrs["cluster_attrs"]["separation"][0] == pytest.approx(10.0, abs=0.5)
+    # In units of the motifs' trimmed (core) spread, which the decision uses: 10.9 (10.0 under
+    # the classical pooled covariance, which the tails of each motif widen).
+    assert reference.attrs["cluster_attrs"]["separation"][0] == pytest.approx(10.9, abs=0.5)
     # atoms whose patch the border cuts join their neighbours' motifs, never one of their own
     edge = atoms["edge"].values
     assert edge.any()
