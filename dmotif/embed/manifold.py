@@ -34,10 +34,10 @@ def manifold_coordinate(
     A variation of a region rather than of a column (the local stacking of a twisted bilayer)
     is read from the features averaged over each atom's neighbourhood,
     ``manifold_coordinate(dmotif.neighbourhood_mean(scores, atoms))``, not from the layout:
-    on an abTEM 4°-twisted MoSe2 bilayer that coordinate follows the registry with Spearman
-    |ρ| 0.94–0.97 (ADF and ABF), the layout's 0.0–0.3 (the FR layout draws each shell of
-    columns of equal registry as a string of its own, and a column's own patch holds the
-    registry only in part).
+    on an abTEM 4°-twisted MoSe2 bilayer that coordinate follows the registry with a Spearman
+    correlation of 0.94–0.97 in magnitude (ADF and ABF), the layout's 0.0–0.3 (the FR layout
+    draws each shell of columns of equal registry as a string of its own, and a column's own
+    patch holds the registry only in part).
 
     Parameters
     ----------

@@ -14,7 +14,8 @@ __all__ = ["NEIGHBOURHOOD_REACH", "locate", "neighbourhood_mean"]
 #: Default radius of the neighbourhood, in nearest-neighbour spacings. On an abTEM 4°-twisted
 #: MoSe2 bilayer (one moiré period in the image, 4 lattice spacings across) the Isomap
 #: coordinate of the features averaged over 2, 3 and 4 spacings follows the local stacking
-#: with |ρ| 0.27–0.94, 0.94–0.96 and 0.94–0.96 (ADF and ABF, clean and 10⁵ e/Å²).
+#: with Spearman correlations of 0.27–0.94, 0.94–0.96 and 0.94–0.96 in magnitude (ADF and
+#: ABF, clean and 10⁵ e/Å²).
 NEIGHBOURHOOD_REACH = 3.0
 
 
