@@ -36,15 +36,9 @@ CONTINUUM_SHARE = 0.12
 MAX_FRAMES = 16
 
 
-def _spread(values: np.ndarray, yx: np.ndarray, reach: float,
-            inner: np.ndarray) -> tuple[float, float]:
-    """Summed squared deviations of ``values`` and of their neighbourhood means, over
-    ``inner``."""
-    sums, counts = neighbourhood_sums(values, np.zeros(yx.shape[0], np.int64), yx, reach)
-    smooth = (sums / counts[:, None])[inner]
-    rows = values[inner]
-    return (float(((rows - rows.mean(axis=0)) ** 2).sum()),
-            float(((smooth - smooth.mean(axis=0)) ** 2).sum()))
+def _spread(values: np.ndarray) -> float:
+    """Summed squared deviations of the rows of ``values`` from their mean."""
+    return float(((values - values.mean(axis=0)) ** 2).sum())
 
 
 def feature_structure(
@@ -116,10 +110,15 @@ def feature_structure(
         inner = inner if inner.any() else np.ones_like(inner)
         norm = np.linalg.norm(values, axis=1, keepdims=True)
         unit = np.divide(values, norm, out=np.zeros_like(values), where=norm > 0)
-        for j, v in enumerate((values, unit)):
-            t, k = _spread(v, yx[rows], reach, inner)
-            total[j] += t
-            kept[j] += k
+        # The features as they are and scaled to unit length side by side: one neighbourhood
+        # search and one sparse product for both.
+        both = np.hstack([values, unit])
+        sums, counts = neighbourhood_sums(both, np.zeros(rows.size, np.int64), yx[rows], reach)
+        smooth = (sums / counts[:, None])[inner]
+        p = values.shape[1]
+        for j in range(2):
+            total[j] += _spread(both[inner, j * p : (j + 1) * p])
+            kept[j] += _spread(smooth[:, j * p : (j + 1) * p])
     share = float(np.min(np.divide(kept, total, out=np.zeros(2), where=total > 0)))
     return {"structure": "continuum" if share > CONTINUUM_SHARE else "discrete",
             "regional_share": share}
