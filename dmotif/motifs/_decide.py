@@ -278,26 +278,25 @@ def assign_within_noise(
 ) -> np.ndarray:
     """Give each unassigned atom the motif whose noise ellipsoid holds it, if one does.
 
-    An atom joins its nearest motif (Mahalanobis distance under ``noise``, by default the
-    pooled covariance) when
-    its squared distance is within the ``1 − alpha`` quantile of χ² with as many degrees of
-    freedom as features; farther atoms stay ``-1`` (real outliers).
+    An atom joins its nearest motif (:func:`nearest_motif` under ``noise``, by default the
+    pooled covariance) when its squared distance is within the ``1 − alpha`` quantile of χ²
+    with as many degrees of freedom as features; farther atoms stay ``-1`` (real outliers).
     """
     out = labels.copy()
     loose = np.flatnonzero(labels < 0)
     if loose.size == 0 or labels.max() < 0:
         return out
-    groups = Groups.of(x, labels)
-    w_inv = np.linalg.inv(groups.pooled() if noise is None else noise)
-    mu = np.array(groups.mean)
-    diff = x[loose][:, None, :] - mu[None, :, :]
-    d2 = np.einsum("nki,ij,nkj->nk", diff, w_inv, diff)
-    nearest = np.argmin(d2, axis=1)
-    limit = stats.chi2.isf(alpha, x.shape[1])
-    ok = d2[np.arange(loose.size), nearest] <= limit
-    order = np.array([m[0] for m in groups.members])
-    out[loose[ok]] = order[nearest[ok]]
+    w = Groups.of(x, labels).pooled() if noise is None else noise
+    nearest, d2 = nearest_motif(x[loose], x, labels, w)
+    ok = d2 <= stats.chi2.isf(alpha, x.shape[1])
+    out[loose[ok]] = nearest[ok]
     return out
+
+
+def _linkage_cut(alpha: float, p: int) -> float:
+    """The distance beyond which two draws of one unit Gaussian in ``p`` dimensions lie with
+    probability ``alpha``: ``sqrt(2 χ²_p(1 − alpha))``."""
+    return float(np.sqrt(2.0 * stats.chi2.isf(alpha, p)))
 
 
 def tail_groups(z: np.ndarray, *, alpha: float) -> np.ndarray:
@@ -309,7 +308,7 @@ def tail_groups(z: np.ndarray, *, alpha: float) -> np.ndarray:
 
     if z.shape[0] < 2:
         return np.zeros(z.shape[0], dtype=np.int64)
-    cut = np.sqrt(2.0 * stats.chi2.isf(alpha, z.shape[1]))
+    cut = _linkage_cut(alpha, z.shape[1])
     return fcluster(linkage(z, "complete"), cut, "distance").astype(np.int64) - 1
 
 
@@ -322,7 +321,7 @@ def touching(z: np.ndarray, groups: np.ndarray, kept: list, *, alpha: float) -> 
 
     if not kept:
         return []
-    cut = np.sqrt(2.0 * stats.chi2.isf(alpha, z.shape[1]))
+    cut = _linkage_cut(alpha, z.shape[1])
     k = len(kept)
     near = np.eye(k, dtype=bool)
     for i in range(k):
@@ -367,16 +366,17 @@ def mirror_excess(around: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 def nearest_motif(
     query: np.ndarray, x: np.ndarray, labels: np.ndarray, noise: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``query``, the motif of ``labels`` over ``x`` (``-1`` ignored) whose
-    mean is nearest in Mahalanobis distance under ``noise``."""
+    mean is nearest in Mahalanobis distance under ``noise``, and the squared distance."""
     found = np.unique(labels[labels >= 0])
     mu = np.array([x[labels == g].mean(axis=0) for g in found])
     # Whitened first: one (n, p) product instead of an (n, k, p, p) contraction.
     whiten = np.linalg.cholesky(np.linalg.inv(noise))
     z, centres = query @ whiten, mu @ whiten
     d2 = (z**2).sum(axis=1)[:, None] - 2 * z @ centres.T + (centres**2).sum(axis=1)[None, :]
-    return found[np.argmin(d2, axis=1)]
+    best = np.argmin(d2, axis=1)
+    return found[best], np.maximum(d2[np.arange(len(best)), best], 0.0)
 
 
 def evidence(

@@ -312,7 +312,7 @@ def _decide_motifs(
     parent = coarse.copy()
     loose = coarse < 0
     if loose.any():
-        parent[loose] = _decide.nearest_motif(x[loose], x, coarse, noise)
+        parent[loose] = _decide.nearest_motif(x[loose], x, coarse, noise)[0]
     tail = _decide.tail_atoms(x, parent, centres, noise, alpha=alpha)
     candidates = _split_tails(x, coarse, parent, tail, centres, noise, alpha=alpha, seed=seed)
     labels = _settle(x, candidates, noise, test)
@@ -322,7 +322,7 @@ def _decide_motifs(
         # motif whose mean is nearest (the Bayes rule for Gaussian classes of equal priors).
         home = labels >= 0
         labels = labels.copy()
-        labels[home] = _decide.nearest_motif(x[home], x, labels, noise)
+        labels[home] = _decide.nearest_motif(x[home], x, labels, noise)[0]
         labels = _settle(x, labels, noise, test)
     return labels, _decide.evidence(x, labels, noise)
 
