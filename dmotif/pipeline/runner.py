@@ -420,9 +420,10 @@ def _run_stage(
     elif stage == "cluster":
         # Atoms whose patch the image border cuts take their neighbours' motif.
         follow = ds["edge"].values if "edge" in ds else None
-        # The layout's clusters are the candidates; the motifs are decided in the PCA scores.
+        # The layout's clusters are the candidates; the motifs are decided in the PCA scores
+        # and split by the sublattice site of their atoms.
         labels = func(ds["layout"].compute(), follow=follow, features=ds["pca"].compute(),
-                      **params).rename("label").astype(np.int32)
+                      atoms=atoms, **params).rename("label").astype(np.int32)
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         structure = feature_structure(ds["zernike"], atoms)
