@@ -62,12 +62,14 @@ def split_sites(
 ) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
     """Labels with each foreign group (:func:`foreign_groups`) a motif of its own.
 
-    With features ``x`` (rows over atoms) and their ``noise`` covariance, a group stays apart
-    only if its mean differs from that of the slot's majority motif on that slot by the test
-    of :func:`dmotif.motifs._decide.merge_groups` (separation at least
+    With features ``x`` (rows over atoms) and their ``noise`` covariance, the atoms of a group
+    whose features are nearer (Mahalanobis) the mean of the slot's majority motif on that slot
+    than the mean of their own motif's other atoms join the majority motif; the rest stay
+    apart only if they are at least ``min_atoms`` and their mean differs from the majority's
+    by the test of :func:`dmotif.motifs._decide.merge_groups` (separation at least
     ``2 Φ⁻¹(1 − max_overlap)`` and Hotelling's p-value under ``alpha``, Bonferroni-corrected
-    over the groups tested); otherwise it joins that motif. Without features every group
-    stays apart. Returns the labels (new motifs numbered after the old ones, in the order of
+    over the groups tested), else they join it too. Without features every group stays
+    apart. Returns the labels (new motifs numbered after the old ones, in the order of
     the pairs) and, per new motif, its ``(parent motif, slot)``.
     """
     pairs, majority = foreign_groups(labels, slot, max_share=max_share, min_atoms=min_atoms)
@@ -75,10 +77,21 @@ def split_sites(
     origin: dict[int, tuple[int, int]] = {}
     d_min = _decide.separation_threshold(max_overlap)
     for k, s in pairs:
-        rows = (labels == k) & (slot == s)
+        rows = np.flatnonzero((labels == k) & (slot == s))
         if x is not None:
+            # Atom by atom first: those nearer the slot's own motif than their motif's atoms
+            # elsewhere are that motif's, misplaced; the rest must differ from it as a group.
             ref = (labels == majority[s]) & (slot == s)
-            two = np.where(rows, 0, np.where(ref, 1, -1))
+            two = np.where(ref, 1, np.where(labels == k, 0, -1))
+            two[rows] = -1
+            near = _decide.nearest_motif(x[rows], x, two, noise) == 1
+            out[rows[near]] = majority[s]
+            rows = rows[~near]
+            if rows.size < min_atoms:
+                out[rows] = majority[s]
+                continue
+            two[labels == k] = -1
+            two[rows] = 0
             d, p = _decide.pair_statistics(_decide.Groups.of(x, two), noise)
             if not (d[0, 1] >= d_min and p[0, 1] < alpha / len(pairs)):
                 out[rows] = majority[s]
