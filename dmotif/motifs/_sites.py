@@ -59,7 +59,7 @@ def split_sites(
     labels: np.ndarray, slot: np.ndarray, x: np.ndarray | None = None,
     noise: np.ndarray | None = None, *, max_share: float, min_atoms: int,
     max_overlap: float, alpha: float,
-) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+) -> tuple[np.ndarray, dict[int, tuple[int, int, int]]]:
     """Labels with each foreign group (:func:`foreign_groups`) a motif of its own.
 
     With features ``x`` (rows over atoms) and their ``noise`` covariance, the atoms of a group
@@ -70,11 +70,11 @@ def split_sites(
     ``2 Φ⁻¹(1 − max_overlap)`` and Hotelling's p-value under ``alpha``, Bonferroni-corrected
     over the groups tested), else they join it too. Without features every group stays
     apart. Returns the labels (new motifs numbered after the old ones, in the order of
-    the pairs) and, per new motif, its ``(parent motif, slot)``.
+    the pairs) and, per new motif, its ``(parent motif, slot, the slot's majority motif)``.
     """
     pairs, majority = foreign_groups(labels, slot, max_share=max_share, min_atoms=min_atoms)
     out = labels.copy()
-    origin: dict[int, tuple[int, int]] = {}
+    origin: dict[int, tuple[int, int, int]] = {}
     d_min = _decide.separation_threshold(max_overlap)
     for k, s in pairs:
         rows = np.flatnonzero((labels == k) & (slot == s))
@@ -98,5 +98,5 @@ def split_sites(
                 continue
         new = int(out.max()) + 1
         out[rows] = new
-        origin[new] = (k, s)
+        origin[new] = (k, s, int(majority[s]))
     return out, origin

@@ -63,9 +63,9 @@ def site_motifs(
     -------
     xarray.DataArray
         int32 labels named ``"label"`` over ``atom``, numbered by decreasing size; attrs
-        ``n_motifs``, ``split_from`` and ``site`` (lists over motifs: the motif a split motif
-        came from and the slot it sits on, -1 for the others) and ``sites`` (what was done,
-        or why nothing was).
+        ``n_motifs``, ``split_from``, ``site`` and ``site_motif`` (lists over motifs: the
+        motif a split motif came from, the slot it sits on and that slot's majority motif, -1
+        for the others) and ``sites`` (what was done, or why nothing was).
 
     Examples
     --------
@@ -120,21 +120,22 @@ def _label_array(labels: Any, atoms: xr.Dataset) -> np.ndarray:
     return lab.astype(np.int64)
 
 
-def _result(atoms: xr.Dataset, raw: np.ndarray, origin: dict[int, tuple[int, int]],
+def _result(atoms: xr.Dataset, raw: np.ndarray, origin: dict[int, tuple[int, int, int]],
             status: str) -> xr.DataArray:
-    """Canonical labels with each motif's parent and slot as attrs."""
+    """Canonical labels with each motif's parent, slot and site motif as attrs."""
     labels = _canonical(raw)
     k = int(labels.max()) + 1
     idx = np.flatnonzero(raw >= 0)
     old, first = np.unique(raw[idx], return_index=True)
     new_of = dict(zip(old.tolist(), labels[idx[first]].tolist(), strict=True))
-    split_from, site = [-1] * k, [-1] * k
-    for new, (parent, slot) in origin.items():
+    split_from, site, site_motif = [-1] * k, [-1] * k, [-1] * k
+    for new, (parent, slot, host) in origin.items():
         split_from[new_of[new]] = new_of.get(parent, -1)
         site[new_of[new]] = slot
+        site_motif[new_of[new]] = new_of.get(host, -1)
     out = xr.DataArray(labels, dims=("atom",), name="label",
                        attrs={"n_motifs": k, "split_from": split_from, "site": site,
-                              "sites": status})
+                              "site_motif": site_motif, "sites": status})
     if "atom" in atoms.coords:
         out = out.assign_coords(atom=atoms.coords["atom"])
     return out

@@ -23,6 +23,7 @@ from .. import __version__
 from .._random import seed_int
 from ..errors import DataError, DmotifError, NoLatticeError, ParameterError, StoreError
 from ..features import diffraction_features, extract_patches, virtual_image
+from ..hierarchy._atoms import with_site_names
 from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
 from ..io.inputs import (
@@ -432,6 +433,8 @@ def _run_stage(
         data, summary = func(image, atoms, ds["label"].values, **params)
         return data, {"measure_attrs": json_ready(summary)}
     else:
+        # A motif split by site is named after its parent ("A on B site").
+        atoms = with_site_names(atoms, ds["label"].values, attrs.get("cluster_attrs", {}))
         return _hierarchy_stage(func, image, atoms, ds["label"].values, params)
     return out.drop_attrs().to_dataset(), {f"{stage}_attrs": json_ready(out.attrs)}
 
