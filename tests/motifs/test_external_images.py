@@ -21,7 +21,7 @@ from dmotif.pipeline import default_config
 DATA = Path(__file__).parent.parent / "data"
 
 
-def motifs(image) -> tuple[object, np.ndarray]:
+def motifs(image, *, sites: bool = True) -> tuple[object, np.ndarray]:
     cfg = default_config()
     with dask.config.set(scheduler="threads"):
         atoms = dmotif.detect_atoms(image)
@@ -29,7 +29,7 @@ def motifs(image) -> tuple[object, np.ndarray]:
         scores = dmotif.pca(feats).compute()
         layout = dmotif.fr_layout(scores, seed=0, metric=cfg["layout"]["metric"])
         labels = dmotif.cluster(layout, features=scores, follow=feats["edge"].values,
-                                atoms=atoms, seed=0)
+                                atoms=atoms, sites=sites, seed=0)
     return atoms, labels
 
 

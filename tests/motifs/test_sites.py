@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -10,8 +9,8 @@ from sklearn.metrics import adjusted_rand_score
 
 import dmotif
 from dmotif.motifs import _sites
-from dmotif.pipeline import default_config
 from tests.measure.render import atom_table, render
+from tests.motifs.test_external_images import motifs
 
 A, B, A_ON_B = 0, 1, 2
 
@@ -52,15 +51,8 @@ def test_a_columns_on_b_sites_are_their_own_motif_through_the_whole_chain():
     clean = render((int(yx[:, 0].max() + 28), int(yx[:, 1].max() + 28)), yx, amplitude,
                    1.6, 1.6, 0.0, 0.1)
     image = np.random.default_rng(0).poisson(200 * clean).astype(np.float32)
-    cfg = default_config()
-    with dask.config.set(scheduler="threads"):
-        atoms = dmotif.detect_atoms(image)
-        feats = dmotif.zernike_features(image, atoms)
-        scores = dmotif.pca(feats).compute()
-        layout = dmotif.fr_layout(scores, seed=0, metric=cfg["layout"]["metric"])
-        kw = {"features": scores, "follow": feats["edge"].values, "seed": 0}
-        plain = dmotif.cluster(layout, **kw)
-        labels = dmotif.cluster(layout, atoms=atoms, **kw)
+    plain = motifs(image, sites=False)[1]
+    atoms, labels = motifs(image)
     dist, idx = cKDTree(yx).query(np.c_[atoms["y"], atoms["x"]])
     near = dist < 1.0
     assert near.mean() >= 0.99
