@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -155,3 +156,21 @@ def test_bad_labels_are_refused():
         dmotif.site_motifs(atom_table(yx), np.zeros(3, np.int64))
     with pytest.raises(dmotif.ParameterError, match="max_share"):
         dmotif.site_motifs(atom_table(yx), np.zeros(len(yx), np.int64), max_share=1.5)
+
+
+def test_the_split_is_the_same_on_any_scheduler():
+    # Two frames: the cells are built one task per frame; the split must not depend on which
+    # worker ran them.
+    s = dmotif.synthetic.tmd(size=256, frames=2, antisite=0.08, seed=4)
+    truth = s.atoms["label"].values
+    merged = np.where(truth == 3, 0, truth)
+    means = np.eye(4, 5) * 10.0
+    means[3] = means[0]  # the antisites look like the metal
+    x = features_of(truth, means)
+    runs = []
+    for scheduler in ("synchronous", "threads"):
+        with dask.config.set(scheduler=scheduler, num_workers=2):
+            runs.append(dmotif.site_motifs(s.atoms, merged, features=x))
+    assert np.array_equal(runs[0].values, runs[1].values)
+    assert runs[0].attrs == runs[1].attrs
+    assert runs[0].attrs["split_from"].count(0) == 1
