@@ -87,6 +87,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "save_hierarchy": "dmotif.hierarchy.serialisation",
     "save_image": "dmotif.io.images",
     "save_labels": "dmotif.io.edits",
+    "site_motifs": "dmotif.motifs.sites",
     "strain": "dmotif.measure.strain",
     "sublattices": "dmotif.measure.sublattices",
     "synthetic": ("dmotif.synthetic", None),
@@ -179,7 +180,7 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         strain,
         sublattices,
     )
-    from .motifs import cluster, feature_structure, motif_summary
+    from .motifs import cluster, feature_structure, motif_summary, site_motifs
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
     from .viz import explore, plot_hierarchy, plot_layout, plot_map, plot_motifs, report
@@ -236,6 +237,7 @@ __all__ = [
     "save_hierarchy",
     "save_image",
     "save_labels",
+    "site_motifs",
     "strain",
     "sublattices",
     "synthetic",

@@ -12,8 +12,8 @@ from the border; for real images, the motifs found and the unassigned share.
         --methods dmotif motif-learn --figure figures/
 
 The dmotif method is the library chain with the defaults a run uses (detect → Zernike → PCA →
-FR layout → motifs), on the threaded scheduler. ``--figure DIR`` writes, per image, the image
-with its columns coloured by motif and the motifs' mean patches side by side.
+FR layout → motifs split by site), on the threaded scheduler. ``--figure DIR`` writes, per
+image, the image with its columns coloured by motif and the motifs' mean patches side by side.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run_dmotif(image: np.ndarray, seed: int) -> dict:
             k: v for k, v in config["layout"].items() if k != "seed"})
         params = {k: v for k, v in config["cluster"].items() if k not in ("on", "seed")}
         labels = dmotif.cluster(layout, follow=feats["edge"].values, features=reduced,
-                                seed=seed, **params)
+                                atoms=atoms, seed=seed, **params)
     return {"y": atoms["y"].values, "x": atoms["x"].values, "label": labels.values,
             "radius": feats.attrs.get("radius"), "attrs": labels.attrs}
 

@@ -21,6 +21,7 @@ __all__ = [
     "frame_groups",
     "label_array",
     "motif_names",
+    "with_site_names",
 ]
 
 
@@ -96,3 +97,18 @@ def motif_names(atoms: xr.Dataset, lab: np.ndarray) -> dict[int, str]:
     intensity = atoms["intensity"].values if "intensity" in atoms else None
     names = letter_names(lab, intensity)
     return {k: given[k] if 0 <= k < len(given) else v for k, v in names.items()}
+
+
+def with_site_names(atoms: xr.Dataset, lab: np.ndarray, evidence: dict) -> xr.Dataset:
+    """``atoms`` with a ``motif_names`` attribute that names each motif split by site
+    ("A on B site", from the ``split_from`` and ``site_motif`` lists of
+    :func:`dmotif.site_motifs` in ``evidence``), when a motif was split and no names are given.
+    """
+    on_site = {k: (int(p), int(h)) for k, (p, h) in enumerate(zip(
+        evidence.get("split_from", []), evidence.get("site_motif", []), strict=False)) if p >= 0}
+    if not on_site or "motif_names" in atoms.attrs or (lab < 0).all():
+        return atoms
+    intensity = atoms["intensity"].values if "intensity" in atoms else None
+    names = letter_names(lab, intensity, on_site)
+    return atoms.assign_attrs(motif_names=[names.get(k, f"motif {k}")
+                                           for k in range(int(lab.max()) + 1)])

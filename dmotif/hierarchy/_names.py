@@ -27,10 +27,15 @@ def _letters(k: int) -> str:
     return out
 
 
-def letter_names(labels: np.ndarray, intensity: np.ndarray | None) -> dict[int, str]:
+def letter_names(
+    labels: np.ndarray, intensity: np.ndarray | None,
+    on_site: Mapping[int, tuple[int, int]] | None = None,
+) -> dict[int, str]:
     """A letter per motif label: "A" the brightest motif (mean intensity), then "B"…
 
-    Without intensities the most frequent motif is "A". Ties keep label order.
+    Without intensities the most frequent motif is "A". Ties keep label order. A motif split
+    from another by the site its atoms sit on (:func:`dmotif.site_motifs`) takes no letter:
+    it is named after its parent and the motif whose site it takes, "A on B site".
 
     Parameters
     ----------
@@ -38,6 +43,8 @@ def letter_names(labels: np.ndarray, intensity: np.ndarray | None) -> dict[int, 
         Motif label per atom, -1 = unassigned (ignored).
     intensity : numpy.ndarray, optional
         Column intensity per atom.
+    on_site : mapping, optional
+        Split motif -> ``(parent motif, the motif whose site it sits on)``.
 
     Returns
     -------
@@ -49,6 +56,8 @@ def letter_names(labels: np.ndarray, intensity: np.ndarray | None) -> dict[int, 
     >>> import numpy as np
     >>> letter_names(np.array([0, 0, 1, 2]), np.array([1.0, 1.0, 5.0, 3.0]))
     {1: 'A', 2: 'B', 0: 'C'}
+    >>> letter_names(np.array([0, 0, 1, 2]), np.array([1.0, 1.0, 5.0, 3.0]), {2: (1, 0)})
+    {1: 'A', 0: 'B', 2: 'A on B site'}
     """
     lab = np.asarray(labels)
     keep = lab >= 0
@@ -57,8 +66,13 @@ def letter_names(labels: np.ndarray, intensity: np.ndarray | None) -> dict[int, 
         score = counts.astype(float)
     else:
         score = np.bincount(inv, weights=np.asarray(intensity, float)[keep]) / counts
-    order = np.lexsort((uniq, -score))
-    return {int(uniq[i]): _letters(r) for r, i in enumerate(order)}
+    on_site = dict(on_site or {})
+    order = [int(uniq[i]) for i in np.lexsort((uniq, -score)) if int(uniq[i]) not in on_site]
+    names = {k: _letters(r) for r, k in enumerate(order)}
+    for k, (parent, site) in on_site.items():
+        if k in uniq:
+            names[k] = f"{names.get(parent, parent)} on {names.get(site, site)} site"
+    return names
 
 
 def _counted(name: str, n: int) -> str:

@@ -3,6 +3,8 @@
 - :mod:`dmotif.motifs.clustering`: :func:`cluster` (HDBSCAN, the reference's raster, or a GMM
   for a given number of motifs);
 - :mod:`dmotif.motifs.summary`: :func:`motif_summary` (size, representatives, mean patch);
+- :mod:`dmotif.motifs.sites`: :func:`site_motifs` (motifs split by the sublattice site their
+  atoms sit on);
 - :mod:`dmotif.motifs.continuum`: :func:`feature_structure` (discrete motifs or a continuum).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from .clustering import cluster
 from .continuum import feature_structure
+from .sites import site_motifs
 from .summary import motif_summary
 
-__all__ = ["cluster", "feature_structure", "motif_summary"]
+__all__ = ["cluster", "feature_structure", "motif_summary", "site_motifs"]

@@ -118,6 +118,8 @@ def cluster(
     max_overlap: float = 0.01,
     alpha: float = 1e-3,
     min_contrast: float = 0.1,
+    atoms: xr.Dataset | None = None,
+    sites: bool = True,
     seed: Seed = 0,
 ) -> xr.DataArray:
     """Label the motifs of a 2-D layout: one label per motif, -1 for unassigned atoms.
@@ -168,6 +170,13 @@ def cluster(
         share of the largest difference between two clusters: on nearly noise-free images the
         surroundings of a column (a neighbouring vacancy) are significant but do not make
         another column type.
+    atoms : xarray.Dataset, optional
+        The atom table the layout was made from (:func:`dmotif.detect_atoms`). With it (and
+        ``sites``) the motifs are split by the sublattice site their atoms sit on
+        (:func:`dmotif.site_motifs`), as a run does: a Mo-like column on a chalcogen site is
+        a motif of its own.
+    sites : bool, default True
+        Split the motifs by site when ``atoms`` is given.
     seed : int, numpy.random.Generator or None, default 0
         Seed of the HDBSCAN sample, the GMM start and the samples on which the noise and the
         tails of very large motifs are estimated.
@@ -181,8 +190,10 @@ def cluster(
         motif as lists over motifs: ``nearest_motif``, ``separation`` (Mahalanobis distance
         of the mean features to the nearest motif's, in units of the noise), ``p_value``
         (Hotelling's test against that motif) and ``bridge`` (the share of the two motifs'
-        atoms in the middle third between their means). Whether the motifs are column types or
-        pieces of a continuous variation is :func:`dmotif.feature_structure`'s call.
+        atoms in the middle third between their means); with ``atoms``, ``split_from``,
+        ``site``, ``site_motif`` and ``sites`` as :func:`dmotif.site_motifs` gives them.
+        Whether the motifs are column types or pieces of a continuous variation is
+        :func:`dmotif.feature_structure`'s call.
 
     Notes
     -----
@@ -244,31 +255,50 @@ def cluster(
             n_motifs = max(1, int(_hdbscan(y, min_size, s).max() + 1))
         raw = _gmm(y, n_motifs, s)
     candidates = int(raw.max() + 1)
-    proof: dict[str, list] = {}
+    x, noise = None, None
     if features is not None and n_motifs is None:
-        x = _feature_matrix(features, y_all.shape[0])[lead]
-        raw, proof = _decide_motifs(x, raw, max_overlap=max_overlap, alpha=alpha,
+        x = _feature_matrix(features, y_all.shape[0])
+        raw, noise = _decide_motifs(x[lead], raw, max_overlap=max_overlap, alpha=alpha,
                                     min_contrast=min_contrast, seed=s)
     if not lead.all():
         full = np.empty(y_all.shape[0], dtype=raw.dtype)
         full[lead], full[~lead] = raw, _nearest_labels(y, raw, y_all[~lead])
         raw = full
     labels = _canonical(raw)
-    attrs = {"method": method, "n_motifs": int(labels.max() + 1), "min_size": int(min_size),
-             "candidates": candidates}
-    if proof:
-        # Evidence follows the canonical numbering of the motifs.
-        order = _canonical_order(raw, labels)
-        nearest = np.asarray(proof["nearest_motif"])[order]
-        attrs.update(
-            nearest_motif=[int(order.tolist().index(m)) if m >= 0 else -1 for m in nearest],
-            separation=[float(v) for v in np.asarray(proof["separation"])[order]],
-            p_value=[float(v) for v in np.asarray(proof["p_value"])[order]],
-            bridge=[float(v) for v in np.asarray(proof["bridge"])[order]],
-        )
+    attrs = {"method": method, "min_size": int(min_size), "candidates": candidates}
+    if atoms is not None and sites and labels.max() >= 0:
+        from .sites import site_motifs
+
+        split = site_motifs(atoms, labels, features=x, max_overlap=max_overlap, alpha=alpha,
+                            seed=s)
+        labels = split.values
+        attrs.update({k: split.attrs[k] for k in ("split_from", "site", "site_motif", "sites")})
+    attrs["n_motifs"] = int(labels.max() + 1)
+    if noise is not None:
+        attrs.update(_evidence(x[lead], labels[lead], noise))
     out = xr.DataArray(labels, dims=("atom",), name="label", attrs=attrs)
     if "atom" in layout.coords:
         out = out.assign_coords(atom=layout.coords["atom"])
+    return out
+
+
+def _evidence(x: np.ndarray, labels: np.ndarray, noise: np.ndarray) -> dict[str, list]:
+    """The evidence of each motif (:func:`dmotif.motifs._decide.evidence`) as lists over the
+    motifs of ``labels``; a motif without atoms in ``x`` gets none (-1, inf, 1, 0)."""
+    from . import _decide
+
+    k = int(labels.max()) + 1
+    proof = _decide.evidence(x, labels, noise)
+    groups = _decide.Groups.of(x, labels)
+    motif = np.array([m[0] for m in groups.members], dtype=np.int64)
+    out = {"nearest_motif": [-1] * k, "separation": [float("inf")] * k, "p_value": [1.0] * k,
+           "bridge": [0.0] * k}
+    for g, m in enumerate(motif.tolist()):
+        near = int(proof["nearest_motif"][g])
+        out["nearest_motif"][m] = int(motif[near]) if near >= 0 else -1
+        out["separation"][m] = float(proof["separation"][g])
+        out["p_value"][m] = float(proof["p_value"][g])
+        out["bridge"][m] = float(proof["bridge"][g])
     return out
 
 
@@ -288,9 +318,10 @@ def _feature_matrix(features: xr.DataArray | np.ndarray, n: int) -> np.ndarray:
 def _decide_motifs(
     x: np.ndarray, raw: np.ndarray, *, max_overlap: float, alpha: float, min_contrast: float,
     seed: int,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Merge the candidate clusters that are one motif, look for rare motifs in the tails of
-    each, and re-home the atoms within the noise (see :mod:`dmotif.motifs._decide`)."""
+    each, and re-home the atoms within the noise (see :mod:`dmotif.motifs._decide`); return
+    the labels and the noise covariance (None when no motif is left)."""
     from . import _decide  # scipy.stats: imported on first use, not with dmotif
     if not 0 < max_overlap < 0.5:
         raise ParameterError(f"max_overlap must be in (0, 0.5); got {max_overlap!r}.")
@@ -299,13 +330,13 @@ def _decide_motifs(
     if not 0 <= min_contrast < 1:
         raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     if raw.max() < 0:
-        return raw, {}
+        return raw, None
     test = {"max_overlap": max_overlap, "alpha": alpha, "min_contrast": min_contrast}
     # The layout's clusters, merged under their pooled spread, are the coarsest motifs the
     # test accepts; their trimmed spread is the noise, which no later split can shrink.
     coarse = _settle(x, raw, None, test)
     if coarse.max() < 0:
-        return coarse, {}
+        return coarse, None
     noise, centres = _decide.robust_spread(x, coarse, sample=ROBUST_SAMPLE, seed=seed)
     # Outliers of the coarse motifs may be the rest of a rare one: they are searched with the
     # tail of their nearest motif.
@@ -324,7 +355,7 @@ def _decide_motifs(
         labels = labels.copy()
         labels[home] = _decide.nearest_motif(x[home], x, labels, noise)[0]
         labels = _settle(x, labels, noise, test)
-    return labels, _decide.evidence(x, labels, noise)
+    return labels, noise
 
 
 def _settle(x: np.ndarray, labels: np.ndarray, noise: np.ndarray | None, test: dict) -> np.ndarray:
@@ -395,12 +426,3 @@ def _split_tails(
         for piece in _decide.touching(z, sub, kept, alpha=alpha):
             out[rows[np.isin(sub, piece)]] = out.max() + 1
     return out
-
-
-def _canonical_order(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """For each canonical motif, the raw label it came from."""
-    k = int(labels.max()) + 1
-    order = np.empty(k, dtype=np.int64)
-    for motif in range(k):
-        order[motif] = raw[np.argmax(labels == motif)]
-    return order

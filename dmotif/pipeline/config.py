@@ -47,7 +47,7 @@ def stage_functions() -> dict[str, Callable[..., Any]]:
 
 # Keyword arguments that carry data or run-wide settings, not a stage's own knobs.
 _NOT_KNOBS = frozenset({"seed", "progress", "client", "image", "cells", "lattice", "follow",
-                        "features", "frames"})
+                        "features", "frames", "atoms"})
 
 
 def _keyword_defaults(func: Callable[..., Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from .. import __version__
 from .._random import seed_int
 from ..errors import DataError, DmotifError, NoLatticeError, ParameterError, StoreError
 from ..features import diffraction_features, extract_patches, virtual_image
+from ..hierarchy._atoms import with_site_names
 from ..io._lock import output_lock
 from ..io.images import open_image, source_identity
 from ..io.inputs import (
@@ -420,9 +421,10 @@ def _run_stage(
     elif stage == "cluster":
         # Atoms whose patch the image border cuts take their neighbours' motif.
         follow = ds["edge"].values if "edge" in ds else None
-        # The layout's clusters are the candidates; the motifs are decided in the PCA scores.
+        # The layout's clusters are the candidates; the motifs are decided in the PCA scores
+        # and split by the sublattice site of their atoms.
         labels = func(ds["layout"].compute(), follow=follow, features=ds["pca"].compute(),
-                      **params).rename("label").astype(np.int32)
+                      atoms=atoms, **params).rename("label").astype(np.int32)
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         structure = feature_structure(ds["zernike"], atoms)
@@ -431,6 +433,8 @@ def _run_stage(
         data, summary = func(image, atoms, ds["label"].values, **params)
         return data, {"measure_attrs": json_ready(summary)}
     else:
+        # A motif split by site is named after its parent ("A on B site").
+        atoms = with_site_names(atoms, ds["label"].values, attrs.get("cluster_attrs", {}))
         return _hierarchy_stage(func, image, atoms, ds["label"].values, params)
     return out.drop_attrs().to_dataset(), {f"{stage}_attrs": json_ready(out.attrs)}
 

@@ -1,0 +1,141 @@
+"""Site-resolved motifs: a motif's atoms on a foreign sublattice site are a motif of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._random import Seed, seed_int
+from ..errors import DataError, NoLatticeError, ParameterError
+from . import _sites
+from .clustering import RARE_MIN, ROBUST_SAMPLE, _canonical, _feature_matrix
+
+__all__ = ["site_motifs"]
+
+
+def site_motifs(
+    atoms: xr.Dataset,
+    labels: Any,
+    *,
+    features: xr.DataArray | np.ndarray | None = None,
+    max_share: float = 0.25,
+    max_overlap: float = 0.01,
+    alpha: float = 1e-3,
+    seed: Seed = 0,
+) -> xr.DataArray:
+    """Split each motif by the sublattice site its atoms sit on, where a site is foreign to it.
+
+    The features of a small patch about a column do not say on which sublattice it sits: a
+    Se-substituted S2 site of MoS2 looks like Mo, a metal antisite like the metal. The
+    motif-cells of the labels (:func:`dmotif.motif_cells`, lattice cells only) place every
+    atom on a *slot* of the lattice's basis (slot 0: the anchor sublattice). A motif's share
+    of a slot is its atoms there over all atoms there; on a slot where that share is under
+    ``max_share`` times its largest share, and holds at least 5 of its atoms, those atoms
+    become a motif of their own (the parent motif "on site s"). With ``features``, such a
+    group stays apart only if its mean features differ from those of the slot's majority
+    motif beyond the noise (the test of :func:`dmotif.cluster`), else it joins that motif: a
+    few atoms that the clustering misplaced are not a substitution. A motif spread evenly over
+    equivalent slots (a perovskite's O sites) never splits; where no lattice is found
+    (amorphous atoms, a moiré, graphene's single-label honeycomb) the labels are unchanged.
+
+    Parameters
+    ----------
+    atoms : xarray.Dataset
+        Atom table over ``atom`` (``frame``, ``y``, ``x`` in pixels), as
+        :func:`dmotif.detect_atoms` gives it.
+    labels : array_like of int
+        Motif label per atom (-1 = unassigned), e.g. from :func:`dmotif.cluster`.
+    features : xarray.DataArray or numpy.ndarray, optional
+        Per-atom features ``(atom, <dim>)`` the motifs were decided in (the PCA scores).
+        Without them every foreign group of at least 5 atoms is a motif.
+    max_share : float, default 0.25
+        A slot is foreign to a motif when its share there is under this fraction of its
+        largest share.
+    max_overlap, alpha : float
+        The test that a foreign group differs from the slot's majority motif, as in
+        :func:`dmotif.cluster` (``alpha`` Bonferroni-corrected over the groups tested).
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the sample on which the noise of very large motifs is estimated.
+
+    Returns
+    -------
+    xarray.DataArray
+        int32 labels named ``"label"`` over ``atom``, numbered by decreasing size; attrs
+        ``n_motifs``, ``split_from``, ``site`` and ``site_motif`` (lists over motifs: the
+        motif a split motif came from, the slot it sits on and that slot's majority motif, -1
+        for the others) and ``sites`` (what was done, or why nothing was).
+
+    Examples
+    --------
+    A MoS2-like monolayer whose metal antisites (label 3) the features could not tell from the
+    metal (label 0): on the chalcogen slot they are a motif again.
+
+    >>> import numpy as np
+    >>> import dmotif
+    >>> s = dmotif.synthetic.tmd(size=384, antisite=0.05, seed=1)
+    >>> truth = s.atoms["label"].values
+    >>> split = dmotif.site_motifs(s.atoms, np.where(truth == 3, 0, truth))
+    >>> split.attrs["split_from"], split.attrs["site"]
+    ([-1, -1, -1, 0], [-1, -1, -1, 1])
+    >>> int((split.values[truth == 3] == 3).sum()), int((truth == 3).sum())
+    (14, 16)
+    """
+    lab = _label_array(labels, atoms)
+    if not 0 < max_share < 1:
+        raise ParameterError(f"max_share must be in (0, 1); got {max_share!r}.")
+    x = None if features is None else _feature_matrix(features, lab.size)
+    from ..hierarchy import motif_cells  # the hierarchy imports the motifs: on first use
+
+    try:
+        cells = motif_cells(atoms, lab, method="lattice")
+    except (NoLatticeError, DataError) as exc:
+        return _result(atoms, lab, {}, f"unchanged: no lattice cells ({exc})")
+    slot = _sites.atom_slots(cells["members"].values, lab.size)
+    noise = None
+    if x is not None and lab.max() >= 0:
+        from . import _decide  # scipy.stats: imported on first use
+
+        noise, _ = _decide.robust_spread(x, lab, sample=ROBUST_SAMPLE, seed=seed_int(seed))
+    split, origin = _sites.split_sites(lab, slot, x, noise, max_share=max_share,
+                                       min_atoms=RARE_MIN, max_overlap=max_overlap, alpha=alpha)
+    return _result(atoms, split, origin,
+                   f"{len(origin)} motif(s) split by site over {cells.sizes['slot']} slots")
+
+
+def _label_array(labels: Any, atoms: xr.Dataset) -> np.ndarray:
+    if not isinstance(atoms, xr.Dataset) or "atom" not in atoms.dims:
+        raise DataError(
+            f"atoms must be an xarray.Dataset over dim 'atom' (as detect_atoms returns); got "
+            f"{type(atoms).__name__}."
+        )
+    lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels)
+    n = atoms.sizes["atom"]
+    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(
+            f"labels must be one integer per atom ({n}); got shape {lab.shape}, dtype "
+            f"{lab.dtype}. Pass the labels cluster() returned for these atoms."
+        )
+    return lab.astype(np.int64)
+
+
+def _result(atoms: xr.Dataset, raw: np.ndarray, origin: dict[int, tuple[int, int, int]],
+            status: str) -> xr.DataArray:
+    """Canonical labels with each motif's parent, slot and site motif as attrs."""
+    labels = _canonical(raw)
+    k = int(labels.max()) + 1
+    idx = np.flatnonzero(raw >= 0)
+    old, first = np.unique(raw[idx], return_index=True)
+    new_of = dict(zip(old.tolist(), labels[idx[first]].tolist(), strict=True))
+    split_from, site, site_motif = [-1] * k, [-1] * k, [-1] * k
+    for new, (parent, slot, host) in origin.items():
+        split_from[new_of[new]] = new_of.get(parent, -1)
+        site[new_of[new]] = slot
+        site_motif[new_of[new]] = new_of.get(host, -1)
+    out = xr.DataArray(labels, dims=("atom",), name="label",
+                       attrs={"n_motifs": k, "split_from": split_from, "site": site,
+                              "site_motif": site_motif, "sites": status})
+    if "atom" in atoms.coords:
+        out = out.assign_coords(atom=atoms.coords["atom"])
+    return out
