@@ -84,7 +84,7 @@ def split_sites(
             ref = (labels == majority[s]) & (slot == s)
             two = np.where(ref, 1, np.where(labels == k, 0, -1))
             two[rows] = -1
-            near = _decide.nearest_motif(x[rows], x, two, noise) == 1
+            near = _decide.nearest_motif(x[rows], x, two, noise)[0] == 1
             out[rows[near]] = majority[s]
             rows = rows[~near]
             if rows.size < min_atoms:
