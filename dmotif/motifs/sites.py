@@ -9,7 +9,6 @@ import xarray as xr
 
 from .._random import Seed, seed_int
 from ..errors import DataError, NoLatticeError, ParameterError
-from . import _sites
 from .clustering import RARE_MIN, ROBUST_SAMPLE, _canonical, _feature_matrix
 
 __all__ = ["site_motifs"]
@@ -92,11 +91,11 @@ def site_motifs(
         cells = motif_cells(atoms, lab, method="lattice")
     except (NoLatticeError, DataError) as exc:
         return _result(atoms, lab, {}, f"unchanged: no lattice cells ({exc})")
+    from . import _decide, _sites  # scipy.stats: imported on first use, not with dmotif
+
     slot = _sites.atom_slots(cells["members"].values, lab.size)
     noise = None
     if x is not None and lab.max() >= 0:
-        from . import _decide  # scipy.stats: imported on first use
-
         noise, _ = _decide.robust_spread(x, lab, sample=ROBUST_SAMPLE, seed=seed_int(seed))
     split, origin = _sites.split_sites(lab, slot, x, noise, max_share=max_share,
                                        min_atoms=RARE_MIN, max_overlap=max_overlap, alpha=alpha)
