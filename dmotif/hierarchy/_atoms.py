@@ -74,7 +74,10 @@ def atom_spacing(atoms: xr.Dataset, frame: np.ndarray, yx: np.ndarray) -> float:
 
 
 def frame_groups(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    return [(int(f), np.flatnonzero(frame == f)) for f in np.unique(frame)]
+    """Each frame and its atoms' indices (ascending), frames in ascending order."""
+    order = np.argsort(frame, kind="stable")
+    frames, starts = np.unique(frame[order], return_index=True)
+    return list(zip(frames.tolist(), np.split(order, starts)[1:], strict=True))
 
 
 def atom_table(frame: np.ndarray, yx: np.ndarray, lab: np.ndarray) -> Any:
