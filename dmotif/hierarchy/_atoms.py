@@ -75,19 +75,33 @@ def atom_spacing(atoms: xr.Dataset, frame: np.ndarray, yx: np.ndarray) -> float:
 
 
 def frame_groups(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    return [(int(f), np.flatnonzero(frame == f)) for f in np.unique(frame)]
+    """Each frame and its atoms' indices (ascending), frames in ascending order."""
+    order = np.argsort(frame, kind="stable")
+    frames, starts = np.unique(frame[order], return_index=True)
+    return list(zip(frames.tolist(), np.split(order, starts)[1:], strict=True))
 
 
 def atom_table(frame: np.ndarray, yx: np.ndarray, lab: np.ndarray) -> Any:
     """The atoms as one argument of the per-frame tasks, which slice their frame out of it:
-    on a cluster it goes to the workers once instead of into the task graph."""
-    return share({"frame": frame, "yx": yx, "label": lab})
+    on a cluster it goes to the workers once instead of into the task graph.
+
+    The atoms are held in frame order (a stable sort, so in their order within a frame), with
+    each frame's first row: a task slices its frame instead of scanning every atom's frame.
+    """
+    order = np.argsort(frame, kind="stable")
+    frames, starts = np.unique(frame[order], return_index=True)
+    return share({"frames": frames, "bounds": np.r_[starts, len(frame)], "yx": yx[order],
+                  "label": lab[order]})
 
 
 def frame_atoms(table: dict[str, np.ndarray], f: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and labels of the atoms of frame ``f`` from :func:`atom_table`."""
-    sel = table["frame"] == f
-    return table["yx"][sel], table["label"][sel]
+    """Positions and labels of the atoms of frame ``f`` from :func:`atom_table`, in the
+    order of the atom table."""
+    k = int(np.searchsorted(table["frames"], f))
+    if k == len(table["frames"]) or table["frames"][k] != f:
+        return table["yx"][:0], table["label"][:0]
+    rows = slice(table["bounds"][k], table["bounds"][k + 1])
+    return table["yx"][rows], table["label"][rows]
 
 
 def motif_names(atoms: xr.Dataset, lab: np.ndarray) -> dict[int, str]:

@@ -52,8 +52,10 @@ def neighbour_spacing(yx: np.ndarray, frame: np.ndarray) -> float:
     """Median nearest-neighbour distance of atoms within the same frame (nan if none)."""
     dists = []
     stride = max(1, len(yx) // _MAX_QUERIES)
-    for f in np.unique(frame):
-        pts = yx[frame == f]
+    # one stable sort instead of a pass over every atom per frame
+    order = np.argsort(frame, kind="stable")
+    starts = np.flatnonzero(np.diff(frame[order])) + 1
+    for pts in np.split(yx[order], starts):
         if len(pts) >= 2:
             d, _ = cKDTree(pts).query(pts[::stride], k=2)
             dists.append(d[:, 1])

@@ -1,9 +1,9 @@
 """Motif-cells: the Bravais vectors of the atoms' lattice, and the cells (lattice cells where a
 lattice holds, rings of the bond graph where it does not) with their types.
 
-The work is split over frames with dask (one task per frame, run by whatever scheduler or
-``distributed.Client`` is active) and reduced in frame order, so the result does not depend on
-the number of workers.
+The work is split over frames with dask (tasks of consecutive frames, see
+:mod:`dmotif.hierarchy._batches`, run by whatever scheduler or ``distributed.Client`` is
+active) and reduced in frame order, so the result does not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ._atoms import (
     label_array,
     motif_names,
 )
+from ._batches import batch_tasks, compute_batches
 from ._names import type_titles
 
 __all__ = ["lattice_vectors", "motif_cells"]
@@ -60,9 +61,10 @@ def _pooled_basis(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``(u, v, support)`` from the same-label vectors of every frame of :func:`atom_table`."""
     stride = max(1, int((lab >= 0).sum()) // _VECTOR_SOURCES)
-    tasks = [dask.delayed(_frame_vectors)(table, f, 3.0 * spacing, stride)
-             for f, _ in frame_groups(frame)]
-    parts = dask.compute(*tasks)
+    frames = frame_groups(frame)
+    parts = compute_batches(batch_tasks(
+        _frame_vectors, [(table, f, 3.0 * spacing, stride) for f, _ in frames],
+        [len(idx) for _, idx in frames]))
     vectors = np.concatenate([v for v, _ in parts])
     return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=sum(n for _, n in parts))
 
@@ -157,11 +159,13 @@ def _frame_sites(table, f, m0, sites, anchor, tol, quota):
     return frac, site, sample
 
 
-def _frame_lattice_cells(table, f, frac, site, m0, bases, slots, keep=None):
-    """The cells of frame ``f`` (of its atoms ``keep`` only, if given) on each of ``bases``,
-    from the ideal coordinates ``frac`` on the basis ``m0``."""
+def _frame_lattice_cells(table, f, m0, bases, slots, whole, placed):
+    """The cells of frame ``f`` on each of ``bases``, from ``placed`` = :func:`_frame_sites`
+    (the ideal coordinates on the basis ``m0``, the slots, and the atoms the basis is chosen
+    on: only those unless ``whole``)."""
     yx, lab = frame_atoms(table, f)
-    if keep is not None:
+    frac, site, keep = placed
+    if keep is not None and not whole:
         yx, lab, frac, site = yx[keep], lab[keep], frac[keep], site[keep]
     out = []
     for (u, v), slot in zip(bases, slots, strict=True):
@@ -311,8 +315,9 @@ def motif_cells(
         r = 1.3 * spacing if radius is None else float(radius)
         if r <= 0:
             raise ParameterError(f"radius must be > 0 pixels; got {radius!r}.")
-        parts = dask.compute(*[dask.delayed(_frame_rings)(table, f, r, max_ring)
-                               for f, _ in frames])
+        parts = compute_batches(batch_tasks(_frame_rings, [(table, f, r, max_ring)
+                                                           for f, _ in frames],
+                                            [len(idx) for _, idx in frames]))
         attrs["radius_px"] = r
     cells = _assemble_cells(parts, frames, kind, attrs)
     cells.attrs["type_titles"] = type_titles(json.loads(cells.attrs["type_labels"]), kind,
@@ -347,8 +352,9 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
     bases = _lattice.equivalent_bases(*uv)
     m0 = np.column_stack(bases[0])
     reach = _PATCH_CELLS * float(np.linalg.norm(m0, axis=0).max())
-    offs = dask.compute(*[dask.delayed(_frame_offsets)(table, f, m0, anchor, reach)
-                          for f, _ in frames])
+    sizes = [len(idx) for _, idx in frames]
+    offs = compute_batches(batch_tasks(_frame_offsets, [(table, f, m0, anchor, reach)
+                                                        for f, _ in frames], sizes))
     # The slots are the same atoms whatever the basis: learned once, re-expressed on each.
     learned = _lattice.slot_positions(np.concatenate([o for o, _ in offs]), m=m0, tol=tol,
                                       n_cells=sum(n for _, n in offs))
@@ -363,17 +369,21 @@ def _lattice_parts(yx, lab, frame, table, lattice, spacing, tol):
     quota = [int((lab[idx] >= 0).sum()) for _, idx in frames]
     if sampled:
         quota = [max(1, _CHOICE_ATOMS * q // n_atoms) for q in quota]
-    placed = dask.compute(*[dask.delayed(_frame_sites)(table, f, m0, learned, anchor, tol, q)
-                            for (f, _), q in zip(frames, quota, strict=True)])
-    choice = dask.compute(*[dask.delayed(_frame_lattice_cells)(
-        table, f, frac, site, m0, [bases[b] for b in best], [slots[b] for b in best], sample)
-        for (f, _), (frac, site, sample) in zip(frames, placed, strict=True)])
+    # Kept where they were computed (the workers of a cluster): 24 bytes an atom, they would
+    # otherwise come back to the client and go out again inside the next tasks' graph.
+    placed = dask.persist(*batch_tasks(
+        _frame_sites, [(table, f, m0, learned, anchor, tol, q)
+                       for (f, _), q in zip(frames, quota, strict=True)], sizes))
+    choice = compute_batches(batch_tasks(
+        _frame_lattice_cells, [(table, f, m0, [bases[b] for b in best],
+                                [slots[b] for b in best], False) for f, _ in frames],
+        sizes, placed))
     per_basis = [[p[k] for p in choice] for k in range(len(best))]
     k = min(range(len(best)), key=lambda k: _cells.convention_key(per_basis[k]))
     if sampled:
-        per_basis[k] = [p[0] for p in dask.compute(*[dask.delayed(_frame_lattice_cells)(
-            table, f, frac, site, m0, [bases[best[k]]], [slots[best[k]]])
-            for (f, _), (frac, site, _) in zip(frames, placed, strict=True)])]
+        per_basis[k] = [p[0] for p in compute_batches(batch_tasks(
+            _frame_lattice_cells, [(table, f, m0, [bases[best[k]]], [slots[best[k]]], True)
+                                   for f, _ in frames], sizes, placed))]
     u, v = bases[best[k]]
     return per_basis[k], {"lattice": [u.tolist(), v.tolist()], "anchor_label": anchor,
                           "slots": slots[best[k]].tolist()}

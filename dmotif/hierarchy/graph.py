@@ -1,8 +1,9 @@
 """The hierarchy graph: motifs at each level as nodes, "is made of" edges between levels.
 
-Per-frame work (counts, mean patches, defect patterns) is one dask task per frame, run by
-whatever scheduler or ``distributed.Client`` is active; the graph is reduced from the per-frame
-results in frame order, so it does not depend on the number of workers. The levels are
+Per-frame work (counts, mean patches, defect patterns) runs in dask tasks of consecutive
+frames (:mod:`dmotif.hierarchy._batches`), on whatever scheduler or ``distributed.Client`` is
+active; the graph is reduced from the per-frame results in frame order, so it does not depend
+on the number of workers. The levels are
 described in :mod:`dmotif.hierarchy`.
 """
 
@@ -12,7 +13,6 @@ import json
 from collections import Counter
 from typing import Any
 
-import dask
 import networkx as nx
 import numpy as np
 import xarray as xr
@@ -21,7 +21,8 @@ from .._random import Seed
 from .._shared import share
 from ..errors import ParameterError
 from . import _lattice, _window_sums
-from ._atoms import atom_arrays, atom_table, label_array, motif_names
+from ._atoms import atom_arrays, label_array, motif_names
+from ._batches import batch_tasks, compute_batches
 from ._patterns import add_pattern, components, listed_edges, pattern_key, pattern_nodes
 from .cells import motif_cells
 from .learned import learned_labels, learned_nodes
@@ -176,8 +177,8 @@ def build_hierarchy(
     type to a learned motif has instead ``overlap``: the cells of that type learned as that
     motif.
 
-    Per-frame work (counts, patches, patterns) is one dask task per frame; the graph is reduced
-    from per-frame results in frame order.
+    Per-frame work (counts, patches, patterns) runs in dask tasks of consecutive frames; the
+    graph is reduced from per-frame results in frame order.
 
     Parameters
     ----------
@@ -266,17 +267,18 @@ def build_hierarchy(
     # Every task slices its frame out of these: on a cluster they go to the workers once.
     cell_table = share({"frame": cframe, "type": ctype, "ij": cij, "centre": centres,
                         "adjacent": adjacent.astype(np.int64), "learned": ll})
-    shared_atoms = atom_table(frame, yx, lab)
-    tasks = []
+    shared_atoms = share({"frame": frame, "yx": yx, "label": lab})
+    calls = []
     frame_ids = np.unique(np.concatenate([frame, cframe]))
     for f in frame_ids:
         img = image.data[int(np.flatnonzero(image["frame"].values == f)[0])] \
             if image is not None and "frame" in image.coords else (
                 image.data[int(f)] if image is not None else None)
-        tasks.append(dask.delayed(_frame_summary)(
-            int(f), cell_table, shared_atoms, img, r1, r2, names, rotations, max_pattern_cells,
-        ))
-    parts = dask.compute(*tasks)
+        calls.append((int(f), cell_table, shared_atoms, img, r1, r2, names, rotations,
+                      max_pattern_cells))
+    sizes = np.searchsorted(np.sort(frame), frame_ids, side="right") - np.searchsorted(
+        np.sort(frame), frame_ids)
+    parts = compute_batches(batch_tasks(_frame_summary, calls, sizes))
     g = _reduce_graph(parts, names, type_labels, kind, atoms, lab, cells, spacing,
                       len(frame_ids))
     pattern_nodes(g, parts, rotations, max_pattern_cells)
