@@ -170,8 +170,9 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                 anchors: np.ndarray, offsets: np.ndarray, groups: np.ndarray,
                 cell_site: float, region: tuple[int, int, int, int]) -> np.ndarray:
     # Competitors in region on a lattice: the peaks of at least strong; every pixel of at
-    # least site (a local maximum or not) where, for `needed` of the lattice translations t, a
-    # peak lies within the disk of pixel + t; and every pixel of at least cell_site where,
+    # least site and below strong (a local maximum or not) where, for `needed` of the lattice
+    # translations t, a peak lies within the disk of pixel + t; and every pixel of at least
+    # cell_site (a local maximum or not, below strong or not) where,
     # for a group of sublattice offsets, most land within the disk of an anchor. At the image
     # edge a translation that leaves the image counts when its opposite lands on a peak: the
     # edge cuts the lattice line, the column beyond it is unseen (vacuum beside the edge has
@@ -188,12 +189,14 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                 comp[y, x] = cand[y, x]
                 continue
             v = sm[y, x]
-            if v < low or v >= strong:
+            if v < low:
                 continue
+            # A faint column on the flank of a bright neighbour may rise above strong without
+            # being a maximum of its own: its neighbours decide.
             if v >= cell_site and _beside_anchors(near_anchor, y, x, offsets, groups):
                 comp[y, x] = v
                 continue
-            if v < site:
+            if v < site or v >= strong:
                 continue
             found = 0
             for k in range(translations.shape[0]):
