@@ -143,23 +143,23 @@ def _near(peaks: np.ndarray, disk: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _beside_anchors(near: np.ndarray, y: int, x: int, offsets: np.ndarray,
                     groups: np.ndarray) -> bool:
-    # Does some group of offsets land on anchors from (y, x), for more than half of its offsets
-    # that stay in the image? (Offsets of one group are contiguous.)
+    # Does some group of offsets (contiguous rows) land on anchors from (y, x), for more than
+    # half of the group? An offset that leaves the image counts as a miss: at the edge, the
+    # flank of a column beyond it is no faint column.
     ny, nx = near.shape
     k = 0
     while k < offsets.shape[0]:
         g = groups[k]
-        inside = 0
+        total = 0
         found = 0
         while k < offsets.shape[0] and groups[k] == g:
             qy = y + offsets[k, 0]
             qx = x + offsets[k, 1]
-            if 0 <= qy < ny and 0 <= qx < nx:
-                inside += 1
-                if near[qy, qx]:
-                    found += 1
+            total += 1
+            if 0 <= qy < ny and 0 <= qx < nx and near[qy, qx]:
+                found += 1
             k += 1
-        if inside > 0 and 2 * found > inside:
+        if 2 * found > total:
             return True
     return False
 
@@ -168,11 +168,12 @@ def _beside_anchors(near: np.ndarray, y: int, x: int, offsets: np.ndarray,
 def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translations: np.ndarray,
                 disk: np.ndarray, site: float, strong: float, needed: int,
                 anchors: np.ndarray, offsets: np.ndarray, groups: np.ndarray,
-                cell_site: float, region: tuple[int, int, int, int]) -> np.ndarray:
+                cell_site: float, rim: int, region: tuple[int, int, int, int]) -> np.ndarray:
     # Competitors in region on a lattice: the peaks of at least strong; every pixel of at
     # least site and below strong (a local maximum or not) where, for `needed` of the lattice
     # translations t, a peak lies within the disk of pixel + t; and every pixel of at least
-    # cell_site (a local maximum or not, below strong or not) where,
+    # cell_site (a local maximum or not, below strong or not) and rim pixels off the image
+    # edge (nearer, it may be the flank of a column beyond the edge) where,
     # for a group of sublattice offsets, most land within the disk of an anchor. At the image
     # edge a translation that leaves the image counts when its opposite lands on a peak: the
     # edge cuts the lattice line, the column beyond it is unseen (vacuum beside the edge has
@@ -193,7 +194,8 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                 continue
             # A faint column on the flank of a bright neighbour may rise above strong without
             # being a maximum of its own: its neighbours decide.
-            if v >= cell_site and _beside_anchors(near_anchor, y, x, offsets, groups):
+            inner = rim <= y < ny - rim and rim <= x < nx - rim
+            if v >= cell_site and inner and _beside_anchors(near_anchor, y, x, offsets, groups):
                 comp[y, x] = v
                 continue
             if v < site or v >= strong:
@@ -339,7 +341,8 @@ def local_maxima(
     if len(shifts):
         comp = _on_lattice(sm, cand, peaks, shifts, disk_offsets(tolerance), float(site),
                            float(strong), max(len(shifts) // 2, 1), peaks & (cand >= anchor),
-                           offsets, groups, float(cell_site), comp_region)
+                           offsets, groups, float(cell_site), math.ceil(min_distance),
+                           comp_region)
     else:
         comp = _linked(sm, cand, peaks & (cand >= strong), disk_offsets(link), float(strong),
                        comp_region)
