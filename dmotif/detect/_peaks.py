@@ -196,7 +196,9 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
             # being a maximum of its own: its neighbours decide.
             inner = rim <= y < ny - rim and rim <= x < nx - rim
             if v >= cell_site and inner and _beside_anchors(near_anchor, y, x, offsets, groups):
-                comp[y, x] = v
+                # Ranked below every peak of strong: a bright column's flank must not hide a
+                # weaker peak beside it.
+                comp[y, x] = min(v, strong)
                 continue
             if v < site or v >= strong:
                 continue
