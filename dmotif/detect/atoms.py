@@ -408,8 +408,15 @@ def detect_atoms(
         column is the highest pixel near a lattice site: for half of the translations, a peak
         of 3 sigmas lies within 0.15 spacing of the pixel moved by the translation; it must
         reach the site level (about the empty floor at a peak SNR of 5, see ``SITE_SNR``), not
-        ``threshold``, and need not be a local maximum. Without a lattice, a weak column needs
-        a pixel of 5 sigmas within 1.5 spacings. So weak columns (a single chalcogen, an O
+        ``threshold``, and need not be a local maximum. Where the unit-cell average shows
+        more than one sublattice, a weak column is also the highest pixel from which most of
+        the offsets to its neighbours on the brightest sublattice land on its columns (peaks
+        above ``anchor_threshold``, midway between the brightest and the next sublattice of
+        the smoothed average), at least ``cell_site_threshold`` (the average's floor, the
+        empty sites, plus 4 noise sigmas or a quarter of the faintest sublattice's height):
+        so a faint chalcogen (a single S, an S2 column dimmed by implantation) is found
+        however many of its own sublattice are faint too. Without a lattice, a weak column
+        needs a pixel of 5 sigmas within 1.5 spacings. So weak columns (a single chalcogen, an O
         column) are kept while noise in vacuum, between columns or in empty sites (the centre
         of a honeycomb) is not; an empty site of the lattice (a vacancy) may be reported in a
         noisy image.
@@ -444,8 +451,9 @@ def detect_atoms(
         (image pixels ``(y, x)`` of each site of that cell, the repeat nearest the centre of
         the first frame, the most prominent first: one per sublattice),
         ``sublattice_prominence`` (each site's, in units of the highest's), ``tolerance_px``,
-        ``threshold``, ``site_threshold``, ``support_threshold`` and
-        ``strong_threshold`` (per frame detected), ``refine``, ``pixel_size``, ``units``, ``shape``.
+        ``threshold``, ``site_threshold``, ``support_threshold``, ``strong_threshold``,
+        ``cell_site_threshold`` and ``anchor_threshold`` (per frame detected), ``refine``,
+        ``pixel_size``, ``units``, ``shape``.
 
     Raises
     ------
