@@ -10,6 +10,7 @@ whole image gives. No dask or xarray here: the wrappers live in :mod:`dmotif.det
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numba
 import numpy as np
@@ -177,18 +178,11 @@ def _linked(sm: np.ndarray, cand: np.ndarray, strong_peaks: np.ndarray, link_dis
     return comp
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translations: np.ndarray,
-                disk: np.ndarray, site: float, strong: float, needed: int,
-                region: tuple[int, int, int, int]) -> np.ndarray:
-    # Competitors in region on a lattice: the peaks of at least strong, and every pixel of at
-    # least site (a local maximum or not) where, for `needed` of the lattice translations t, a
-    # peak lies within the disk of pixel + t. At the image edge a translation that leaves the image
-    # counts when its opposite lands on a peak: the edge cuts the lattice line, the column
-    # beyond it is unseen (vacuum beside the edge has no peak on the inward side).
-    ny, nx = sm.shape
+@numba.njit(cache=True, nogil=True)
+def _near(peaks: np.ndarray, disk: np.ndarray) -> np.ndarray:
     # Pixels within the disk of a peak: the peaks are few, so scatter their disks.
-    near = np.zeros(sm.shape, dtype=np.bool_)
+    ny, nx = peaks.shape
+    near = np.zeros(peaks.shape, dtype=np.bool_)
     for y in range(ny):
         for x in range(nx):
             if peaks[y, x]:
@@ -197,6 +191,51 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                     qx = x + disk[k, 1]
                     if 0 <= qy < ny and 0 <= qx < nx:
                         near[qy, qx] = True
+    return near
+
+
+@numba.njit(cache=True, nogil=True)
+def _beside_anchors(near: np.ndarray, y: int, x: int, offsets: np.ndarray,
+                    groups: np.ndarray) -> bool:
+    # Does some group of offsets (contiguous rows) land on anchors from (y, x), for more than
+    # half of the group? An offset that leaves the image counts as a miss: at the edge, the
+    # flank of a column beyond it is no faint column.
+    ny, nx = near.shape
+    k = 0
+    while k < offsets.shape[0]:
+        g = groups[k]
+        total = 0
+        found = 0
+        while k < offsets.shape[0] and groups[k] == g:
+            qy = y + offsets[k, 0]
+            qx = x + offsets[k, 1]
+            total += 1
+            if 0 <= qy < ny and 0 <= qx < nx and near[qy, qx]:
+                found += 1
+            k += 1
+        if 2 * found > total:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translations: np.ndarray,
+                disk: np.ndarray, site: float, strong: float, needed: int,
+                anchors: np.ndarray, offsets: np.ndarray, groups: np.ndarray,
+                cell_site: float, rim: int, region: tuple[int, int, int, int]) -> np.ndarray:
+    # Competitors in region on a lattice: the peaks of at least strong; every pixel of at
+    # least site and below strong (a local maximum or not) where, for `needed` of the lattice
+    # translations t, a peak lies within the disk of pixel + t; and every pixel of at least
+    # cell_site (a local maximum or not, below strong or not) and rim pixels off the image
+    # edge (nearer, it may be the flank of a column beyond the edge) where,
+    # for a group of sublattice offsets, most land within the disk of an anchor. At the image
+    # edge a translation that leaves the image counts when its opposite lands on a peak: the
+    # edge cuts the lattice line, the column beyond it is unseen (vacuum beside the edge has
+    # no peak on the inward side).
+    ny, nx = sm.shape
+    near = _near(peaks, disk)
+    near_anchor = _near(anchors, disk)
+    low = min(site, cell_site)
     y0, y1, x0, x1 = region
     comp = np.full(sm.shape, -np.inf)
     for y in numba.prange(y0, y1):
@@ -205,6 +244,16 @@ def _on_lattice(sm: np.ndarray, cand: np.ndarray, peaks: np.ndarray, translation
                 comp[y, x] = cand[y, x]
                 continue
             v = sm[y, x]
+            if v < low:
+                continue
+            # A faint column on the flank of a bright neighbour may rise above strong without
+            # being a maximum of its own: its neighbours decide.
+            inner = rim <= y < ny - rim and rim <= x < nx - rim
+            if v >= cell_site and inner and _beside_anchors(near_anchor, y, x, offsets, groups):
+                # Ranked below every peak of strong: a bright column's flank must not hide a
+                # weaker peak beside it.
+                comp[y, x] = min(v, strong)
+                continue
             if v < site or v >= strong:
                 continue
             found = 0
@@ -239,6 +288,9 @@ def local_maxima(
     site: float | None = None,
     support: float | None = None,
     translations: np.ndarray | None = None,
+    neighbours: Sequence[np.ndarray] = (),
+    cell_site: float | None = None,
+    anchor: float | None = None,
     tolerance: float = 0.0,
     link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
@@ -262,6 +314,12 @@ def local_maxima(
       rule out both the empty sites of the lattice (the centre of a honeycomb repeats only onto
       empty centres) and vacuum beyond an edge of the crystal (only the translations back into
       the crystal land on columns there).
+    - With sublattice ``neighbours`` as well, a weak column is also the highest pixel of at
+      least ``cell_site`` from which, for one sublattice, more than half of the offsets to its
+      neighbours on the brightest sublattice land within ``tolerance`` of a peak of at least
+      ``anchor``. A faint sublattice is supported by the bright one, whatever share of its
+      own sites is faint, while a hollow of a honeycomb (whose offsets land on the faint
+      sublattice) and the space between columns are not.
     - Without, a weak column is a 3x3 maximum of at least ``threshold`` with a pixel reaching
       ``strong`` within ``link`` (weak columns sit beside bright ones; noise in vacuum does
       not).
@@ -282,6 +340,13 @@ def local_maxima(
         Lowest value of a peak that supports a weak column on a lattice; default ``strong``.
     translations : ndarray (k, 2), optional
         Lattice translations ``(dy, dx)``, pixels (rounded to whole pixels); give both signs.
+    neighbours : sequence of ndarray (m, 2)
+        Per sublattice but the brightest, the offsets ``(dy, dx)`` (pixels, rounded) from its
+        site to its neighbours on the brightest one; used only with ``translations``.
+    cell_site : float, optional
+        Lowest value of a weak column that ``neighbours`` support; default ``site``.
+    anchor : float, optional
+        Lowest value of a peak that ``neighbours`` land on; default ``strong``.
     tolerance : float
         Radius about each translated position, pixels.
     link : float
@@ -303,6 +368,13 @@ def local_maxima(
     rivals = disk_offsets(min_distance)[1:]
     shifts = np.zeros((0, 2)) if translations is None else np.asarray(translations, float)
     shifts = np.round(shifts).astype(np.int64).reshape(-1, 2)
+    cell_site = site if cell_site is None else cell_site
+    anchor = strong if anchor is None else max(anchor, support)
+    groups = np.concatenate([np.full(len(n), i, dtype=np.int64) for i, n in enumerate(neighbours)]
+                            + [np.zeros(0, dtype=np.int64)])
+    offsets = np.round(np.concatenate([np.asarray(n, float).reshape(-1, 2) for n in neighbours]
+                                      + [np.zeros((0, 2))])).astype(np.int64)
+    reads = np.concatenate([shifts, offsets])
 
     def grow(region: tuple[int, ...], by_y: int, by_x: int) -> tuple[int, int, int, int]:
         return (max(region[0] - by_y, 0), min(region[1] + by_y, ny),
@@ -314,8 +386,8 @@ def local_maxima(
     reach = math.floor(min_distance)
     comp_region = grow(core, reach, reach)
     tol = math.floor(tolerance)
-    peak_region = grow(comp_region, int(np.abs(shifts[:, 0]).max(initial=0)) + tol,
-                       int(np.abs(shifts[:, 1]).max(initial=0)) + tol) if len(shifts) \
+    peak_region = grow(comp_region, int(np.abs(reads[:, 0]).max(initial=0)) + tol,
+                       int(np.abs(reads[:, 1]).max(initial=0)) + tol) if len(shifts) \
         else comp_region
     cand = _candidates(sm, float(threshold), grow(peak_region, reach, reach))
     # The peaks of at least support; those of at least strong are the strong columns (a lower
@@ -324,7 +396,9 @@ def local_maxima(
     peaks = _winners(top, rivals, peak_region)
     if len(shifts):
         comp = _on_lattice(sm, cand, peaks, shifts, disk_offsets(tolerance), float(site),
-                           float(strong), max(len(shifts) // 2, 1), comp_region)
+                           float(strong), max(len(shifts) // 2, 1), peaks & (cand >= anchor),
+                           offsets, groups, float(cell_site), math.ceil(min_distance),
+                           comp_region)
     else:
         comp = _linked(sm, cand, peaks & (cand >= strong), disk_offsets(link), float(strong),
                        comp_region)

@@ -17,7 +17,8 @@ from scipy import ndimage as ndi
 
 from ._statistics import autocorrelation_peaks, refined_lags
 
-__all__ = ["cell_basis", "cell_sites", "fold", "periodic_share", "reduce_basis", "site_spacing"]
+__all__ = ["cell_basis", "cell_sites", "fold", "neighbour_offsets", "periodic_share",
+           "reduce_basis", "site_heights", "site_spacing"]
 
 # The basis comes from the autocorrelation peaks at least this high (of the highest): the
 # lattice translations, where like columns meet like columns.
@@ -27,6 +28,9 @@ MIN_SIN = 0.2
 # A translation is refined from its multiples up to this many (the farther peaks blur as a
 # real lattice bends).
 MAX_MULTIPLE = 8
+# The neighbours of a site on the brightest sublattice are its repeats of that sublattice
+# within this factor of the nearest one (the three metals about a chalcogen of a honeycomb).
+NEIGHBOUR_SHELL = 1.2
 # Bins of the cell along each basis vector, per pixel of its length, and the smoothing of the
 # binned sums (bins), which also fills bins that no pixel lands in.
 BINS_PER_PX = 1.0
@@ -279,3 +283,46 @@ def site_spacing(frac: np.ndarray, basis: np.ndarray) -> float:
     dist = np.hypot(*(d @ np.asarray(basis, dtype=np.float64)).transpose(3, 0, 1, 2))
     dist[dist < 1e-9] = np.inf
     return float(dist.min()) if math.isfinite(dist.min()) else math.nan
+
+
+def _repeat_offsets(frac: np.ndarray, basis: np.ndarray, i: int, j: int) -> np.ndarray:
+    # Offsets (dy, dx), pixels, from site i to the repeats of site j over a 5x5 block of cells.
+    shifts = np.stack(np.mgrid[-2:3, -2:3], axis=-1).reshape(-1, 2)
+    return (frac[j] - frac[i] + shifts) @ basis
+
+
+def neighbour_offsets(frac: np.ndarray, basis: np.ndarray) -> list[np.ndarray]:
+    """For each site but the first, the offsets from it to its nearest repeats of the first.
+
+    Parameters
+    ----------
+    frac : ndarray (k, 2)
+        Fractional coordinates of the sites of a cell, the most prominent first (see
+        :func:`cell_sites`).
+    basis : ndarray (2, 2)
+        The cell's vectors, rows ``(dy, dx)``.
+
+    Returns
+    -------
+    list of ndarray (m, 2)
+        ``k - 1`` arrays of offsets ``(dy, dx)``, pixels: the repeats of site 0 within
+        ``NEIGHBOUR_SHELL`` times the nearest one's distance (for a chalcogen of a honeycomb,
+        its three metals). From an empty site of the lattice (the hollow of a honeycomb) the
+        same offsets land on the other sublattices, not on site 0.
+    """
+    frac = np.asarray(frac, dtype=np.float64).reshape(-1, 2)
+    basis = np.asarray(basis, dtype=np.float64)
+    out = []
+    for i in range(1, len(frac)):
+        off = _repeat_offsets(frac, basis, i, 0)
+        dist = np.hypot(*off.T)
+        out.append(off[dist <= NEIGHBOUR_SHELL * dist.min()])
+    return out
+
+
+def site_heights(cell: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """The value of a :func:`fold` at each site ``frac`` (k, 2): its bin's."""
+    n = np.array(cell.shape)
+    ij = np.floor(np.mod(np.asarray(frac, dtype=np.float64).reshape(-1, 2), 1.0) * n)
+    ij = ij.astype(np.int64) % n
+    return cell[ij[:, 0], ij[:, 1]]

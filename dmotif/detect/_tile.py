@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ._peaks import local_maxima, smooth
@@ -22,6 +24,9 @@ def detect_tile(
     site: float | None = None,
     support: float | None = None,
     translations: np.ndarray | None = None,
+    neighbours: Sequence[np.ndarray] = (),
+    cell_site: float | None = None,
+    anchor: float | None = None,
     tolerance: float = 0.0,
     link: float = 0.0,
     core: tuple[int, int, int, int] | None = None,
@@ -38,7 +43,7 @@ def detect_tile(
         Smallest distance between two columns, pixels.
     threshold : float
         Lowest smoothed value of a column.
-    strong, site, support, translations, tolerance, link
+    strong, site, support, translations, neighbours, cell_site, anchor, tolerance, link
         How a column below ``strong`` is supported (see :func:`local_maxima`).
     refine : {"com", "gaussian", None}
         Sub-pixel refinement.
@@ -60,6 +65,7 @@ def detect_tile(
     sm = smooth(img, sigma)
     peaks = local_maxima(sm, min_distance=min_distance, threshold=threshold, strong=strong,
                          site=site, support=support, translations=translations,
+                         neighbours=neighbours, cell_site=cell_site, anchor=anchor,
                          tolerance=tolerance, link=link, core=core)
     out = {"intensity": sm[peaks[:, 0], peaks[:, 1]].astype(np.float32)}
     dy = np.zeros(len(peaks))

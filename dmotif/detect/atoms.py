@@ -56,10 +56,21 @@ WINDOW_FRACTION = 0.3
 # a vacancy, is then reported about half the time); in a cleaner image the contrast term keeps
 # vacancies out. Without a lattice, a weak peak needs a pixel of STRONG_SNR within
 # LINK_FRACTION spacings.
+# Where the unit-cell average shows more than one sublattice, a weak column is also the
+# highest pixel where most offsets to its neighbours on the brightest sublattice land on peaks
+# above the anchor level (midway between the brightest and the next sublattice of the smoothed
+# cell average) and that reaches the cell-site level: the floor of that average (the empty
+# sites) plus CELL_SITE_SNR noise sigmas or CELL_SITE_CONTRAST of the faintest sublattice's
+# height above it. The Bravais rule fails exactly where faint columns are common (the
+# translations of a chalcogen land on chalcogens, themselves faint), and the mode sits ~12
+# noise sigmas above the hollows of a dense real MoS2 lattice, so its faint chalcogens, 5 to
+# 25 sigmas above the hollows, were missed.
 MIN_SNR = 1.5
 SITE_SNR = -1.0
 SUPPORT_SNR = 3.0
 STRONG_SNR = 5.0
+CELL_SITE_SNR = 4.0
+CELL_SITE_CONTRAST = 0.25
 LINK_FRACTION = 1.5
 TOLERANCE_FRACTION = 0.15
 MIN_CONTRAST = 0.05
@@ -301,19 +312,32 @@ def _positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def _levels(crop: np.ndarray, sigma: float, min_snr: float) -> tuple[float, ...]:
-    """The (threshold, site, support, strong) levels of the smoothed image of one frame, read
-    off its central crop."""
+def _levels(crop: np.ndarray, sigma: float, min_snr: float, cell: np.ndarray,
+            frac: np.ndarray) -> tuple[float, ...]:
+    """The (threshold, site, support, strong, cell site, anchor) levels of the smoothed image
+    of one frame, read off its central crop; ``cell`` and ``frac`` are the lattice's unit cell
+    and sites (fractional, from the crop's first pixel), empty without."""
     crop = np.asarray(crop, dtype=np.float64)
     if not np.isfinite(crop).all():
         # No levels for a frame with NaN/inf: its tiles find nothing, and refuse the frame.
-        return (math.nan,) * 4
+        return (math.nan,) * 6
     bg, noise, bright = background_and_noise(crop, sigma)
     contrast = bright - bg
-    return (bg + max(min_snr * noise, MIN_CONTRAST * contrast),
-            bg + SITE_SNR * noise + SITE_CONTRAST * contrast,
-            *(bg + max(max(snr, min_snr) * noise, MIN_CONTRAST * contrast)
-              for snr in (SUPPORT_SNR, STRONG_SNR)))
+    site = bg + SITE_SNR * noise + SITE_CONTRAST * contrast
+    support, strong = (bg + max(max(snr, min_snr) * noise, MIN_CONTRAST * contrast)
+                       for snr in (SUPPORT_SNR, STRONG_SNR))
+    cell_site, anchor = site, strong
+    if len(frac) > 1:
+        # The smoothed crop folded onto its cell: its floor is the empty sites' level (the
+        # hollow of a honeycomb), its sites the level of each sublattice.
+        average, _ = _sublattice.fold(smooth(crop, sigma), cell)
+        heights = _sublattice.site_heights(average, frac)
+        floor = float(average.min())
+        cell_site = floor + max(CELL_SITE_SNR * noise,
+                                CELL_SITE_CONTRAST * float(heights[1:].min() - floor))
+        anchor = (float(heights[0]) + float(heights[1:].max())) / 2
+    return (bg + max(min_snr * noise, MIN_CONTRAST * contrast), site, support, strong,
+            cell_site, anchor)
 
 
 def _detect_block(
@@ -330,7 +354,8 @@ def _detect_block(
     numba.set_num_threads(1)
     try:
         found = detect_tile(block, threshold=levels[0], site=levels[1], support=levels[2],
-                            strong=levels[3], core=core, origin=origin, **params)
+                            strong=levels[3], cell_site=levels[4], anchor=levels[5], core=core,
+                            origin=origin, **params)
     finally:
         numba.set_num_threads(threads)
     found["frame"] = np.full(found["y"].shape, frame, dtype=np.int32)
@@ -383,8 +408,15 @@ def detect_atoms(
         column is the highest pixel near a lattice site: for half of the translations, a peak
         of 3 sigmas lies within 0.15 spacing of the pixel moved by the translation; it must
         reach the site level (about the empty floor at a peak SNR of 5, see ``SITE_SNR``), not
-        ``threshold``, and need not be a local maximum. Without a lattice, a weak column needs
-        a pixel of 5 sigmas within 1.5 spacings. So weak columns (a single chalcogen, an O
+        ``threshold``, and need not be a local maximum. Where the unit-cell average shows
+        more than one sublattice, a weak column is also the highest pixel from which most of
+        the offsets to its neighbours on the brightest sublattice land on its columns (peaks
+        above ``anchor_threshold``, midway between the brightest and the next sublattice of
+        the smoothed average), at least ``cell_site_threshold`` (the average's floor, the
+        empty sites, plus 4 noise sigmas or a quarter of the faintest sublattice's height):
+        so a faint chalcogen (a single S, an S2 column dimmed by implantation) is found
+        however many of its own sublattice are faint too. Without a lattice, a weak column
+        needs a pixel of 5 sigmas within 1.5 spacings. So weak columns (a single chalcogen, an O
         column) are kept while noise in vacuum, between columns or in empty sites (the centre
         of a honeycomb) is not; an empty site of the lattice (a vacancy) may be reported in a
         noisy image.
@@ -419,8 +451,9 @@ def detect_atoms(
         (image pixels ``(y, x)`` of each site of that cell, the repeat nearest the centre of
         the first frame, the most prominent first: one per sublattice),
         ``sublattice_prominence`` (each site's, in units of the highest's), ``tolerance_px``,
-        ``threshold``, ``site_threshold``, ``support_threshold`` and
-        ``strong_threshold`` (per frame detected), ``refine``, ``pixel_size``, ``units``, ``shape``.
+        ``threshold``, ``site_threshold``, ``support_threshold``, ``strong_threshold``,
+        ``cell_site_threshold`` and ``anchor_threshold`` (per frame detected), ``refine``,
+        ``pixel_size``, ``units``, ``shape``.
 
     Raises
     ------
@@ -489,6 +522,8 @@ def detect_atoms(
             lattice = _Lattice(spacing, np.zeros((0, 2)), contrast, np.zeros((0, 2)),
                                np.zeros((0, 2)), np.zeros(0))
     translations = lattice.translations
+    neighbours = [] if len(lattice.sites) < 2 else _sublattice.neighbour_offsets(
+        np.linalg.solve(lattice.cell.T, lattice.sites.T).T, lattice.cell)
     if lattice.contrast == "dark":
         # Dark columns are detected as the bright columns of the negated image: every level,
         # the threshold and the intensity are in its units.
@@ -501,7 +536,8 @@ def detect_atoms(
     # How far beyond itself the support of a competitor reads: the strong peaks (and the pixels
     # they compete with) about its lattice repeats, or the link disk.
     if len(translations):
-        context = np.hypot(*np.round(translations).T).max() + tolerance + min_distance + 1
+        reads = np.concatenate([np.round(translations), *np.round(neighbours)])
+        context = np.hypot(*reads.T).max() + tolerance + min_distance + 1
     else:
         context = max(link, min_distance + 1)
 
@@ -516,17 +552,20 @@ def detect_atoms(
     starts_y = np.cumsum((0, *arr.chunks[1]))
     starts_x = np.cumsum((0, *arr.chunks[2]))
     params = {"sigma": sigma, "min_distance": min_distance, "refine": refine, "window": window,
-              "link": link, "translations": translations, "tolerance": tolerance}
+              "link": link, "translations": translations, "neighbours": neighbours,
+              "tolerance": tolerance}
     pieces = arr.to_delayed()
     if threshold is None:
         # Each frame's levels come from its central crop, cut from the same chunk tasks as the
         # tiles: one pass over the stack, and a frame's tiles wait only for their own levels.
         ys, xs = _central_crop(img)
+        frac = np.zeros((0, 2)) if len(lattice.sites) < 2 else np.mod(np.linalg.solve(
+            lattice.cell.T, (lattice.sites - (ys.start, xs.start)).T).T, 1.0)
         levels = [dask.delayed(_levels, pure=True)(
             whole_chunk_window(arr, pieces, f, ys.start, ys.stop, xs.start, xs.stop),
-            sigma, float(min_snr)) for f in frame_list]
+            sigma, float(min_snr), lattice.cell, frac) for f in frame_list]
     else:
-        levels = [(float(threshold),) * 4] * len(frame_list)
+        levels = [(float(threshold),) * 6] * len(frame_list)
     tasks = []
     for i, f in enumerate(frame_list):
         for y0, y1 in itertools.pairwise(starts_y.tolist()):
@@ -573,6 +612,8 @@ def detect_atoms(
         "site_threshold": [float(t[1]) for t in levels],
         "support_threshold": [float(t[2]) for t in levels],
         "strong_threshold": [float(t[3]) for t in levels],
+        "cell_site_threshold": [float(t[4]) for t in levels],
+        "anchor_threshold": [float(t[5]) for t in levels],
         "link_px": float(link),
         "translations_px": np.round(translations, 3).tolist(),
         "contrast": lattice.contrast,

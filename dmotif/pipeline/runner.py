@@ -343,7 +343,8 @@ def _detect_by_file(
         attrs.append(found[1])
     atoms = xr.concat(parts, dim="atom")
     merged = dict(attrs[0])
-    for name in ("threshold", "site_threshold", "support_threshold", "strong_threshold"):
+    for name in ("threshold", "site_threshold", "support_threshold", "strong_threshold",
+                 "cell_site_threshold", "anchor_threshold"):
         merged[name] = [t for a in attrs for t in a[name]]
     merged["shape"] = [int(s) for s in image.shape]
     return atoms, {"atoms_attrs": merged}
