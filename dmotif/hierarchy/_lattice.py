@@ -286,10 +286,27 @@ def slot_positions(offsets: np.ndarray, *, m: np.ndarray, tol: float, n_cells: i
     Returns ``(s, 2)`` fractional positions, the anchor slot (nearest 0) first, the others in
     angular order about the anchor (ties by distance).
     """
-    centres, _ = dense_groups(offsets @ m.T, tol, max(0.25 * n_cells, 2))
+    centres, sizes = dense_groups(offsets @ m.T, tol, max(0.25 * n_cells, 2))
     if len(centres) == 0:
         return np.zeros((1, 2))
-    s = centres @ np.linalg.inv(m).T
+    # Atoms are placed on slots within tol, so two groups closer than that, modulo a lattice
+    # vector, are one slot: a site on the edge of the wrapped cell has its offsets on both
+    # sides (the S2 site of a real MoS2 once its faint columns were found). The denser group
+    # takes the other, moved next to it.
+    frac = centres @ np.linalg.inv(m).T
+    kept: list[int] = []
+    for i in range(len(frac)):
+        shift = [frac[i] - frac[k] - np.rint(frac[i] - frac[k]) for k in kept]
+        near = [j for j, d in enumerate(shift) if np.linalg.norm(d @ m.T) < tol]
+        if not near:
+            kept.append(i)
+            continue
+        k = kept[near[0]]
+        moved = frac[k] + shift[near[0]]
+        frac[k] = (sizes[k] * frac[k] + sizes[i] * moved) / (sizes[k] + sizes[i])
+        sizes[k] += sizes[i]
+    s = frac[kept]
+    s -= np.floor(s + 0.25)
     s[int(np.argmin(np.linalg.norm(s @ m.T, axis=1)))] = 0.0
     return _order_slots(s, m)
 

@@ -336,3 +336,20 @@ def test_convention_key_equals_the_per_cell_formulation(doubled_tmd):
                       "types": [kinds[k] for k in used], "type": rng.integers(0, len(used), n),
                       "adjacent": pairs[pairs[:, 0] != pairs[:, 1]].reshape(-1, 2)})
     assert _cells.convention_key(parts) == _per_cell_convention_key(parts)
+
+
+def test_a_slot_on_the_edge_of_the_wrapped_cell_is_one_slot():
+    # 40 cells of a square lattice (20 px) with a second site at (0.75, 0.3): its columns
+    # scatter by 1 px, so the wrap to [-0.25, 0.75) puts about half of them a cell away. The
+    # two halves are one slot, at the site's position, not two.
+    rng = np.random.default_rng(0)
+    m = np.diag([20.0, 20.0])
+    site = np.array([0.75, 0.3])
+    scatter = rng.normal(0, 1.0, (40, 2)) @ np.linalg.inv(m).T
+    frac = np.vstack([np.zeros((40, 2)), site + scatter])
+    offsets = frac - np.floor(frac + 0.25)
+    assert 10 < (offsets[40:, 0] < 0).sum() < 30
+    slots = _lattice.slot_positions(offsets, m=m, tol=0.2 * 20, n_cells=40)
+    assert len(slots) == 2
+    found = slots[1] - np.rint(slots[1] - site)
+    np.testing.assert_allclose(found, site, atol=0.02)

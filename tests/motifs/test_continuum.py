@@ -100,4 +100,6 @@ def test_real_mos2_is_discrete_despite_its_uneven_brightness():
     out = structure(image)
     # 0.14 on the features as they are: contamination and holes change the brightness
     assert out["structure"] == "discrete"
-    assert out["regional_share"] == pytest.approx(0.069, abs=0.01)
+    # 0.069 before the faint chalcogen columns were found: the columns a region lacked made
+    # part of its regional difference
+    assert out["regional_share"] == pytest.approx(0.046, abs=0.01)
