@@ -100,6 +100,5 @@ def test_real_mos2_is_discrete_despite_its_uneven_brightness():
     out = structure(image)
     # 0.14 on the features as they are: contamination and holes change the brightness
     assert out["structure"] == "discrete"
-    # 0.069 before the faint chalcogen columns were found: the columns a region lacked made
-    # part of its regional difference
+    # measured 0.046 (0.069 before its faint chalcogen columns were detected)
     assert out["regional_share"] == pytest.approx(0.046, abs=0.01)
