@@ -342,7 +342,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: .85em; }}
 <h2>Motifs</h2>
 <p>Separation: Mahalanobis distance to the nearest motif in the PCA scores (motifs are kept
 apart from about 4.65, where their distributions overlap by under 1 %); p-value: Hotelling's
-test that the two are one motif.</p>
+test that the two are one motif. A motif named "X on Y site" is told apart from X by the
+sublattice site its columns sit on, not by their patch, so its separation from X may be small.</p>
 {motifs}
 <h2>Cell types and patterns</h2>
 {cells}
