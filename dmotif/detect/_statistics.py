@@ -139,8 +139,11 @@ def autocorrelation_spacing(
     return spacing, float(heights[ring].max() + floor - lo), translations
 
 
-def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, float]:
-    """Background level, noise and bright level of an image smoothed at ``sigma``.
+def background_and_noise(
+    img: np.ndarray, sigma: float, smoothed: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """Background level, noise and bright level of an image smoothed at ``sigma``
+    (``smoothed``, if the caller has it already: :func:`smooth` of ``img`` at ``sigma``).
 
     The noise of the raw image is the scaled median absolute difference of horizontal pixel
     neighbours, taken where the smoothed image lies below its median (between the columns,
@@ -159,7 +162,7 @@ def background_and_noise(img: np.ndarray, sigma: float) -> tuple[float, float, f
     background, noise, bright : float
     """
     a = np.asarray(img, dtype=np.float64)
-    sm = smooth(a, sigma)
+    sm = smooth(a, sigma) if smoothed is None else smoothed
     # The median and the 99.9th percentile read order statistics only, so they are the same
     # on any permutation of the values: one partition at both ranks makes theirs cheap.
     n, top = sm.size, int(0.999 * (sm.size - 1))

@@ -274,21 +274,19 @@ def _vertex(cell: np.ndarray, i: int, j: int) -> np.ndarray:
     return np.clip(-np.linalg.solve(hess, c[1:3]), -1.0, 1.0)
 
 
+# The cells about the origin whose repeats of the sites are searched for the nearest ones (a
+# reduced basis puts them within two cells).
+_NEAR_CELLS = np.stack(np.mgrid[-2:3, -2:3], axis=-1).reshape(-1, 2)
+
+
 def site_spacing(frac: np.ndarray, basis: np.ndarray) -> float:
     """The nearest-neighbour distance, pixels, among the sites ``frac`` of a lattice and all
     their lattice repeats (a reduced ``basis``, rows ``(dy, dx)``)."""
     frac = np.asarray(frac, dtype=np.float64).reshape(-1, 2)
-    shifts = np.stack(np.mgrid[-2:3, -2:3], axis=-1).reshape(-1, 2)
-    d = frac[:, None, None, :] - frac[None, :, None, :] + shifts[None, None]
+    d = frac[:, None, None, :] - frac[None, :, None, :] + _NEAR_CELLS[None, None]
     dist = np.hypot(*(d @ np.asarray(basis, dtype=np.float64)).transpose(3, 0, 1, 2))
     dist[dist < 1e-9] = np.inf
     return float(dist.min()) if math.isfinite(dist.min()) else math.nan
-
-
-def _repeat_offsets(frac: np.ndarray, basis: np.ndarray, i: int, j: int) -> np.ndarray:
-    # Offsets (dy, dx), pixels, from site i to the repeats of site j over a 5x5 block of cells.
-    shifts = np.stack(np.mgrid[-2:3, -2:3], axis=-1).reshape(-1, 2)
-    return (frac[j] - frac[i] + shifts) @ basis
 
 
 def neighbour_offsets(frac: np.ndarray, basis: np.ndarray) -> list[np.ndarray]:
@@ -314,7 +312,7 @@ def neighbour_offsets(frac: np.ndarray, basis: np.ndarray) -> list[np.ndarray]:
     basis = np.asarray(basis, dtype=np.float64)
     out = []
     for i in range(1, len(frac)):
-        off = _repeat_offsets(frac, basis, i, 0)
+        off = (frac[0] - frac[i] + _NEAR_CELLS) @ basis
         dist = np.hypot(*off.T)
         out.append(off[dist <= NEIGHBOUR_SHELL * dist.min()])
     return out

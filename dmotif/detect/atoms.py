@@ -321,7 +321,8 @@ def _levels(crop: np.ndarray, sigma: float, min_snr: float, cell: np.ndarray,
     if not np.isfinite(crop).all():
         # No levels for a frame with NaN/inf: its tiles find nothing, and refuse the frame.
         return (math.nan,) * 6
-    bg, noise, bright = background_and_noise(crop, sigma)
+    sm = smooth(crop, sigma)
+    bg, noise, bright = background_and_noise(crop, sigma, sm)
     contrast = bright - bg
     site = bg + SITE_SNR * noise + SITE_CONTRAST * contrast
     support, strong = (bg + max(max(snr, min_snr) * noise, MIN_CONTRAST * contrast)
@@ -330,7 +331,7 @@ def _levels(crop: np.ndarray, sigma: float, min_snr: float, cell: np.ndarray,
     if len(frac) > 1:
         # The smoothed crop folded onto its cell: its floor is the empty sites' level (the
         # hollow of a honeycomb), its sites the level of each sublattice.
-        average, _ = _sublattice.fold(smooth(crop, sigma), cell)
+        average, _ = _sublattice.fold(sm, cell)
         heights = _sublattice.site_heights(average, frac)
         floor = float(average.min())
         cell_site = floor + max(CELL_SITE_SNR * noise,
