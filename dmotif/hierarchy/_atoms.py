@@ -74,10 +74,17 @@ def atom_spacing(atoms: xr.Dataset, frame: np.ndarray, yx: np.ndarray) -> float:
     return float(sp)
 
 
-def frame_groups(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Each frame and its atoms' indices (ascending), frames in ascending order."""
+def _frame_order(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The atoms in frame order (a stable sort: in their order within a frame), the frames
+    in ascending order and the first position of each in that order."""
     order = np.argsort(frame, kind="stable")
     frames, starts = np.unique(frame[order], return_index=True)
+    return order, frames, starts
+
+
+def frame_groups(frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Each frame and its atoms' indices (ascending), frames in ascending order."""
+    order, frames, starts = _frame_order(frame)
     return list(zip(frames.tolist(), np.split(order, starts)[1:], strict=True))
 
 
@@ -88,8 +95,7 @@ def atom_table(frame: np.ndarray, yx: np.ndarray, lab: np.ndarray) -> Any:
     The atoms are held in frame order (a stable sort, so in their order within a frame), with
     each frame's first row: a task slices its frame instead of scanning every atom's frame.
     """
-    order = np.argsort(frame, kind="stable")
-    frames, starts = np.unique(frame[order], return_index=True)
+    order, frames, starts = _frame_order(frame)
     return share({"frames": frames, "bounds": np.r_[starts, len(frame)], "yx": yx[order],
                   "label": lab[order]})
 

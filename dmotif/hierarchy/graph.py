@@ -276,8 +276,9 @@ def build_hierarchy(
                 image.data[int(f)] if image is not None else None)
         calls.append((int(f), cell_table, shared_atoms, img, r1, r2, names, rotations,
                       max_pattern_cells))
-    sizes = np.searchsorted(np.sort(frame), frame_ids, side="right") - np.searchsorted(
-        np.sort(frame), frame_ids)
+    ordered = np.sort(frame)
+    sizes = (np.searchsorted(ordered, frame_ids, side="right")
+             - np.searchsorted(ordered, frame_ids))
     parts = compute_batches(batch_tasks(_frame_summary, calls, sizes))
     g = _reduce_graph(parts, names, type_labels, kind, atoms, lab, cells, spacing,
                       len(frame_ids))
