@@ -121,14 +121,16 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _patch_png(patch: np.ndarray, size: int = 64) -> str:
-    """A mean patch as a small inline PNG (data URI), magnified by pixel repetition."""
+def _patch_png(patch: np.ndarray, vmin: float, vmax: float, size: int = 64) -> str:
+    """A mean patch as a small inline PNG (data URI), magnified by pixel repetition, on the
+    grey scale ``vmin``–``vmax``."""
     from matplotlib.image import imsave
 
     p = np.nan_to_num(np.asarray(patch, np.float32))
     rep = max(1, size // max(p.shape))
     buf = io.BytesIO()
-    imsave(buf, np.kron(p, np.ones((rep, rep), np.float32)), cmap="gray", format="png")
+    imsave(buf, np.kron(p, np.ones((rep, rep), np.float32)), cmap="gray", vmin=vmin,
+           vmax=vmax, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -143,7 +145,11 @@ def _motif_names(res: Result) -> dict[int, str]:
 def motif_rows(res: Result, *, max_rows: int = 60) -> list[dict[str, Any]]:
     """One row per motif (the ``max_rows`` most frequent): name, count, fraction, mean
     intensity, mean patch (data URI) and the evidence of the decision from ``cluster_attrs``
-    (separation from the nearest motif, p-value, that motif)."""
+    (separation from the nearest motif, p-value, that motif).
+
+    All mean patches share one grey scale (the range of all of them), as a microscopist
+    compares columns: a brighter motif shows brighter, which separately scaled patches hide.
+    """
     ds = res.dataset
     if "label" not in ds:
         return []
@@ -154,6 +160,10 @@ def motif_rows(res: Result, *, max_rows: int = 60) -> list[dict[str, Any]]:
     ev = res.attrs.get("cluster_attrs", {})
     names = _motif_names(res)
     patches = ds["mean_patch"].values if "mean_patch" in ds else None
+    if patches is not None and np.isfinite(patches).any():
+        grey = float(np.nanmin(patches)), float(np.nanmax(patches))
+    else:
+        patches = None
     motif_ids = ds["motif"].values.tolist() if "motif" in ds.coords else list(range(ks.size))
     rows = []
     for k, c in sorted(zip(ks.tolist(), counts.tolist(), strict=True), key=lambda r: -r[1]):
@@ -162,7 +172,7 @@ def motif_rows(res: Result, *, max_rows: int = 60) -> list[dict[str, Any]]:
                                "intensity": None if inten is None else inten[k] / c}
         j = motif_ids.index(k) if k in motif_ids else None
         if patches is not None and j is not None:
-            row["patch"] = _patch_png(patches[j])
+            row["patch"] = _patch_png(patches[j], *grey)
         for key in ("separation", "p_value", "nearest_motif"):
             vals = ev.get(key)
             row[key] = vals[j] if isinstance(vals, list) and j is not None and j < len(
@@ -343,7 +353,9 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: .85em; }}
 <p>Separation: Mahalanobis distance to the nearest motif in the PCA scores (motifs are kept
 apart from about 4.65, where their distributions overlap by under 1 %); p-value: Hotelling's
 test that the two are one motif. A motif named "X on Y site" is told apart from X by the
-sublattice site its columns sit on, not by their patch, so its separation from X may be small.</p>
+sublattice site its columns sit on, not by their patch, so its separation from X may be small.
+Mean intensity: the smoothed image at the column centres, background included. The mean
+patches share one grey scale, so a brighter column type shows brighter.</p>
 {motifs}
 <h2>Cell types and patterns</h2>
 {cells}

@@ -61,7 +61,9 @@ def _draw_atoms(ax: Any, x: np.ndarray, y: np.ndarray, lab: np.ndarray, size: fl
     ok = lab >= 0
     c = colours[lab[ok] % MOTIF_COLORS.N]
     if rings:  # open circles: the column stays visible inside its marker
-        ax.scatter(x[ok], y[ok], s=size, facecolors="none", edgecolors=c, linewidths=1.2)
+        # a dark rim under each ring: a dark colour on a bright column still shows
+        ax.scatter(x[ok], y[ok], s=size, facecolors="none", edgecolors="k", linewidths=2.6)
+        ax.scatter(x[ok], y[ok], s=size, facecolors="none", edgecolors=c, linewidths=1.4)
     else:
         ax.scatter(x[ok], y[ok], s=size, c=c, linewidths=0)
     ax.scatter(x[~ok], y[~ok], s=size, marker="x", c="k", linewidths=0.6)
@@ -116,8 +118,8 @@ def plot_overview(
     crop = np.asarray(image.isel(frame=frame, y=slice(y0, y1), x=slice(x0, x1)).values)
     zoom.imshow(crop, cmap="gray", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
     inside = np.flatnonzero(fr & (ay >= y0) & (ay < y1) & (ax_ >= x0) & (ax_ < x1))
-    # rings half a spacing across around each column
-    size = (72 * 6.0 * 0.5 * spacing / max(x1 - x0, 1)) ** 2
+    # rings 0.7 spacing across: around a column's bright disc, not on it
+    size = (72 * 6.0 * 0.7 * spacing / max(x1 - x0, 1)) ** 2
     _draw_atoms(zoom, ax_[inside], ay[inside], labels[inside], size, rings=True)
     whole.set_xlim(-0.5, nx - 0.5)
     whole.set_ylim(ny - 0.5, -0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from pathlib import Path
@@ -51,6 +52,25 @@ def test_report_figures_are_bounded_and_the_table_has_each_motif(
     share = mose2.attrs["cluster_attrs"]["regional_share"]
     assert share < 0.12
     assert f"discrete motifs (regional share {share:.2f}): every region holds" in page
+
+
+def test_mean_patches_share_one_grey_scale(mose2: dmotif.Result) -> None:
+    # The brightest column type shows the brightest patch centre; a patch scaled on its own
+    # would put every centre at full white.
+    from dmotif.viz.html_report import motif_rows
+
+    rows = [r for r in motif_rows(mose2) if "patch" in r]
+    assert len(rows) >= 2
+    centres = []
+    for r in rows:
+        png = base64.b64decode(r["patch"].split(",", 1)[1])
+        with Image.open(io.BytesIO(png)) as im:
+            grey = np.asarray(im.convert("L"), float)
+        h, w = grey.shape
+        centres.append(grey[h // 2 - 2:h // 2 + 3, w // 2 - 2:w // 2 + 3].mean())
+    order = np.argsort([r["intensity"] for r in rows])
+    assert centres[order[-1]] == max(centres)
+    assert centres[order[0]] < 0.8 * max(centres)
 
 
 def _outside(fig, legend) -> bool:
