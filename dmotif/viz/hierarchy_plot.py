@@ -73,12 +73,12 @@ def plot_hierarchy(
     Returns
     -------
     matplotlib.figure.Figure
-        One inset axes per node that has a ``mean_patch`` (its image, framed in its type's
-        colour at level 2) or a level-3 pattern (its cells on the lattice grid coloured by
-        type, the defect complexes of Dan et al. 2022, Fig. 4), and a marker for the others;
-        node texts give the name and count, edge texts the multiplicities other than 1 ("is
-        made of" edges, arrows) or the overlap (a cell type and a learned motif, dashed
-        lines).
+        One inset axes per node that has a ``mean_patch`` (its image on one grey scale with the
+        other patches of its level, framed in its type's colour at level 2) or a level-3
+        pattern (its cells on the lattice grid coloured by type, the defect complexes of Dan
+        et al. 2022, Fig. 4), and a marker for the others; node texts give the name and
+        count, edge texts the multiplicities other than 1 ("is made of" edges, arrows) or the
+        overlap (a cell type and a learned motif, dashed lines).
 
     Raises
     ------
@@ -125,6 +125,13 @@ def plot_hierarchy(
     for (x, y), n_hidden, count in rest.values():
         ax.text(x, y, f"+ {n_hidden} more\n(n={count:,})", fontsize=9, ha="center",
                 va="center", color="0.3", gid="more")
+    # one grey scale a level, as the report's motif table: a brighter motif shows brighter
+    grey: dict[int, list[float]] = {}
+    for n, d in graph.nodes(data=True):
+        patch = d.get("mean_patch")
+        if n in pos and patch is not None and np.isfinite(patch).any():
+            lo, hi = grey.setdefault(d["level"], [np.inf, -np.inf])
+            grey[d["level"]] = [min(lo, float(np.nanmin(patch))), max(hi, float(np.nanmax(patch)))]
     for n, d in graph.nodes(data=True):
         if n not in pos:
             continue
@@ -133,7 +140,8 @@ def plot_hierarchy(
         patch = d.get("mean_patch")
         if patch is not None and np.size(patch):
             inset = ax.inset_axes(box, transform=ax.transAxes)
-            inset.imshow(np.asarray(patch), cmap="gray")
+            lo, hi = grey.get(d["level"], (None, None))
+            inset.imshow(np.asarray(patch), cmap="gray", vmin=lo, vmax=hi)
             inset.set_xticks([])
             inset.set_yticks([])
             if n in colour:

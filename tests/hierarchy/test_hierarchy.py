@@ -386,6 +386,13 @@ def test_plot_hierarchy_draws_every_node(tmp_path):
     # level-3 patterns are sketched as their cells, one inset per pattern
     level3 = [n for n, d in g.nodes(data=True) if d["level"] == 3 and "sizes" not in d]
     assert level3 and all(f"node:{n}" in drawn for n in level3)
+    # the level-1 patches share one grey scale: the range of all of them
+    level1 = [n for n, d in g.nodes(data=True) if d["level"] == 1]
+    limits = {a.images[0].get_clim() for a in ax.child_axes if a.get_gid() in
+              {f"node:{n}" for n in level1}}
+    patches = np.stack([g.nodes[n]["mean_patch"] for n in level1])
+    assert len(limits) == 1
+    assert limits.pop() == pytest.approx((patches.min(), patches.max()))
     fig.savefig(tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 0
 
