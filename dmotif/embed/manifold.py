@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
@@ -65,6 +67,7 @@ def manifold_coordinate(
     ParameterError
         ``n_components`` not 1 or 2.
     """
+    from scipy.sparse import SparseEfficiencyWarning
     from sklearn.manifold import Isomap
 
     if n_components not in (1, 2):
@@ -79,7 +82,11 @@ def manifold_coordinate(
     fit_idx = (np.sort(rng.choice(len(pts), max_landmarks, replace=False))
                if len(pts) > max_landmarks else np.arange(len(pts)))
     iso = Isomap(n_neighbors=n_neighbors, n_components=n_components)
-    iso.fit(pts[fit_idx])
+    with warnings.catch_warnings():
+        # Isomap joins a graph of several components by writing into its CSR matrix: scipy
+        # warns of the cost, once per added edge, which says nothing to a user.
+        warnings.simplefilter("ignore", SparseEfficiencyWarning)
+        iso.fit(pts[fit_idx])
     coord = np.concatenate([iso.transform(pts[a : a + TRANSFORM_BLOCK])
                             for a in range(0, len(pts), TRANSFORM_BLOCK)])
     for k in range(n_components):
