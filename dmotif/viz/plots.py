@@ -93,7 +93,8 @@ def plot_layout(
 
 def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray",
                 names: Mapping[int, str] | None = None) -> Figure:
-    """Mean patch of each motif, titled with its name and share of the atoms.
+    """Mean patch of each motif, titled with its name and share of the atoms, all on one
+    colour scale (a brighter motif shows brighter).
 
     Parameters
     ----------
@@ -128,9 +129,11 @@ def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray",
     ncols = max(1, min(ncols, k))
     nrows = max(1, -(-k // ncols))
     fig = Figure(figsize=(2 * ncols, 2.2 * nrows))
+    finite = np.isfinite(patches)
+    lo, hi = (patches[finite].min(), patches[finite].max()) if finite.any() else (None, None)
     for motif in range(k):
         ax = fig.add_subplot(nrows, ncols, motif + 1)
-        ax.imshow(patches[motif], cmap=cmap)
+        ax.imshow(patches[motif], cmap=cmap, vmin=lo, vmax=hi)
         title = f"motif {(names or {}).get(motif, motif)}"
         if "fraction" in summary:
             title += f" ({100 * float(summary['fraction'][motif]):.1f} %)"

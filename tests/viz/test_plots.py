@@ -40,6 +40,8 @@ def test_plot_motifs_one_panel_per_motif():
     assert len(fig.axes) == 4
     assert fig.axes[3].get_title() == "motif 3 (10.0 %)"
     np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), patches[2])
+    # one colour scale for all: motif 3 (constant 3) is drawn brighter than motif 1
+    assert {ax.images[0].get_clim() for ax in fig.axes} == {(0.0, 3.0)}
 
 
 def test_plot_motifs_needs_patches():
