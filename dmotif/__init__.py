@@ -60,6 +60,7 @@ _LAZY: dict[str, str | tuple[str, None]] = {
     "explore": "dmotif.viz.explorer.server",
     "export": "dmotif.io.export",
     "extract_patches": "dmotif.features.patches",
+    "continuum_coordinate": "dmotif.motifs.continuum",
     "feature_structure": "dmotif.motifs.continuum",
     "fr_layout": "dmotif.embed.layout",
     "intensity_statistics": "dmotif.measure.intensities",
@@ -180,7 +181,13 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
         strain,
         sublattices,
     )
-    from .motifs import cluster, feature_structure, motif_summary, site_motifs
+    from .motifs import (
+        cluster,
+        continuum_coordinate,
+        feature_structure,
+        motif_summary,
+        site_motifs,
+    )
     from .pipeline import run
     from .synthetic import stem4d as synthetic_4d
     from .viz import explore, plot_hierarchy, plot_layout, plot_map, plot_motifs, report
@@ -203,6 +210,7 @@ __all__ = [
     "active_labels",
     "build_hierarchy",
     "cluster",
+    "continuum_coordinate",
     "detect_atoms",
     "diffraction_features",
     "displacements",

@@ -121,8 +121,9 @@ def atom_table(result: Result | str | os.PathLike) -> pd.DataFrame:
                             for v in labels.values]
     for name in sorted(n for n in ds.data_vars if _LEVEL_LABEL.match(str(n))):
         columns[name] = ds[name].values
-    if "intensity" in ds:
-        columns["intensity"] = ds["intensity"].values
+    for name in ("intensity", "continuum"):
+        if name in ds:
+            columns[name] = ds[name].values
     from ..measure.stage import MEASURED_VARS
 
     for name in MEASURED_VARS:

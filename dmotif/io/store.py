@@ -373,9 +373,11 @@ class Result:
 
     @property
     def atoms(self) -> xr.Dataset:
-        """The variables over the ``atom`` dim: positions, features, layout, labels…"""
+        """The variables over the ``atom`` dim (positions, features, layout, labels…) with the
+        attrs detection gave the atom table (``spacing_px``…), as the library's functions
+        take it."""
         names = [v for v, da in self.dataset.data_vars.items() if "atom" in da.dims]
-        return self.dataset[names]
+        return self.dataset[names].assign_attrs(self.attrs.get("atoms_attrs", {}))
 
     @property
     def hierarchy(self) -> nx.DiGraph | None:

@@ -28,8 +28,8 @@ def summary_rows(res: Result) -> list[tuple[str, str]]:
         "regional_share" in cluster_attrs) else ""
     if structure == "continuum":
         rows.append(("features", f"a continuum{share}: they vary region by region across the "
-                     "image (motifs are pieces of it, not column types; see "
-                     "dmotif.neighbourhood_mean)"))
+                     "image (motifs are pieces of it, not column types; each atom's place "
+                     "along it is the variable 'continuum')"))
     elif structure == "discrete":
         rows.append(("features", f"discrete motifs{share}: every region holds the same column "
                      "types"))

@@ -37,7 +37,7 @@ from ..io.inputs import (
 from ..io.stem4d import open_4dstem
 from ..io.store import Result, StoreWriter, json_ready, open_result, unreadable_chunks_named
 from ..motifs import motif_summary
-from ..motifs.continuum import feature_structure
+from ..motifs.continuum import continuum_coordinate, feature_structure
 from ._progress import stage_tasks
 from .config import STAGES, load_config, stage_functions, takes
 from .deploy import THREADS_MAX_PIXELS, client_in_background, numba_threadsafe
@@ -429,6 +429,10 @@ def _run_stage(
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         structure = feature_structure(ds["zernike"], atoms)
+        if structure["structure"] == "continuum":
+            # the motifs are pieces of the variation: its coordinate is what to map
+            merged["continuum"] = continuum_coordinate(ds["pca"].compute(), atoms,
+                                                       seed=cfg["seed"]).astype(np.float32)
         return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs | structure)}
     elif stage == "measure":
         data, summary = func(image, atoms, ds["label"].values, **params)

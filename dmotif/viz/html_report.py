@@ -20,7 +20,7 @@ from ..io.summary import summary_rows
 from .hierarchy_plot import plot_hierarchy
 from .measure_plots import measurement_figures
 from .overview import plot_defect_map, plot_overview
-from .plots import MOTIF_COLORS, plot_layout, plot_motifs
+from .plots import MOTIF_COLORS, plot_layout, plot_map, plot_motifs
 
 __all__ = ["MAX_PIXELS", "motif_rows", "plot_atoms_on_image", "plot_frame_fractions", "report",
            "summary_rows"]
@@ -259,6 +259,12 @@ def _figures(res: Result) -> dict[str, tuple[str, bytes]]:
         figs["defects"] = ("Defect map: rare motifs (dots) and rare cell types (squares) over "
                            "the whole image",
                            _png(plot_defect_map(image, atoms, labels, names, cells)))
+    if "continuum" in ds and image is not None:
+        figs["continuum"] = ("Continuous variation: each column's place along the continuum "
+                             "its neighbourhood's features trace (dmotif.continuum_coordinate)",
+                             _png(plot_map(image, atoms, ds["continuum"].values,
+                                           label="place along the continuum",
+                                           size=float(np.clip(6e4 / len(labels), 1, 12)))))
     if "layout" in ds and labels is not None:
         figs["layout"] = ("Force-relaxed layout of the Zernike features, coloured by motif",
                           _png(plot_layout(ds["layout"].values, labels, max_points=50_000,

@@ -150,13 +150,17 @@ def plot_map(
     frame: int = 0,
     cmap: str = "viridis",
     size: float = 12.0,
+    max_side: int = 1200,
+    label: str | None = None,
 ) -> Figure:
     """Paint a per-atom value (manifold coordinate, label, registry...) on the image.
 
     Parameters
     ----------
     image : xarray.DataArray or ndarray
-        ``(frame, y, x)`` stack or a 2-D image.
+        ``(frame, y, x)`` stack or a 2-D image. A stack is block-averaged to at most
+        ``max_side`` pixels on its long side (the atoms keep their places), so the figure
+        stays small whatever the image.
     atoms : xarray.Dataset
         Atom table with ``frame``, ``y``, ``x`` (pixels).
     values : array_like
@@ -167,6 +171,10 @@ def plot_map(
         Colormap of the values.
     size : float
         Marker size.
+    max_side : int, default 1200
+        Largest side, pixels, of the drawn image of a stack.
+    label : str, optional
+        Title of the colour bar.
 
     Returns
     -------
@@ -184,14 +192,20 @@ def plot_map(
             f"values must hold one number per atom ({atoms.sizes['atom']}); got shape "
             f"{vals.shape}."
         )
-    img = np.asarray(image.values if isinstance(image, xr.DataArray) else image)
-    img = img[frame] if img.ndim == 3 else img
+    if isinstance(image, xr.DataArray) and "frame" in image.dims:
+        from .overview import view_of
+
+        img, step = view_of(image, frame, max_side)
+    else:
+        img = np.asarray(image.values if isinstance(image, xr.DataArray) else image)
+        img, step = (img[frame] if img.ndim == 3 else img), 1
     sel = (atoms["frame"].values == frame) if "frame" in atoms else np.ones(vals.size, bool)
     fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
-    ax.imshow(img, cmap="gray")
+    ax.imshow(img, cmap="gray", extent=(-0.5, img.shape[1] * step - 0.5,
+                                        img.shape[0] * step - 0.5, -0.5))
     sc = ax.scatter(atoms["x"].values[sel], atoms["y"].values[sel], c=vals[sel], s=size,
                     cmap=cmap)
-    fig.colorbar(sc, ax=ax)
+    fig.colorbar(sc, ax=ax, label=label)
     ax.set_axis_off()
     return fig

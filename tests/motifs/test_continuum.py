@@ -102,3 +102,29 @@ def test_real_mos2_is_discrete_despite_its_uneven_brightness():
     assert out["structure"] == "discrete"
     # measured 0.046 (0.069 before its faint chalcogen columns were detected)
     assert out["regional_share"] == pytest.approx(0.046, abs=0.01)
+
+
+def test_a_run_maps_the_twisted_bilayers_registry(client, tmp_path):
+    # abTEM ADF of a 4°-twisted MoSe2 bilayer: the run calls it a continuum and stores each
+    # atom's place along it, which follows the local registry (the truth of the simulation).
+    from scipy.spatial import cKDTree
+    from scipy.stats import spearmanr
+
+    data = np.load(DATA / "abtem_twisted_adf.npz")
+    np.save(tmp_path / "twisted.npy", data["image"])
+    res = dmotif.run(tmp_path / "twisted.npy", tmp_path / "t.zarr", client=client)
+    ds = res.dataset
+    assert res.attrs["cluster_attrs"]["structure"] == "continuum"
+    coord = ds["continuum"].values
+    assert coord.min() == 0.0 and coord.max() == 1.0
+    # the library reproduces it
+    again = dmotif.continuum_coordinate(ds["pca"], res.atoms, seed=res.config["seed"])
+    np.testing.assert_allclose(coord, again.values, atol=1e-6)
+    dist, idx = cKDTree(np.c_[data["column_y"], data["column_x"]]).query(
+        np.c_[ds["y"].values, ds["x"].values])
+    y, x = ds["y"].values, ds["x"].values
+    inside = (dist < 3) & (y > 12) & (x > 12) & (y < 228) & (x < 238)
+    rho = abs(spearmanr(coord[inside], data["column_registry"][idx[inside]])[0])
+    assert rho > 0.95  # measured 0.971
+    page = dmotif.report(res, tmp_path / "r.html").read_text()
+    assert "Continuous variation" in page and (tmp_path / "r_files" / "continuum.png").exists()
