@@ -537,7 +537,7 @@ def detect_atoms(
     # How far beyond itself the support of a competitor reads: the strong peaks (and the pixels
     # they compete with) about its lattice repeats, or the link disk.
     if len(translations):
-        reads = np.concatenate([np.round(translations), *np.round(neighbours)])
+        reads = np.concatenate([np.round(translations), *(np.round(n) for n in neighbours)])
         context = np.hypot(*reads.T).max() + tolerance + min_distance + 1
     else:
         context = max(link, min_distance + 1)

@@ -46,6 +46,9 @@ _CHOICE_ATOMS = 100_000
 
 # Atoms that source neighbour vectors for the lattice: beyond this many, an even stride.
 _VECTOR_SOURCES = 100_000
+# Longest same-label vector read, in column spacings: a cell of three column types in a row
+# (a perovskite along [110] in ABF: A, B, O) is 3.2 spacings long.
+_VECTOR_REACH = 4.0
 
 
 def _frame_vectors(table: dict[str, np.ndarray], f: int, max_length: float, stride: int
@@ -63,7 +66,7 @@ def _pooled_basis(
     stride = max(1, int((lab >= 0).sum()) // _VECTOR_SOURCES)
     frames = frame_groups(frame)
     parts = compute_batches(batch_tasks(
-        _frame_vectors, [(table, f, 3.0 * spacing, stride) for f, _ in frames],
+        _frame_vectors, [(table, f, _VECTOR_REACH * spacing, stride) for f, _ in frames],
         [len(idx) for _, idx in frames]))
     vectors = np.concatenate([v for v, _ in parts])
     return _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=sum(n for _, n in parts))

@@ -83,6 +83,16 @@ def test_real_mos2_se_substituted_sites_are_a_motif():
     assert 3 <= labels.attrs["n_motifs"] <= 6
 
 
+def test_real_perovskite_abf_three_column_types():
+    # atomap's ABF image of the same crystal: dark A columns, and two fainter column types
+    # alternating between them (the run died in detection until the offsets to the brightest
+    # sublattice of sites with different neighbour counts were concatenated one by one).
+    image = np.load(DATA / "real_perovskite_abf.npy").astype(np.float32)
+    _, labels = motifs(image)
+    assert labels.attrs["n_motifs"] == 3
+    assert np.bincount(labels.values[labels.values >= 0]).tolist() == [117, 114, 105]
+
+
 def test_real_perovskite_a_and_b_columns():
     image = np.load(DATA / "real_perovskite_adf.npy").astype(np.float32)
     _, labels = motifs(image)
