@@ -76,6 +76,7 @@ def home_slots(labels: np.ndarray, slot: np.ndarray, *, max_share: float, min_at
 def split_slot_means(
     labels: np.ndarray, slot: np.ndarray, x: np.ndarray, noise: np.ndarray, *,
     max_share: float, min_atoms: int, min_separation: float, alpha: float,
+    min_contrast: float,
 ) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
     """Labels with each motif's home slots (:func:`home_slots`) apart where their means differ.
 
@@ -83,15 +84,21 @@ def split_slot_means(
     :func:`dmotif.motifs._decide.merge_groups` under the fixed ``noise`` (the per-atom noise
     covariance of the features ``x``), with the per-atom separation ``min_separation`` in
     place of the overlap test and ``alpha`` divided by the number of motifs tested. The group
-    with the most atoms keeps the motif's label; each other group is a new motif (numbered
-    after the old ones). Atoms of the motif on foreign slots keep its label. Returns the
-    labels and, per new motif, ``(parent motif, its first slot)``.
+    with the most atoms keeps the motif's label; each other group whose mean lies at least
+    ``min_contrast`` times the largest distance between two motifs' means from the kept
+    group's (as in :func:`dmotif.cluster`: on a nearly noise-free image every small asymmetry
+    is significant) is a new motif (numbered after the old ones). Atoms of the motif on
+    foreign slots keep its label. Returns the labels and, per new motif, ``(parent motif,
+    its first slot)``.
     """
     homes = {k: s for k, s in home_slots(labels, slot, max_share=max_share,
                                           min_atoms=min_atoms).items() if len(s) > 1}
     out = labels.copy()
     origin: dict[int, tuple[int, int]] = {}
     overlap = float(stats.norm.cdf(-min_separation / 2))
+    found = np.unique(labels[labels >= 0])
+    mu = np.array([x[labels == k].mean(axis=0) for k in found])
+    scale = float(np.sqrt(((mu[:, None] - mu[None]) ** 2).sum(axis=-1)).max())
     for k, slots in homes.items():
         rows = np.flatnonzero((labels == k) & np.isin(slot, slots))
         group = np.searchsorted(slots, slot[rows])
@@ -101,8 +108,10 @@ def split_slot_means(
         if sizes.size < 2:
             continue
         keep = int(np.argmax(sizes))
+        centre = x[rows[merged == keep]].mean(axis=0)
         for g in range(sizes.size):
-            if g == keep:
+            gap = float(np.linalg.norm(x[rows[merged == g]].mean(axis=0) - centre))
+            if g == keep or gap < min_contrast * scale:
                 continue
             new = int(out.max()) + 1
             out[rows[merged == g]] = new

@@ -23,6 +23,7 @@ def site_motifs(
     max_overlap: float = 0.01,
     alpha: float = 1e-3,
     min_separation: float = 1.0,
+    min_contrast: float = 0.1,
     seed: Seed = 0,
 ) -> xr.DataArray:
     """Split each motif by the sublattice site its atoms sit on, where a site is foreign to it.
@@ -69,6 +70,10 @@ def site_motifs(
         Least difference, in noise units (Mahalanobis, per atom), between the mean features of
         two slots of one motif for the split by sublattice means: smaller differences, however
         significant over many atoms, are the asymmetries of equivalent sites.
+    min_contrast : float, default 0.1
+        Two slots of one motif are two motifs only if their mean features differ by at least
+        this share of the largest difference between two motifs' means, as in
+        :func:`dmotif.cluster` (void with a single motif).
     seed : int, numpy.random.Generator or None, default 0
         Seed of the sample on which the noise of very large motifs is estimated.
 
@@ -102,23 +107,23 @@ def site_motifs(
         raise ParameterError(f"max_share must be in (0, 1); got {max_share!r}.")
     if not min_separation >= 0:
         raise ParameterError(f"min_separation must be >= 0 noise units; got {min_separation!r}.")
+    if not 0 <= min_contrast < 1:
+        raise ParameterError(f"min_contrast must be in [0, 1); got {min_contrast!r}.")
     x = None if features is None else _feature_matrix(features, lab.size)
     from ..hierarchy import motif_cells  # the hierarchy imports the motifs: on first use
     from . import _decide, _sites  # scipy.stats: on first use, not with dmotif
 
     s = seed_int(seed)
+    test = {"max_share": max_share, "min_separation": min_separation,
+            "min_contrast": min_contrast, "alpha": alpha}
+    by_slot: dict[int, tuple[int, int]] = {}
     try:
         cells = motif_cells(atoms, lab, method="lattice")
-        slot = _sites.atom_slots(cells["members"].values, lab.size)
-        by_slot: dict[int, tuple[int, int]] = {}
-        if x is not None and lab.max() >= 0:
-            lab, by_slot = _split_slot_means(lab, slot, x, s, max_share, min_separation, alpha)
     except (NoLatticeError, DataError) as exc:
         # No label sits on one Bravais sublattice (one motif over a honeycomb's two slots):
-        # the slots come from the positions alone, and a motif split by them may do.
-        by_slot = {}
+        # the slots come from the positions alone, and the motifs split by them may do.
         if x is not None and lab.max() >= 0:
-            by_slot, lab = _position_split(atoms, lab, x, s, max_share, min_separation, alpha)
+            lab, by_slot = _position_split(atoms, lab, x, s, test)
         if not by_slot:
             return _result(atoms, lab, {}, {}, f"unchanged: no lattice cells ({exc})")
         try:
@@ -126,6 +131,10 @@ def site_motifs(
         except (NoLatticeError, DataError):
             return _result(atoms, lab, {}, by_slot, _status(by_slot, {}, 0))
         slot = _sites.atom_slots(cells["members"].values, lab.size)
+    else:
+        slot = _sites.atom_slots(cells["members"].values, lab.size)
+        if x is not None and lab.max() >= 0:
+            lab, by_slot = _split_slot_means(lab, slot, x, s, test)
     noise = None
     if x is not None and lab.max() >= 0:
         noise, _ = _decide.robust_spread(x, lab, sample=ROBUST_SAMPLE, seed=s)
@@ -135,23 +144,22 @@ def site_motifs(
                    _status(by_slot, origin, cells.sizes["slot"]))
 
 
-def _split_slot_means(lab, slot, x, seed, max_share, min_separation, alpha):
+def _split_slot_means(lab, slot, x, seed, test):
     """:func:`_slot_means.split_slot_means` under the noise of the atoms grouped by motif and
     slot (a motif's spread over two different slots is not noise)."""
     from . import _decide, _slot_means
 
     placed = (lab >= 0) & (slot >= 0)
-    group = np.where(placed, lab * (int(slot.max()) + 1) + slot, -1)
     if not placed.any():
         return lab, {}
+    group = np.where(placed, lab * (int(slot.max()) + 1) + slot, -1)
     noise, _ = _decide.robust_spread(x, group, sample=ROBUST_SAMPLE, seed=seed)
-    return _slot_means.split_slot_means(lab, slot, x, noise, max_share=max_share,
-                                        min_atoms=RARE_MIN, min_separation=min_separation,
-                                        alpha=alpha)
+    return _slot_means.split_slot_means(lab, slot, x, noise, min_atoms=RARE_MIN, **test)
 
 
-def _position_split(atoms, lab, x, seed, max_share, min_separation, alpha):
-    """The split by slot means on the slots of the positions' own lattice ({} if none)."""
+def _position_split(atoms, lab, x, seed, test):
+    """The split by slot means on the slots of the positions' own lattice (none if no
+    lattice)."""
     from ..hierarchy._atoms import atom_arrays, atom_spacing
     from . import _slot_means
 
@@ -160,9 +168,8 @@ def _position_split(atoms, lab, x, seed, max_share, min_separation, alpha):
         spacing = atom_spacing(atoms, frame, yx)
         slot, _ = _slot_means.position_slots(yx, frame, spacing=spacing, tol=0.2 * spacing)
     except NoLatticeError:
-        return {}, lab
-    split, by_slot = _split_slot_means(lab, slot, x, seed, max_share, min_separation, alpha)
-    return by_slot, split
+        return lab, {}
+    return _split_slot_means(lab, slot, x, seed, test)
 
 
 def _status(by_slot: dict, origin: dict, n_slots: int) -> str:
