@@ -88,7 +88,8 @@ def split_slot_means(
     ``min_contrast`` times the largest distance between two motifs' means from the kept
     group's (as in :func:`dmotif.cluster`: on a nearly noise-free image every small asymmetry
     is significant) is a new motif (numbered after the old ones). Atoms of the motif on
-    foreign slots keep its label. Returns the labels and, per new motif, ``(parent motif,
+    foreign slots keep its label (the split by site follows); those on no slot join the
+    nearest part. Returns the labels and, per new motif, ``(parent motif,
     its first slot)``.
     """
     homes = {k: s for k, s in home_slots(labels, slot, max_share=max_share,
@@ -109,11 +110,29 @@ def split_slot_means(
             continue
         keep = int(np.argmax(sizes))
         centre = x[rows[merged == keep]].mean(axis=0)
+        parts = np.full(labels.shape, -1, np.int64)
+        parts[rows] = merged
         for g in range(sizes.size):
             gap = float(np.linalg.norm(x[rows[merged == g]].mean(axis=0) - centre))
             if g == keep or gap < min_contrast * scale:
+                parts[rows[merged == g]] = keep
                 continue
             new = int(out.max()) + 1
             out[rows[merged == g]] = new
             origin[new] = (k, int(slots[int(np.flatnonzero(lookup == g)[0])]))
+        # The motif's atoms on no slot (cut by the border, off the walk) have only their
+        # features to go by: the nearest of its parts.
+        loose = np.flatnonzero((labels == k) & (slot < 0))
+        if loose.size and len(np.unique(out[rows])) > 1:
+            out[loose] = _nearest_part(x[loose], x, parts, out)
     return out, origin
+
+
+def _nearest_part(query: np.ndarray, x: np.ndarray, parts: np.ndarray, out: np.ndarray,
+                  ) -> np.ndarray:
+    """The label (in ``out``) of the part (``parts``, -1 ignored) nearest each query row,
+    under the parts' pooled covariance."""
+    noise = _decide.Groups.of(x, parts).pooled()
+    nearest = _decide.nearest_motif(query, x, parts, noise)[0]
+    first = {int(g): int(out[np.flatnonzero(parts == g)[0]]) for g in np.unique(nearest)}
+    return np.array([first[int(g)] for g in nearest], np.int64)

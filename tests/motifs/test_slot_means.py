@@ -126,3 +126,19 @@ def test_bad_min_separation_is_refused():
     yx, _ = honeycomb()
     with pytest.raises(dmotif.errors.ParameterError, match="min_separation"):
         dmotif.site_motifs(atom_table(yx), np.zeros(len(yx), np.int64), min_separation=-1.0)
+
+
+def test_atoms_on_no_slot_join_the_nearest_part():
+    # 80 atoms off the walk (slot -1), the sublattices' features 8 noise units apart: each
+    # joins its own sublattice's motif.
+    truth = honeycomb()[1]
+    x = np.random.default_rng(3).normal(size=(truth.size, 6))
+    x[truth == B, 0] += 8.0
+    slot = truth.copy()
+    loose = np.random.default_rng(4).choice(truth.size, 80, replace=False)
+    slot[loose] = -1
+    out, origin = _slot_means.split_slot_means(
+        np.zeros(truth.size, np.int64), slot, x, np.eye(6), max_share=0.25, min_atoms=5,
+        min_separation=1.0, alpha=1e-3, min_contrast=0.1)
+    assert len(origin) == 1
+    assert adjusted_rand_score(truth, out) == 1.0
