@@ -206,6 +206,12 @@ def _motif_table(rows: list[dict[str, Any]]) -> str:
             "<th>nearest motif</th></tr>" + "".join(body) + "</table>")
 
 
+def _sites_note(res: Result) -> str:
+    """What the split of the motifs by site did (:func:`dmotif.site_motifs`), if it ran."""
+    note = res.attrs.get("cluster_attrs", {}).get("sites")
+    return f'<p id="sites">Sites: {html.escape(str(note))}.</p>' if note else ""
+
+
 def _cell_table(res: Result, max_rows: int = 20) -> str:
     graph = res.hierarchy
     if graph is None:
@@ -331,7 +337,8 @@ def report(
     config = html.escape(json.dumps(res.config, indent=2, default=str))
     page = _PAGE.format(
         title=html.escape(Path(res.path).name), rows=rows, figures="\n".join(parts),
-        config=config, motifs=_motif_table(motif_rows(res)), cells=_cell_table(res),
+        config=config, motifs=_motif_table(motif_rows(res)) + _sites_note(res),
+        cells=_cell_table(res),
     )
     tmp = html_path.with_name(f".{html_path.name}.partial")
     tmp.write_text(page, encoding="utf-8")
@@ -359,9 +366,11 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: .85em; }}
 <p>Separation: Mahalanobis distance to the nearest motif in the PCA scores (motifs are kept
 apart from about 4.65, where their distributions overlap by under 1 %); p-value: Hotelling's
 test that the two are one motif. A motif named "X on Y site" is told apart from X by the
-sublattice site its columns sit on, not by their patch, so its separation from X may be small.
-Mean intensity: the smoothed image at the column centres, background included. The mean
-patches share one grey scale, so a brighter column type shows brighter.</p>
+sublattice site its columns sit on, not by their patch, so its separation from X may be small;
+so is that of two motifs split by the mean features of their sublattice sites (different on
+average over hundreds of columns, not column by column). Mean intensity: the smoothed image at
+the column centres, background included. The mean patches share one grey scale, so a brighter
+column type shows brighter.</p>
 {motifs}
 <h2>Cell types and patterns</h2>
 {cells}

@@ -44,6 +44,8 @@ def test_report_figures_are_bounded_and_the_table_has_each_motif(
     # the evidence of the decision is in each row (two or more motifs: finite separations)
     assert page.count('<img class="patch"') == n_motifs
     assert mose2.attrs["hierarchy_attrs"]["status"] in page
+    # what the split by site did is told under the table
+    assert f'<p id="sites">Sites: {mose2.attrs["cluster_attrs"]["sites"]}.</p>' in page
     # every row of the cell table names a different type or pattern
     cells = re.findall(r'<tr class="cell"><td>\d</td><td>(.+?)</td>', page)
     assert cells and len(set(cells)) == len(cells)
