@@ -2,10 +2,10 @@
 
 Each structure is built with ASE, its projected columns are recorded with their composition
 (the truth), and its ADF and ABF images are simulated with abTEM's PRISM algorithm (the
-scattering matrix of the whole cell by multislice, then interpolated probes; a finite probe of
-30 mrad at 80 kV). The clean images are then degraded as a microscope does: Fourier
-interpolation to the final pixel size, scan-line jitter and a slow drift (shear), and Poisson
-noise at several doses. Everything is seeded.
+scattering matrix of the whole cell by multislice, then interpolated probes in a window of at
+least ``PRISM_WINDOW``; a finite probe of 30 mrad at 80 kV). The clean images are then
+degraded as a microscope does: Fourier interpolation to the final pixel size, scan-line jitter
+and a slow drift (shear), and Poisson noise at several doses. Everything is seeded.
 
 Needs ``pip install abtem ase`` (not a dmotif dependency; use a separate environment if its
 pins clash)::
@@ -36,6 +36,13 @@ DETECTORS = {"adf": (60.0, 200.0), "abf": (15.0, 30.0)}  # mrad
 #: Column types a detector does not show beside heavier columns: ADF contrast grows as about
 #: Z^1.7, so the O columns of SrTiO3 stay below its Sr and TiO columns' tails and the noise.
 INVISIBLE = {"adf": {"O"}, "abf": set()}
+#: Smallest side (Å) of PRISM's interpolation window, the region about each probe position
+#: that its S-matrix holds. The probe is cut to this window and wraps inside it, so a window
+#: that does not hold the probe's tails sends them onto columns a window away. Measured on the
+#: 14 × 14-cell SrTiO3 with interpolation 8 (a 6.8 Å window): the ADF intensity 8 px from a
+#: Sr column toward a half-occupied Sr column two cells (7.8 Å) away falls to 0.10 of the
+#: column's peak, against 0.19 ± 0.01 elsewhere, and those Sr columns become a motif.
+PRISM_WINDOW = 11.0
 PIXEL = 0.12  # Å, final pixel size (to a whole number of pixels across the cell)
 JITTER = 0.25  # px rms, scan-line jitter
 DRIFT = 0.02  # px of x per scan line
@@ -227,12 +234,14 @@ def simulate(atoms) -> tuple[dict[str, np.ndarray], tuple[float, float]]:
 
     atoms = atoms.copy()
     atoms.center(vacuum=2.0, axis=2)
+    lengths = atoms.cell.lengths()[:2]
+    interpolation = max(1, int(min(lengths) // PRISM_WINDOW))
     # PRISM's interpolation factor must divide the grid, or the probe's norm drifts.
-    gpts = [int(np.ceil(length / 0.05 / 8)) * 8 for length in atoms.cell.lengths()[:2]]
+    gpts = [int(np.ceil(length / 0.05 / interpolation)) * interpolation for length in lengths]
     potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=1.0,
                                 parametrization="lobato", projection="infinite")
     smatrix = abtem.SMatrix(potential=potential, energy=ENERGY, semiangle_cutoff=SEMIANGLE,
-                            interpolation=8)
+                            interpolation=interpolation)
     detectors = [abtem.AnnularDetector(inner=a, outer=b) for a, b in DETECTORS.values()]
     scan = abtem.GridScan(start=(0, 0), end=(1, 1), fractional=True, potential=potential,
                           sampling=0.3)
