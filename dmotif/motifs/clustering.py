@@ -191,7 +191,8 @@ def cluster(
         of the mean features to the nearest motif's, in units of the noise), ``p_value``
         (Hotelling's test against that motif) and ``bridge`` (the share of the two motifs'
         atoms in the middle third between their means); with ``atoms``, ``split_from``,
-        ``site``, ``site_motif`` and ``sites`` as :func:`dmotif.site_motifs` gives them.
+        ``site``, ``site_motif``, ``sublattice_of`` and ``sites`` as
+        :func:`dmotif.site_motifs` gives them.
         Whether the motifs are column types or pieces of a continuous variation is
         :func:`dmotif.feature_structure`'s call.
 
@@ -270,9 +271,10 @@ def cluster(
         from .sites import site_motifs
 
         split = site_motifs(atoms, labels, features=x, max_overlap=max_overlap, alpha=alpha,
-                            seed=s)
+                            min_contrast=min_contrast, seed=s)
         labels = split.values
-        attrs.update({k: split.attrs[k] for k in ("split_from", "site", "site_motif", "sites")})
+        attrs.update({k: split.attrs[k] for k in ("split_from", "site", "site_motif",
+                                                  "sublattice_of", "sites")})
     attrs["n_motifs"] = int(labels.max() + 1)
     if noise is not None:
         attrs.update(_evidence(x[lead], labels[lead], noise))
