@@ -67,19 +67,25 @@ def _smooth_y(img: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _smooth_x(img: np.ndarray, w: np.ndarray) -> np.ndarray:
-    # each row extended by its reflections once, then the same sums as along y
+    # each row extended by its reflections once, then the same sums as along y; summed in a
+    # row of its own over slices of the line, which LLVM vectorises (2x the speed of indexing
+    # the 2-D output and the line by c + r ± j)
     ny, nx = img.shape
     r = (len(w) - 1) // 2
     out = np.empty_like(img)
     line = np.empty(nx + 2 * r)
+    acc = np.empty(nx)
     for i in range(ny):
         for k in range(nx + 2 * r):
             line[k] = img[i, _reflected(k - r, nx)]
+        centre = line[r : r + nx]
         for c in range(nx):
-            out[i, c] = line[c + r] * w[r]
+            acc[c] = centre[c] * w[r]
         for j in range(r, 0, -1):
+            before, after, wj = line[r - j : r - j + nx], line[r + j : r + j + nx], w[r - j]
             for c in range(nx):
-                out[i, c] += (line[c + r - j] + line[c + r + j]) * w[r - j]
+                acc[c] += (before[c] + after[c]) * wj
+        out[i, :] = acc
     return out
 
 

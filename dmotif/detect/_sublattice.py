@@ -1,4 +1,4 @@
-"""Kernels of the unit-cell average: which sites of a lattice hold columns (numpy/scipy only).
+"""Kernels of the unit-cell average: which sites of a lattice hold columns (numpy/scipy/numba).
 
 The autocorrelation gives the lattice, i.e. its translations, but the column spacing is the
 distance between neighbouring sites of *all* sublattices, and a faint sublattice (the S2
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 from scipy import ndimage as ndi
 
 from ._statistics import autocorrelation_peaks, refined_lags
@@ -133,27 +136,62 @@ def fold(img: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, float]:
         difference between the folds of the even and the odd cells (a chequerboard, so slow
         drifts fall in both halves alike and only the noise differs).
     """
-    a = np.asarray(img, dtype=np.float64)
+    a = np.ascontiguousarray(img, dtype=np.float64)
     basis = np.asarray(basis, dtype=np.float64)
     n = np.maximum(np.ceil(np.hypot(*basis.T) * BINS_PER_PX), 4).astype(np.int64)
-    yy, xx = np.mgrid[: a.shape[0], : a.shape[1]]
-    uv = np.linalg.solve(basis.T, np.stack([yy.ravel(), xx.ravel()]).astype(np.float64))
-    whole = np.floor(uv)
-    ij = np.floor((uv - whole) * n[:, None]).astype(np.int64) % n[:, None]
-    flat = ij[0] * n[1] + ij[1]
-    half = (whole.sum(axis=0).astype(np.int64) % 2).astype(bool)
+    sums, counts = _cell_sums(a, np.ascontiguousarray(basis.T), int(n[0]), int(n[1]))
     means = []
-    for sel in (slice(None), ~half, half):
-        sums = np.bincount(flat[sel], weights=a.ravel()[sel], minlength=n[0] * n[1])
-        counts = np.bincount(flat[sel], minlength=n[0] * n[1]).astype(np.float64)
+    for k in range(3):
         # Normalised convolution: smoothing sums and counts alike averages neighbouring bins
         # with their pixel counts as weights, and gives empty bins their neighbours' mean.
-        sums = ndi.gaussian_filter(sums.reshape(n), CELL_SIGMA, mode="wrap")
-        counts = ndi.gaussian_filter(counts.reshape(n), CELL_SIGMA, mode="wrap")
-        means.append(sums / np.maximum(counts, 1e-12))
+        smoothed = ndi.gaussian_filter(sums[k].reshape(n), CELL_SIGMA, mode="wrap")
+        weights = ndi.gaussian_filter(counts[k].reshape(n), CELL_SIGMA, mode="wrap")
+        means.append(smoothed / np.maximum(weights, 1e-12))
     diff = means[1] - means[2]
     noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / 2.0
     return means[0], noise
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_sums(a: np.ndarray, m: np.ndarray, n1: int, n2: int) -> tuple[np.ndarray, np.ndarray]:
+    # The sums and counts of the pixels in each bin of the cell, for all pixels, the even and
+    # the odd cells; one pass without the GIL. A pixel's cell coordinates solve
+    # m @ (u, v) = (y, x) with the arithmetic of LAPACK's dgesv as numpy calls it (OpenBLAS:
+    # partial pivoting, reciprocal pivots, fused multiply-adds), so a pixel on a bin's edge
+    # lands in the bin it always did.
+    a00, a01, a10, a11 = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    swap = abs(a10) > abs(a00)
+    if swap:
+        a00, a01, a10, a11 = a10, a11, a00, a01
+    inv0 = 1.0 / a00
+    low = a10 * inv0
+    inv1 = 1.0 / (a11 - low * a01)
+    sums = np.zeros((3, n1 * n2))
+    counts = np.zeros((3, n1 * n2))
+    for y in range(a.shape[0]):
+        for x in range(a.shape[1]):
+            b0, b1 = (float(x), float(y)) if swap else (float(y), float(x))
+            v = _fma(-low, b0, b1) * inv1
+            u = _fma(-a01, v, b0) * inv0
+            wu, wv = math.floor(u), math.floor(v)
+            i = math.floor((u - wu) * n1) % n1
+            j = math.floor((v - wv) * n2) % n2
+            k = 2 if (wu + wv) % 2 else 1
+            for s in (0, k):
+                sums[s, i * n2 + j] += a[y, x]
+                counts[s, i * n2 + j] += 1.0
+    return sums, counts
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's fma), as OpenBLAS's kernels compute it."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
 
 
 def periodic_share(cell: np.ndarray, img: np.ndarray, ac: np.ndarray) -> float:
