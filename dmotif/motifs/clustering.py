@@ -86,16 +86,19 @@ def _hdbscan_labels(y: np.ndarray, min_size: int) -> np.ndarray:
     """``sklearn.cluster.HDBSCAN(min_cluster_size=min_size).fit_predict(y)``, the same labels,
     with its single-threaded minimum spanning tree (most of its time) built on all cores."""
     # scikit-learn costs 0.3-0.7 s to import: on first use
-    from sklearn.cluster._hdbscan._linkage import MST_edge_dtype
-    from sklearn.cluster._hdbscan._tree import tree_to_labels
-    from sklearn.cluster._hdbscan.hdbscan import _process_mst
+    from sklearn.cluster import HDBSCAN
     from sklearn.neighbors import NearestNeighbors
 
+    try:  # private names: a scikit-learn that moved them still gets the same labels, slower
+        from sklearn.cluster._hdbscan._linkage import MST_edge_dtype
+        from sklearn.cluster._hdbscan._tree import tree_to_labels
+        from sklearn.cluster._hdbscan.hdbscan import _process_mst
+    except ImportError:
+        MST_edge_dtype = None
     from ._mst import mutual_reachability_mst
 
-    if y.shape[0] <= min_size:
-        from sklearn.cluster import HDBSCAN  # its own message for too few points
-
+    if y.shape[0] <= min_size or MST_edge_dtype is None:
+        # (with too few points, HDBSCAN's own message)
         return HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(y)
     # HDBSCAN's defaults: min_samples = min_cluster_size, a k-d tree of leaf size 40, "eom"
     nearest = NearestNeighbors(n_neighbors=min_size, algorithm="kd_tree", leaf_size=40).fit(y)
