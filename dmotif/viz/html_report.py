@@ -187,6 +187,9 @@ def _motif_table(rows: list[dict[str, Any]]) -> str:
     def num(v: Any, fmt: str) -> str:
         return "–" if v is None else format(v, fmt)
 
+    def pval(v: Any) -> str:  # a p-value below the smallest double is not zero
+        return "&lt; 1e-300" if v == 0 else num(v, ".2g")
+
     body = []
     for r in rows:
         if "more" in r:
@@ -198,7 +201,7 @@ def _motif_table(rows: list[dict[str, Any]]) -> str:
             f'<tr class="motif"><th>{html.escape(r["motif"])}</th><td>{r["label"]}</td>'
             f'<td>{r["count"]:,}</td><td>{r["fraction"]:.1%}</td>'
             f'<td>{num(r["intensity"], ".3g")}</td><td>{img}</td>'
-            f'<td>{num(r["separation"], ".2f")}</td><td>{num(r["p_value"], ".2g")}</td>'
+            f'<td>{num(r["separation"], ".2f")}</td><td>{pval(r["p_value"])}</td>'
             f'<td>{html.escape(str(r["nearest_motif"] or "–"))}</td></tr>'
         )
     return ('<table id="motifs"><tr><th>motif</th><th>label</th><th>atoms</th><th>share</th>'

@@ -125,3 +125,12 @@ def test_motif_fractions_per_frame_are_drawn_only_for_several_frames(frames, tmp
     page = dmotif.report(store, tmp_path / "r.html").read_text()
     assert ('<figure id="fractions">' in page) == (frames > 1)
     assert (tmp_path / "r_files" / "fractions.png").exists() == (frames > 1)
+
+
+def test_a_p_value_below_the_smallest_double_is_not_written_zero() -> None:
+    from dmotif.viz.html_report import _motif_table
+
+    row = {"motif": "A", "label": 0, "count": 9, "fraction": 1.0, "intensity": None,
+           "separation": 7.0, "nearest_motif": "B"}
+    assert "<td>&lt; 1e-300</td>" in _motif_table([row | {"p_value": 0.0}])
+    assert "<td>3.4e-86</td>" in _motif_table([row | {"p_value": 3.4e-86}])
