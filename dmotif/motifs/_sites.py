@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _decide
 
-__all__ = ["atom_slots", "foreign_groups", "split_sites"]
+__all__ = ["atom_slots", "foreign_groups", "slot_shares", "split_sites"]
 
 
 def atom_slots(members: np.ndarray, n: int) -> np.ndarray:
@@ -28,6 +28,18 @@ def atom_slots(members: np.ndarray, n: int) -> np.ndarray:
     rows, cols = np.nonzero(members >= 0)
     slot[members[rows, cols]] = cols
     return slot
+
+
+def slot_shares(labels: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[k, s]``, motif ``k``'s atoms on slot ``s`` (unassigned and unplaced atoms
+    ignored), and ``share[k, s]``, their share of the slot's atoms; both empty when no
+    atom is placed."""
+    placed = (labels >= 0) & (slot >= 0)
+    if not placed.any():
+        return np.empty((0, 0), np.int64), np.empty((0, 0))
+    counts = np.zeros((int(labels.max()) + 1, int(slot.max()) + 1), np.int64)
+    np.add.at(counts, (labels[placed], slot[placed]), 1)
+    return counts, counts / np.maximum(counts.sum(axis=0), 1)
 
 
 def foreign_groups(
@@ -41,12 +53,9 @@ def foreign_groups(
     ``counts[k, s] / counts[:, s].sum()`` is under ``max_share`` times motif ``k``'s largest
     share, and not the slot's majority. Pairs come in the order of motif, then slot.
     """
-    placed = (labels >= 0) & (slot >= 0)
-    if not placed.any():
+    counts, share = slot_shares(labels, slot)
+    if not counts.size:
         return [], np.empty(0, np.int64)
-    counts = np.zeros((int(labels.max()) + 1, int(slot.max()) + 1), np.int64)
-    np.add.at(counts, (labels[placed], slot[placed]), 1)
-    share = counts / np.maximum(counts.sum(axis=0), 1)
     home = share.max(axis=1, keepdims=True)
     foreign = (counts >= min_atoms) & (share < max_share * home)
     majority = np.argmax(counts, axis=0)

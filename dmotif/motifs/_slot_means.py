@@ -20,6 +20,7 @@ from scipy import stats
 
 from ..hierarchy import _lattice, _unwrap
 from . import _decide
+from ._sites import slot_shares
 
 __all__ = ["home_slots", "position_slots", "split_slot_means"]
 
@@ -27,24 +28,21 @@ __all__ = ["home_slots", "position_slots", "split_slot_means"]
 PATCH_CELLS = 3.0
 
 
-def position_slots(yx: np.ndarray, frame: np.ndarray, *, spacing: float, tol: float
+def position_slots(yx: np.ndarray, frame: np.ndarray, m: np.ndarray, *, tol: float
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The slot of each atom in the cell of the lattice its positions alone form.
+    """The slot of each atom in the cell of the lattice ``m`` (columns: the Bravais vectors)
+    that its positions alone form.
 
-    The lattice is that of all atoms as one label (:func:`_lattice.lattice_basis`: a bond of
-    a honeycomb maps only half the atoms onto atoms and is no lattice vector); the slots are
-    the groups of fractional offsets within ``PATCH_CELLS`` lattice vectors of each frame's
-    central atom (:func:`_lattice.slot_positions`); each atom is placed by a walk over its
-    neighbours (:func:`_unwrap.unwrap_sites`), so a distorted scan does not move it to another
-    slot. Returns the slots (-1: unplaced) and their fractional positions ``(s, 2)``.
-    Raises :class:`~dmotif.errors.NoLatticeError` when the positions form no lattice.
+    ``m`` is the lattice of all atoms as one label (:func:`dmotif.lattice_vectors` without
+    labels: a bond of a honeycomb maps only half the atoms onto atoms and is no lattice
+    vector); the slots are the groups of fractional offsets within ``PATCH_CELLS`` lattice
+    vectors of each frame's central atom (:func:`_lattice.slot_positions`); each atom is
+    placed by a walk over its neighbours (:func:`_unwrap.unwrap_sites`), so a distorted scan
+    does not move it to another slot. Returns the slots (-1: unplaced) and their fractional
+    positions ``(s, 2)``.
     """
     frames = [np.flatnonzero(frame == f) for f in np.unique(frame)]
     one = np.zeros(len(yx), np.int64)
-    vectors = np.concatenate([_lattice.same_label_vectors(yx[i], one[i], max_length=3 * spacing)
-                              for i in frames])
-    u, v, _ = _lattice.lattice_basis(vectors, spacing=spacing, n_atoms=len(yx))
-    m = np.column_stack([u, v])
     reach = PATCH_CELLS * float(np.linalg.norm(m, axis=0).max())
     roots = [_lattice.root_atom(yx[i], one[i], 0) for i in frames]
     offsets = np.concatenate([_lattice.patch_offsets(yx[i], one[i], m, r, reach)
@@ -63,12 +61,9 @@ def home_slots(labels: np.ndarray, slot: np.ndarray, *, max_share: float, min_at
     """Each motif's home slots: at least ``min_atoms`` of its atoms, and a share of the slot
     (its atoms there over all atoms there) at least ``max_share`` times its largest share
     (the complement of :func:`dmotif.motifs._sites.foreign_groups`)."""
-    placed = (labels >= 0) & (slot >= 0)
-    if not placed.any():
+    counts, share = slot_shares(labels, slot)
+    if not counts.size:
         return {}
-    counts = np.zeros((int(labels.max()) + 1, int(slot.max()) + 1), np.int64)
-    np.add.at(counts, (labels[placed], slot[placed]), 1)
-    share = counts / np.maximum(counts.sum(axis=0), 1)
     home = (counts >= min_atoms) & (share >= max_share * share.max(axis=1, keepdims=True))
     return {int(k): np.flatnonzero(home[k]).tolist() for k in range(len(counts))}
 

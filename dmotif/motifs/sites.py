@@ -160,15 +160,17 @@ def _split_slot_means(lab, slot, x, seed, test):
 def _position_split(atoms, lab, x, seed, test):
     """The split by slot means on the slots of the positions' own lattice (none if no
     lattice)."""
-    from ..hierarchy._atoms import atom_arrays, atom_spacing
+    from ..hierarchy import lattice_vectors
+    from ..hierarchy._atoms import atom_arrays
     from . import _slot_means
 
     frame, yx = atom_arrays(atoms)
     try:
-        spacing = atom_spacing(atoms, frame, yx)
-        slot, _ = _slot_means.position_slots(yx, frame, spacing=spacing, tol=0.2 * spacing)
+        uv = lattice_vectors(atoms)  # all atoms as one label
     except NoLatticeError:
         return lab, {}
+    tol = 0.2 * uv.attrs["spacing_px"]
+    slot, _ = _slot_means.position_slots(yx, frame, uv.values.T, tol=tol)
     return _split_slot_means(lab, slot, x, seed, test)
 
 

@@ -424,14 +424,15 @@ def _run_stage(
         follow = ds["edge"].values if "edge" in ds else None
         # The layout's clusters are the candidates; the motifs are decided in the PCA scores
         # and split by the sublattice site of their atoms.
-        labels = func(ds["layout"].compute(), follow=follow, features=ds["pca"].compute(),
+        scores = ds["pca"].compute()
+        labels = func(ds["layout"].compute(), follow=follow, features=scores,
                       atoms=atoms, **params).rename("label").astype(np.int32)
         summary = _motif_summary(image, atoms, labels, ds, attrs, seed_int(cfg["seed"]))
         merged = xr.merge([labels.to_dataset(), summary.drop_attrs()], combine_attrs="drop")
         structure = feature_structure(ds["zernike"], atoms)
         if structure["structure"] == "continuum":
             # the motifs are pieces of the variation: its coordinate is what to map
-            merged["continuum"] = continuum_coordinate(ds["pca"].compute(), atoms,
+            merged["continuum"] = continuum_coordinate(scores, atoms,
                                                        seed=cfg["seed"]).astype(np.float32)
         return merged, {"cluster_attrs": json_ready(labels.attrs | summary.attrs | structure)}
     elif stage == "measure":

@@ -114,8 +114,8 @@ def test_position_slots_are_the_sublattices_of_a_distorted_honeycomb():
     # tolerance from a global lattice; the walk over neighbours still places them.
     yx, truth = honeycomb(n=30)
     yx = yx + np.c_[np.zeros(len(yx)), 0.02 * (yx[:, 0] - yx[:, 0].min())]
-    slot, sites = _slot_means.position_slots(yx, np.zeros(len(yx), np.int64), spacing=8.08,
-                                             tol=1.6)
+    m = dmotif.lattice_vectors(atom_table(yx)).values.T
+    slot, sites = _slot_means.position_slots(yx, np.zeros(len(yx), np.int64), m, tol=1.6)
     assert len(sites) == 2
     placed = slot >= 0
     assert placed.mean() >= 0.99
