@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import networkx as nx
@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import DataError
+from .plots import grey_range
 
 __all__ = ["plot_hierarchy"]
 
@@ -126,12 +127,11 @@ def plot_hierarchy(
         ax.text(x, y, f"+ {n_hidden} more\n(n={count:,})", fontsize=9, ha="center",
                 va="center", color="0.3", gid="more")
     # one grey scale a level, as the report's motif table: a brighter motif shows brighter
-    grey: dict[int, list[float]] = {}
+    shown = defaultdict(list)
     for n, d in graph.nodes(data=True):
-        patch = d.get("mean_patch")
-        if n in pos and patch is not None and np.isfinite(patch).any():
-            lo, hi = grey.setdefault(d["level"], [np.inf, -np.inf])
-            grey[d["level"]] = [min(lo, float(np.nanmin(patch))), max(hi, float(np.nanmax(patch)))]
+        if n in pos and d.get("mean_patch") is not None:
+            shown[d["level"]].append(d["mean_patch"])
+    grey = {level: grey_range(patches) for level, patches in shown.items()}
     for n, d in graph.nodes(data=True):
         if n not in pos:
             continue

@@ -20,7 +20,7 @@ from ..io.summary import summary_rows
 from .hierarchy_plot import plot_hierarchy
 from .measure_plots import measurement_figures
 from .overview import plot_defect_map, plot_overview
-from .plots import MOTIF_COLORS, plot_layout, plot_map, plot_motifs
+from .plots import MOTIF_COLORS, grey_range, plot_layout, plot_map, plot_motifs
 
 __all__ = ["MAX_PIXELS", "motif_rows", "plot_atoms_on_image", "plot_frame_fractions", "report",
            "summary_rows"]
@@ -160,9 +160,8 @@ def motif_rows(res: Result, *, max_rows: int = 60) -> list[dict[str, Any]]:
     ev = res.attrs.get("cluster_attrs", {})
     names = _motif_names(res)
     patches = ds["mean_patch"].values if "mean_patch" in ds else None
-    if patches is not None and np.isfinite(patches).any():
-        grey = float(np.nanmin(patches)), float(np.nanmax(patches))
-    else:
+    grey = grey_range(patches) if patches is not None else (None, None)
+    if grey[0] is None:  # no finite patch: nothing to draw
         patches = None
     motif_ids = ds["motif"].values.tolist() if "motif" in ds.coords else list(range(ks.size))
     rows = []

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from ..errors import DataError
 
-__all__ = ["MOTIF_COLORS", "plot_layout", "plot_map", "plot_motifs"]
+__all__ = ["MOTIF_COLORS", "grey_range", "plot_layout", "plot_map", "plot_motifs"]
 
 
 #: One colour per motif label, shared by every dmotif figure (label k -> colour k).
@@ -129,8 +129,7 @@ def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray",
     ncols = max(1, min(ncols, k))
     nrows = max(1, -(-k // ncols))
     fig = Figure(figsize=(2 * ncols, 2.2 * nrows))
-    finite = np.isfinite(patches)
-    lo, hi = (patches[finite].min(), patches[finite].max()) if finite.any() else (None, None)
+    lo, hi = grey_range(patches)
     for motif in range(k):
         ax = fig.add_subplot(nrows, ncols, motif + 1)
         ax.imshow(patches[motif], cmap=cmap, vmin=lo, vmax=hi)
@@ -140,6 +139,15 @@ def plot_motifs(summary: xr.Dataset, *, ncols: int = 6, cmap: str = "gray",
         ax.set_title(title, fontsize="small")
         ax.set_axis_off()
     return fig
+
+
+def grey_range(patches: Any) -> tuple[float, float] | tuple[None, None]:
+    """The least and greatest finite value over all ``patches`` (arrays of any shapes): one
+    grey scale for mean patches compared side by side, so a brighter motif shows brighter;
+    ``(None, None)`` (matplotlib's own scaling) when none is finite."""
+    values = np.concatenate([np.ravel(p) for p in patches]) if len(patches) else np.empty(0)
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if values.size else (None, None)
 
 
 def plot_map(
